@@ -1,0 +1,108 @@
+"""Flag helpers shared by the experiments: network flags and one-line errors.
+
+Every bad command line ends the same way: one line on stderr naming the flag
+and the valid values, exit status 2, no traceback, nothing written.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from vgrad import activations
+from vgrad import initializers
+
+FLAGS = flags.FLAGS
+
+# Flags that set an activation's parameter: flag -> (activation, parameter).
+ACT_PARAM_FLAGS = {
+    "leaky_slope": ("leaky_relu", "slope"),
+    "elu_alpha": ("elu", "alpha"),
+    "swish_beta": ("swish", "beta"),
+    "maxout_k": ("maxout", "k"),
+}
+
+
+def fail(message: str, status: int = 2):
+  """Prints ``error: message`` as one line on stderr and exits."""
+  print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+  sys.exit(status)
+
+
+def _parse_flags(argv):
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    fail(e)
+
+
+def run(main):
+  """``absl.app.run(main)`` with one-line flag errors.
+
+  Logging defaults to warnings (JAX logs its backend probing at INFO);
+  ``--verbosity=0`` brings INFO back.
+  """
+  logging.set_verbosity(logging.WARNING)
+  app.run(main, flags_parser=_parse_flags)
+
+
+def _at_least(name: str, bound: float, what: str):
+  flags.register_validator(
+      name, lambda v: v is None or v >= bound,
+      message=f"--{name} must be {what} >= {bound:g}")
+
+
+def define_network_flags(*, act: str, init: str, depth: int, width: int):
+  """Defines --act, --init, --depth, --width, --sigma_w, --sigma_b and the
+  activation-parameter flags, with validators."""
+  flags.DEFINE_enum("act", act, sorted(activations.ACTIVATIONS),
+                    "Hidden-layer activation.")
+  flags.DEFINE_enum("init", init, sorted(initializers.INITIALIZERS),
+                    "Weight initializer (see vgrad/initializers.py).")
+  flags.DEFINE_integer("depth", depth, "Number of hidden layers (affine + "
+                       "activation), >= 1.")
+  flags.DEFINE_integer("width", width, "Units per hidden layer, >= 1.")
+  flags.DEFINE_float("sigma_w", None, "Weight scale for --init=gaussian "
+                     "(Var W = sigma_w^2/fan_in) or orthogonal (gain); "
+                     "default 1.")
+  flags.DEFINE_float("sigma_b", None, "Bias std: b ~ N(0, sigma_b^2). "
+                     "Default: zero biases.")
+  flags.DEFINE_float("leaky_slope", None, "Negative slope of --act=leaky_relu "
+                     "(default 0.01; the lectures also use 0.1).")
+  flags.DEFINE_float("elu_alpha", None, "alpha of --act=elu (default 1).")
+  flags.DEFINE_float("swish_beta", None, "beta of --act=swish (default 1).")
+  flags.DEFINE_integer("maxout_k", None, "Linear pieces per unit of "
+                       "--act=maxout (default 2).")
+  _at_least("depth", 1, "an integer")
+  _at_least("width", 1, "an integer")
+  _at_least("sigma_w", 0, "a number")
+  _at_least("sigma_b", 0, "a number")
+  _at_least("maxout_k", 2, "an integer (maxout needs k >= 2 pieces)")
+  flags.register_validator(
+      "leaky_slope", lambda v: v is None or 0 <= v < 1,
+      message="--leaky_slope must be in [0, 1)")
+  flags.register_validator("elu_alpha", lambda v: v is None or v > 0,
+                           message="--elu_alpha must be > 0")
+
+
+def activation_params() -> dict:
+  """The activation parameters set on the command line, for ``--act``.
+
+  Exits with a one-line error when a parameter flag does not belong to the
+  chosen activation, and when --sigma_w is given with an initializer that
+  fixes its own scale.
+  """
+  params = {}
+  for flag, (act, param) in ACT_PARAM_FLAGS.items():
+    value = FLAGS[flag].value
+    if value is None:
+      continue
+    if FLAGS.act != act:
+      fail(f"--{flag} applies only to --act={act}, not --act={FLAGS.act}")
+    params[param] = value
+  if FLAGS.sigma_w is not None and FLAGS.init not in initializers.TAKES_SIGMA_W:
+    fail(f"--sigma_w applies only to --init="
+         f"{'|'.join(sorted(initializers.TAKES_SIGMA_W))}; --init="
+         f"{FLAGS.init} fixes its own scale")
+  return params

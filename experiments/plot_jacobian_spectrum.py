@@ -1,0 +1,38 @@
+"""Redraws a run's spectrum figure from its results.json alone.
+
+    python -m experiments.plot_jacobian_spectrum --run_dir=runs/jacobian_spectrum/RUN
+
+Writes ``spectrum.png`` and ``spectrum.pdf`` into ``--run_dir`` (or
+``--out_stem``.png/.pdf).
+"""
+
+import json
+import os
+
+from absl import flags
+
+from experiments import cli
+from vgrad import plotting
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("run_dir", None, "Run directory holding results.json.")
+flags.DEFINE_string("out_stem", None, "Path without extension for the "
+                    "figure; default RUN_DIR/spectrum.")
+flags.mark_flag_as_required("run_dir")
+
+
+def main(argv):
+  del argv
+  path = os.path.join(FLAGS.run_dir, "results.json")
+  try:
+    with open(path) as f:
+      results = json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    cli.fail(f"--run_dir: cannot read {path}: {e}")
+  stem = FLAGS.out_stem or os.path.join(FLAGS.run_dir, "spectrum")
+  paths = plotting.save_figure(plotting.plot_jacobian_spectrum(results), stem)
+  print(f"wrote {', '.join(paths)}")
+
+
+if __name__ == "__main__":
+  cli.run(main)

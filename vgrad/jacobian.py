@@ -1,0 +1,161 @@
+"""Exact per-layer, input-to-layer and input-output Jacobians of an MLP.
+
+Convention (see :mod:`vgrad.models` for the notation): the Jacobian of hidden
+layer l is the derivative of its output with respect to its input,
+
+    J_l = d x_l / d x_{l-1} = D_l W_l,    D_l = diag(phi'(h_l)),
+
+an ``(width, n_{l-1})`` matrix, and the input-to-layer-l Jacobian is the chain
+
+    J_{<=l} = d x_l / d x_0 = D_l W_l ... D_1 W_1.
+
+For maxout, J_l is the row selection ``S_l W_l`` of the stacked piece weights
+(row i is the winning piece's row ``W_l^{(j*)}[i]``). The input-output
+Jacobian is ``dy / dx_0``: ``J_{<=depth}`` when the model has no readout,
+else the readout's (and head's) Jacobian times ``J_{<=depth}``.
+
+Two routes compute the same matrices and are tested against each other:
+``autodiff_layer_jacobians`` applies ``jax.jacrev``/``jax.jacfwd`` to each of
+the model's own layers; ``analytic_layer_jacobian`` writes ``D_l W_l`` out,
+and is what the batched probe (:func:`make_spectrum_probe`) scans over the
+layers, so its memory is one Jacobian per input at any depth.
+"""
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from vgrad import activations as activations_lib
+from vgrad import models
+
+PRECISION = models.PRECISION
+
+
+def layer_jacobian(activation: activations_lib.Activation, kernel: jax.Array,
+                   h: jax.Array) -> jax.Array:
+  """The analytic Jacobian of one hidden layer.
+
+  Args:
+    activation: the layer's activation.
+    kernel: ``(n_in, N)``, or ``(k, n_in, N)`` for maxout with k pieces.
+    h: pre-activations ``(N,)``, or ``(N, k)`` for maxout.
+
+  Returns:
+    ``J_l = diag(phi'(h)) W`` of shape ``(N, n_in)`` with ``W = kernel.T``;
+    for maxout the rows of the winning pieces, ``J_l[i] = kernel[j*_i, :, i]``.
+  """
+  if activation.is_maxout:
+    winner = jnp.argmax(h, axis=-1)
+    return kernel[winner, :, jnp.arange(h.shape[0])]
+  return activation.deriv(h)[:, None] * kernel.T
+
+
+def analytic_layer_jacobians(model: models.MLP, params, x: jax.Array):
+  """``[J_1, ..., J_depth]`` for one input ``x`` of shape ``(n_in,)``."""
+  _, hs = model.apply(params, x, return_preactivations=True)
+  return [layer_jacobian(model.activation,
+                         models.layer_params(params, l)["kernel"], h)
+          for l, h in enumerate(hs, start=1)]
+
+
+def autodiff_layer_jacobians(model: models.MLP, params, x: jax.Array,
+                             mode: str = "rev"):
+  """``[J_1, ..., J_depth]`` by ``jax.jacrev`` (or ``jacfwd``) of each layer."""
+  jac = {"rev": jax.jacrev, "fwd": jax.jacfwd}[mode]
+  jacobians = []
+  for l in range(1, model.depth + 1):
+    def layer_out(z, l=l):
+      return model.apply(params, l, z, method=models.MLP.apply_layer)[0]
+    jacobians.append(jac(layer_out)(x))
+    x = layer_out(x)
+  return jacobians
+
+
+def cumulative_jacobians(layer_jacobians):
+  """``[J_{<=1}, ..., J_{<=depth}]`` from ``[J_1, ..., J_depth]``."""
+  cumulative = [layer_jacobians[0]]
+  for jac in layer_jacobians[1:]:
+    cumulative.append(jnp.dot(jac, cumulative[-1], precision=PRECISION))
+  return cumulative
+
+
+def input_output_jacobian(model: models.MLP, params, x: jax.Array,
+                          mode: str = "rev") -> jax.Array:
+  """``dy/dx_0`` of the whole network by autodiff, ``(n_out, n_in)``."""
+  jac = {"rev": jax.jacrev, "fwd": jax.jacfwd}[mode]
+  return jac(lambda z: model.apply(params, z))(x)
+
+
+def singular_values(matrix: jax.Array) -> jax.Array:
+  """Singular values in descending order, ``(..., min(M, N))``."""
+  return jnp.linalg.svd(matrix, compute_uv=False)
+
+
+class Spectra(NamedTuple):
+  """Singular values from :func:`make_spectrum_probe`, for B inputs.
+
+  Attributes:
+    first_layer: ``(B, min(N, n_in))`` singular values of J_1.
+    per_layer: ``(B, depth - 1, N)`` singular values of J_2 ... J_depth.
+    cumulative: ``(B, depth, min(N, n_in))`` singular values of J_{<=l}.
+    input_output: ``(B, min(n_out, n_in))`` singular values of dy/dx_0.
+  """
+  first_layer: jax.Array
+  per_layer: jax.Array
+  cumulative: jax.Array
+  input_output: jax.Array
+
+
+def _stack_layer_params(params, first: int, last: int):
+  layers = [models.layer_params(params, l) for l in range(first, last + 1)]
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *layers)
+
+
+def _spectra_one_input(model: models.MLP, params, x: jax.Array):
+  layer = models.hidden_layer(model)
+
+  def step(p, x_prev):
+    x_next, h = layer.apply({"params": p}, x_prev)
+    return x_next, layer_jacobian(model.activation, p["kernel"], h)
+
+  x, jac = step(models.layer_params(params, 1), x)
+  first_sv = singular_values(jac)
+
+  def body(carry, p):
+    x, cumulative = carry
+    x, jac = step(p, x)
+    cumulative = jnp.dot(jac, cumulative, precision=PRECISION)
+    return (x, cumulative), (singular_values(jac), singular_values(cumulative))
+
+  carry = (x, jac)
+  if model.depth > 1:
+    rest = _stack_layer_params(params, 2, model.depth)
+    carry, (per_layer, cum_rest) = jax.lax.scan(body, carry, rest)
+  else:
+    per_layer = jnp.zeros((0, model.width), jac.dtype)
+    cum_rest = jnp.zeros((0, first_sv.shape[0]), jac.dtype)
+  x, cumulative = carry
+  cum = jnp.concatenate([first_sv[None], cum_rest])
+  if model.num_outputs is None:
+    io_sv = cum[-1]
+  else:
+    readout = jax.jacrev(
+        lambda z: model.apply(params, z, method=models.MLP.apply_output))(x)
+    io_sv = singular_values(jnp.dot(readout, cumulative, precision=PRECISION))
+  return Spectra(first_sv, per_layer, cum, io_sv)
+
+
+def make_spectrum_probe(model: models.MLP):
+  """A jitted ``probe(params, xs) -> Spectra`` for inputs ``xs (B, n_in)``.
+
+  Per input: one forward pass, and for each layer the analytic ``J_l``, the
+  chain ``J_{<=l} = J_l J_{<=l-1}`` and both singular-value spectra, in a
+  ``lax.scan`` over layers 2..depth (compiled once at any depth). Inputs are
+  vmapped. Cost: ``depth`` (N x N)(N x n_in) products and ``2 depth`` SVDs.
+  """
+  if model.depth < 1:
+    raise ValueError("the spectrum probe needs depth >= 1")
+  return jax.jit(jax.vmap(functools.partial(_spectra_one_input, model),
+                          in_axes=(None, 0)))

@@ -1,0 +1,140 @@
+"""Paper-style figures drawn from saved results alone.
+
+Every function here takes the dictionary stored in a run's ``results.json``
+and never touches models or JAX, so a figure can be redrawn from a run
+directory at any time (``python -m experiments.plot_jacobian_spectrum``).
+Uses matplotlib's object API (no pyplot state, no display needed).
+"""
+
+import os
+
+import numpy as np
+from matplotlib.figure import Figure
+
+# One style for every vgrad figure: serif text at paper size, thin spines,
+# the Okabe-Ito colour-blind-safe palette.
+STYLE = {
+    "font.family": "serif",
+    "font.size": 9,
+    "axes.titlesize": 9,
+    "axes.labelsize": 9,
+    "legend.fontsize": 7.5,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "axes.linewidth": 0.6,
+    "lines.linewidth": 1.3,
+    "savefig.dpi": 200,
+}
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9",
+           "#F0E442", "#000000")
+
+
+def _resolved_values(record: dict) -> np.ndarray:
+  """Pooled resolved singular values of one spectrum record."""
+  return np.array([v for row in record["singular_values"] for v in row
+                   if v is not None], np.float64)
+
+
+def _layer_quantiles(records, qs) -> np.ndarray:
+  """``(layers, len(qs))`` pooled quantiles; NaN where a quantile falls on an
+  unresolved value (those are the smallest, so upper quantiles survive)."""
+  out = []
+  for record in records:
+    pooled = np.array([-np.inf if v is None else v
+                       for row in record["singular_values"] for v in row])
+    q = np.quantile(pooled, qs, method="nearest")
+    out.append(np.where(np.isfinite(q), q, np.nan))
+  return np.array(out)
+
+
+def _title(results: dict) -> str:
+  c = results["config"]
+  params = "".join(f", {k}={v}" for k, v in sorted(c.get("act_params",
+                                                          {}).items()))
+  scale = "".join(f", $\\sigma_{k[-1]}$={c[k]:g}" for k in ("sigma_w",
+                                                            "sigma_b")
+                  if c.get(k) is not None)
+  return (f"{c['act']}{params} net, {c['init']} init{scale}: depth "
+          f"{c['depth']}, width {c['width']}, {c['num_inputs']} inputs, "
+          f"{c['dtype']}")
+
+
+def plot_jacobian_spectrum(results: dict) -> Figure:
+  """Two panels: the spread of J_{<=l}'s singular values against l, and the
+  density of the input-output singular values (both on log axes)."""
+  with _style():
+    fig = Figure(figsize=(7.2, 3.0), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    _draw_spread(left, results)
+    _draw_density(right, results)
+    fig.suptitle(_title(results))
+  return fig
+
+
+def _style():
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  return matplotlib.rc_context(STYLE)
+
+
+def _draw_spread(ax, results):
+  records = results["layers"]
+  layers = np.array([r["layer"] for r in records])
+  q = _layer_quantiles(records, [0.0, 0.1, 0.5, 0.9, 1.0])
+  ax.fill_between(layers, q[:, 1], q[:, 3], color=PALETTE[0], alpha=0.3,
+                  lw=0, label="10th to 90th percentile")
+  ax.plot(layers, q[:, 4], color=PALETTE[0], lw=0.8, label="max")
+  ax.plot(layers, q[:, 2], color=PALETTE[0], marker="o", ms=2.5,
+          label="median")
+  ax.plot(layers, q[:, 0], color=PALETTE[0], lw=0.8, ls="-.",
+          label="min (where resolved)")
+  rms = [np.sqrt(r["mean_sq_singular_value"])
+         if r["mean_sq_singular_value"] else np.nan for r in records]
+  ax.plot(layers, rms, color=PALETTE[1], ls="--",
+          label=r"rms gain $\sqrt{\mathrm{tr}\,JJ^\top/N}$")
+  floor = [np.median([f for f in r["resolution_floor"] if f is not None]
+                     or [np.nan]) for r in records]
+  ax.plot(layers, floor, color="0.45", ls=":",
+          label=f"{results['config']['dtype']} resolution floor")
+  ax.axhline(1.0, color="0.7", lw=0.6, zorder=0)
+  ax.set_yscale("log")
+  ax.set_xlabel("layer $l$ (hidden layers from the input)")
+  ax.set_ylabel(r"singular values of $J_{\leq l} = \partial x_l/\partial x_0$")
+  ax.set_title(r"Input-to-layer-$l$ Jacobian spectrum")
+  ax.legend(loc="best", frameon=False)
+
+
+def _draw_density(ax, results):
+  record = results["input_output"]
+  values = _resolved_values(record)
+  total = sum(map(len, record["singular_values"]))
+  if values.size:
+    lo, hi = np.log10(values.min()), np.log10(values.max())
+    pad = max(0.05 * (hi - lo), 0.02)
+    bins = np.logspace(lo - pad, hi + pad, 31)
+    # Density per decade, normalised over all values, resolved or not.
+    weights = np.full(values.size, 1.0 / total / np.log10(bins[1] / bins[0]))
+    ax.hist(values, bins=bins, weights=weights, color=PALETTE[2], alpha=0.8,
+            label="measured")
+  ax.axvline(1.0, color="0.5", lw=0.8, ls="--", label=r"$\sigma = 1$")
+  ax.set_xscale("log")
+  ax.set_xlabel(r"singular value $\sigma$ of $\partial x_L/\partial x_0$")
+  ax.set_ylabel(r"density per decade, $p(\log_{10}\sigma)$")
+  ax.set_title(f"Input-output Jacobian, depth {results['config']['depth']}")
+  missing = total - values.size
+  title = (f"{missing} of {total} values below {results['config']['dtype']}"
+           f"\nresolution, not shown" if missing else None)
+  ax.legend(loc="upper right", frameon=False, title=title,
+            title_fontsize=7)
+
+
+def save_figure(fig: Figure, stem: str) -> list[str]:
+  """Writes ``stem.png`` and ``stem.pdf``; returns the paths."""
+  paths = []
+  for ext in ("png", "pdf"):
+    path = f"{stem}.{ext}"
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
+                       f".tmp-{os.path.basename(path)}")
+    fig.savefig(tmp, format=ext)
+    os.replace(tmp, path)
+    paths.append(path)
+  return paths
