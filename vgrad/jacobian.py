@@ -113,38 +113,66 @@ def _stack_layer_params(params, first: int, last: int):
   return jax.tree.map(lambda *leaves: jnp.stack(leaves), *layers)
 
 
-def _spectra_one_input(model: models.MLP, params, x: jax.Array):
+def _chain(model: models.MLP, params, x: jax.Array, spectra: bool):
+  """Scans J_{<=l} = J_l J_{<=l-1} over the layers for one input.
+
+  Returns ``(J_io, first_sv, per_layer_sv, cumulative_sv)``; the spectra are
+  computed inside the scan only when ``spectra`` is True (else None).
+  """
   layer = models.hidden_layer(model)
 
   def step(p, x_prev):
     x_next, h = layer.apply({"params": p}, x_prev)
     return x_next, layer_jacobian(model.activation, p["kernel"], h)
 
-  x, jac = step(models.layer_params(params, 1), x)
-  first_sv = singular_values(jac)
-
   def body(carry, p):
     x, cumulative = carry
     x, jac = step(p, x)
     cumulative = jnp.dot(jac, cumulative, precision=PRECISION)
-    return (x, cumulative), (singular_values(jac), singular_values(cumulative))
+    out = ((singular_values(jac), singular_values(cumulative)) if spectra
+           else None)
+    return (x, cumulative), out
 
-  carry = (x, jac)
+  x, cumulative = step(models.layer_params(params, 1), x)
+  first_sv = singular_values(cumulative) if spectra else None
+  per_layer = cum_rest = None
   if model.depth > 1:
     rest = _stack_layer_params(params, 2, model.depth)
-    carry, (per_layer, cum_rest) = jax.lax.scan(body, carry, rest)
-  else:
-    per_layer = jnp.zeros((0, model.width), jac.dtype)
-    cum_rest = jnp.zeros((0, first_sv.shape[0]), jac.dtype)
-  x, cumulative = carry
-  cum = jnp.concatenate([first_sv[None], cum_rest])
-  if model.num_outputs is None:
-    io_sv = cum[-1]
-  else:
+    (x, cumulative), outs = jax.lax.scan(body, (x, cumulative), rest)
+    if spectra:
+      per_layer, cum_rest = outs
+  elif spectra:
+    per_layer = jnp.zeros((0, model.width), cumulative.dtype)
+    cum_rest = jnp.zeros((0, first_sv.shape[0]), cumulative.dtype)
+  if model.num_outputs is not None:
     readout = jax.jacrev(
         lambda z: model.apply(params, z, method=models.MLP.apply_output))(x)
-    io_sv = singular_values(jnp.dot(readout, cumulative, precision=PRECISION))
+    cumulative = jnp.dot(readout, cumulative, precision=PRECISION)
+  return cumulative, first_sv, per_layer, cum_rest
+
+
+def _spectra_one_input(model: models.MLP, params, x: jax.Array) -> Spectra:
+  io_jac, first_sv, per_layer, cum_rest = _chain(model, params, x, True)
+  cum = jnp.concatenate([first_sv[None], cum_rest])
+  io_sv = cum[-1] if model.num_outputs is None else singular_values(io_jac)
   return Spectra(first_sv, per_layer, cum, io_sv)
+
+
+def make_input_output_probe(model: models.MLP, spectrum: bool = True):
+  """A jitted ``probe(params, xs)`` for inputs ``xs (B, n_in)``.
+
+  Returns the singular values ``(B, min(n_out, n_in))`` of the input-output
+  Jacobian (or, with ``spectrum=False``, the Jacobians ``(B, n_out, n_in)``
+  themselves), by the same layer scan as :func:`make_spectrum_probe` but
+  without the per-layer SVDs: ``depth`` matrix products and one SVD.
+  """
+  if model.depth < 1:
+    raise ValueError("the input-output probe needs depth >= 1")
+
+  def one(params, x):
+    jac = _chain(model, params, x, False)[0]
+    return singular_values(jac) if spectrum else jac
+  return jax.jit(jax.vmap(one, in_axes=(None, 0)))
 
 
 def make_spectrum_probe(model: models.MLP):
