@@ -122,7 +122,7 @@ def orthogonal(sigma_w: float = 1.0) -> Initializer:
     tall = (max(n_in, n_out), min(n_in, n_out))
     a = jax.random.normal(key, tall, dtype)
     q, r = jnp.linalg.qr(a)
-    q = q * jnp.sign(jnp.diag(r))
+    q = q * jnp.sign(jnp.diag(r))[None, :]
     q = q if n_in >= n_out else q.T
     return sigma_w * q
   return init

@@ -65,13 +65,15 @@ class HiddenLayer(nn.Module):
                           self.param_dtype)
       bias = self.param("bias", self.bias_init, (self.features,),
                         self.param_dtype)
-      h = jnp.dot(x, kernel, precision=PRECISION) + bias
+      h = jnp.dot(x, kernel, precision=PRECISION)
+      h = h + bias.reshape((1,) * (h.ndim - 1) + bias.shape)
     else:
       kernel = self.param("kernel", _stacked(self.kernel_init, k),
                           (k, n_in, self.features), self.param_dtype)
       bias = self.param("bias", _stacked(self.bias_init, k),
                         (k, self.features), self.param_dtype)
-      h = jnp.einsum("...i,kif->...fk", x, kernel, precision=PRECISION) + bias.T
+      h = jnp.einsum("...i,kif->...fk", x, kernel, precision=PRECISION)
+      h = h + bias.T.reshape((1,) * (h.ndim - 2) + bias.T.shape)
     return self.activation.fn(h), h
 
 

@@ -1,0 +1,111 @@
+"""Tests for vgrad.initializers: statistics against derived bounds."""
+
+import math
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vgrad import initializers
+
+SHAPE = (400, 300)  # n = 120 000 entries
+N = SHAPE[0] * SHAPE[1]
+# For n i.i.d. entries of variance s^2 and kurtosis K, the sample variance has
+# relative standard deviation sqrt((K - 1) / n) (K = 3 Gaussian, 9/5 uniform)
+# and the sample mean standard deviation s / sqrt(n). Six standard
+# deviations: a correct initializer fails with probability < 1e-8.
+VAR_RTOL = 6 * math.sqrt(2 / N)
+MEAN_ATOL_IN_STD = 6 / math.sqrt(N)
+
+
+def _draw(name, shape=SHAPE, sigma_w=None, seed=0, dtype=jnp.float32):
+  init = initializers.get_initializer(name, sigma_w)
+  return np.asarray(init(jax.random.key(seed), shape, dtype), np.float64)
+
+
+class InitializersTest(parameterized.TestCase):
+
+  @parameterized.parameters(*sorted(initializers.INITIALIZERS))
+  def test_every_entry_has_shape_dtype_and_variance(self, name):
+    w = _draw(name)
+    chex.assert_shape(w, SHAPE)
+    chex.assert_tree_all_finite(w)
+    expected = initializers.weight_variance(name, *SHAPE)
+    if expected == 0:
+      np.testing.assert_array_equal(w, 0.0)
+      return
+    self.assertAlmostEqual(w.var() / expected, 1.0, delta=VAR_RTOL)
+    self.assertLess(abs(w.mean()), MEAN_ATOL_IN_STD * math.sqrt(expected))
+
+  @parameterized.parameters(("uniform", 1.0), ("lecun_uniform", 3 / 400),
+                            ("glorot_uniform", 6 / 700), ("he_uniform", 6 / 400))
+  def test_uniform_limits(self, name, limit_sq):
+    w = _draw(name)
+    limit = math.sqrt(limit_sq)
+    self.assertLessEqual(np.abs(w).max(), limit)
+    # The largest of 120 000 uniform draws is within 1e-3 of the limit
+    # with probability 1 - exp(-120) .
+    self.assertGreater(np.abs(w).max(), limit * (1 - 1e-3))
+
+  @parameterized.parameters(((64, 64), 1.0), ((100, 40), 1.3),
+                            ((40, 100), 0.7))
+  def test_orthogonal_is_orthogonal(self, shape, gain):
+    with jax.enable_x64(True):
+      w = _draw("orthogonal", shape, sigma_w=gain, dtype=jnp.float64)
+    gram = w.T @ w if shape[0] >= shape[1] else w @ w.T
+    np.testing.assert_allclose(gram, gain ** 2 * np.eye(min(shape)),
+                               atol=1e-12)
+    w32 = _draw("orthogonal", shape, sigma_w=gain)
+    gram = w32.T @ w32 if shape[0] >= shape[1] else w32 @ w32.T
+    np.testing.assert_allclose(gram, gain ** 2 * np.eye(min(shape)),
+                               atol=1e-5)
+
+  def test_orthogonal_is_haar(self):
+    # Haar measure: E[Q_11] = 0 and E[Q_11^2] = 1/n; the sign fix matters
+    # (without it, QR's diagonal convention biases Q_11 positive).
+    n, draws = 8, 4000
+    keys = jax.random.split(jax.random.key(1), draws)
+    init = initializers.get_initializer("orthogonal")
+    q11 = np.asarray(jax.vmap(lambda k: init(k, (n, n), jnp.float32))(keys)
+                     [:, 0, 0], np.float64)
+    std = math.sqrt(1 / n)
+    self.assertLess(abs(q11.mean()), 6 * std / math.sqrt(draws))
+    self.assertAlmostEqual(np.mean(q11 ** 2) * n, 1.0,
+                           delta=6 * math.sqrt(2 / draws))
+
+  @parameterized.parameters(0.5, 1.0, 2.0)
+  def test_gaussian_sigma_w(self, sigma_w):
+    w = _draw("gaussian", sigma_w=sigma_w)
+    self.assertAlmostEqual(w.var() * SHAPE[0] / sigma_w ** 2, 1.0,
+                           delta=VAR_RTOL)
+
+  def test_sigma_w_is_rejected_where_the_scale_is_fixed(self):
+    with self.assertRaisesRegex(ValueError, "sigma_w applies only to"):
+      initializers.get_initializer("glorot_uniform", sigma_w=1.0)
+
+  def test_negative_sigma_is_rejected(self):
+    with self.assertRaisesRegex(ValueError, "sigma_w must be"):
+      initializers.get_initializer("gaussian", sigma_w=-1.0)
+    with self.assertRaisesRegex(ValueError, "sigma_b must be"):
+      initializers.get_bias_initializer(-0.1)
+
+  def test_unknown_name_lists_valid_names(self):
+    with self.assertRaisesRegex(ValueError, "valid names: gaussian, "
+                                "glorot_normal"):
+      initializers.get_initializer("xavier")
+
+  def test_bias_is_zero_unless_sigma_b(self):
+    key = jax.random.key(0)
+    np.testing.assert_array_equal(
+        initializers.get_bias_initializer(None)(key, (1000,)), 0.0)
+    np.testing.assert_array_equal(
+        initializers.get_bias_initializer(0.0)(key, (1000,)), 0.0)
+    b = np.asarray(initializers.get_bias_initializer(0.3)(key, (N,)))
+    self.assertAlmostEqual(b.var() / 0.09, 1.0, delta=VAR_RTOL)
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -1,0 +1,112 @@
+"""Tests for vgrad.models: shapes, heads, pre-activations, validation."""
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vgrad import models
+
+
+def _init(model, n_in, seed=0):
+  return model.init(jax.random.key(seed), jnp.zeros((n_in,)))
+
+
+class MLPTest(parameterized.TestCase):
+
+  @parameterized.parameters(("tanh", 1), ("maxout", 3))
+  def test_shapes_single_and_batched(self, act, k):
+    params_kw = {"k": k} if act == "maxout" else {}
+    model = models.make_mlp(depth=3, width=7, activation=act,
+                            activation_params=params_kw, num_outputs=2)
+    params = _init(model, 5)
+    kernel = models.layer_params(params, 2)["kernel"]
+    chex.assert_shape(kernel, (k, 7, 7) if k > 1 else (7, 7))
+    x = jax.random.normal(jax.random.key(1), (4, 5))
+    y, hs = model.apply(params, x, return_preactivations=True)
+    chex.assert_shape(y, (4, 2))
+    self.assertLen(hs, 3)
+    for h in hs:
+      chex.assert_shape(h, (4, 7, k) if k > 1 else (4, 7))
+    y1 = model.apply(params, x[0])
+    chex.assert_shape(y1, (2,))
+    chex.assert_trees_all_close(y1, y[0], rtol=1e-6)
+
+  def test_no_readout_returns_last_hidden_layer(self):
+    model = models.make_mlp(depth=2, width=6, activation="relu")
+    params = _init(model, 6)
+    x = jax.random.normal(jax.random.key(1), (6,))
+    y, hs = model.apply(params, x, return_preactivations=True)
+    chex.assert_trees_all_close(y, jax.nn.relu(hs[-1]))
+    self.assertNotIn("readout", params["params"])
+
+  def test_layers_compose_to_the_model(self):
+    model = models.make_mlp(depth=3, width=5, activation="elu",
+                            num_outputs=3, sigma_b=None)
+    params = _init(model, 4)
+    x = jax.random.normal(jax.random.key(2), (4,))
+    z = x
+    layer = models.hidden_layer(model)
+    for l in range(1, 4):
+      z_model, _ = model.apply(params, l, z, method=models.MLP.apply_layer)
+      z, _ = layer.apply({"params": models.layer_params(params, l)}, z)
+      chex.assert_trees_all_close(z, z_model)
+    y = model.apply(params, z, method=models.MLP.apply_output)
+    chex.assert_trees_all_close(y, model.apply(params, x), rtol=1e-6)
+
+  def test_heads(self):
+    x = jax.random.normal(jax.random.key(0), (8, 3))
+    sig = models.make_mlp(depth=2, width=4, activation="tanh", num_outputs=1,
+                          head="sigmoid")
+    y = sig.apply(_init(sig, 3), x)
+    self.assertTrue(bool(jnp.all((y > 0) & (y < 1))))
+    soft = models.make_mlp(depth=2, width=4, activation="tanh",
+                           num_outputs=5, head="softmax")
+    y = soft.apply(_init(soft, 3), x)
+    chex.assert_trees_all_close(y.sum(-1), jnp.ones(8), rtol=1e-6)
+
+  def test_depth_zero_is_a_linear_model(self):
+    model = models.make_mlp(depth=0, width=4, num_outputs=2)
+    params = _init(model, 3)
+    x = jnp.ones((3,))
+    w, b = (params["params"]["readout"][k] for k in ("kernel", "bias"))
+    chex.assert_trees_all_close(model.apply(params, x), x @ w + b)
+
+  def test_the_lecture_xor_net(self):
+    # Lecture 10-1: 2 -> 10 sigmoid layers of 5 -> 1 sigmoid, U(-1, 1)
+    # weights, zero biases.
+    model = models.make_mlp(depth=10, width=5, activation="sigmoid",
+                            init="uniform", num_outputs=1, head="sigmoid")
+    params = _init(model, 2)
+    leaves = jax.tree.leaves(params)
+    self.assertEqual(sum(p.size for p in leaves),
+                     2 * 5 + 5 + 9 * (25 + 5) + 5 + 1)
+    for l in range(1, 11):
+      p = models.layer_params(params, l)
+      np.testing.assert_array_equal(p["bias"], 0.0)
+      self.assertLessEqual(float(jnp.abs(p["kernel"]).max()), 1.0)
+
+  def test_sigma_b_draws_biases(self):
+    model = models.make_mlp(depth=1, width=5000, activation="tanh",
+                            init="gaussian", sigma_b=0.5)
+    b = np.asarray(models.layer_params(_init(model, 2), 1)["bias"])
+    self.assertAlmostEqual(b.std(), 0.5, delta=6 * 0.5 / np.sqrt(2 * 5000))
+
+  @parameterized.parameters(
+      ({"depth": -1, "width": 3}, "depth"),
+      ({"depth": 2, "width": 0}, "width"),
+      ({"depth": 2, "width": 3, "activation": "nope"}, "valid names"),
+      ({"depth": 2, "width": 3, "init": "nope"}, "valid names"),
+      ({"depth": 2, "width": 3, "head": "sigmoid"}, "readout"),
+      ({"depth": 0, "width": 3}, "readout"),
+      ({"depth": 2, "width": 3, "num_outputs": 1, "head": "tanh"}, "head"),
+  )
+  def test_invalid_arguments(self, kwargs, message):
+    with self.assertRaisesRegex(ValueError, message):
+      models.make_mlp(**kwargs)
+
+
+if __name__ == "__main__":
+  absltest.main()
