@@ -47,10 +47,10 @@ def run(main):
   app.run(main, flags_parser=_parse_flags)
 
 
-def _at_least(name: str, bound: float, what: str):
+def _at_least(name: str, bound: float, what: str, why: str = ""):
   flags.register_validator(
       name, lambda v: v is None or v >= bound,
-      message=f"--{name} must be {what} >= {bound:g}")
+      message=f"--{name} must be {what} >= {bound:g}{why}")
 
 
 def define_network_flags(*, act: str, init: str, depth: int, width: int):
@@ -78,7 +78,8 @@ def define_network_flags(*, act: str, init: str, depth: int, width: int):
   _at_least("width", 1, "an integer")
   _at_least("sigma_w", 0, "a number")
   _at_least("sigma_b", 0, "a number")
-  _at_least("maxout_k", 2, "an integer (maxout needs k >= 2 pieces)")
+  _at_least("maxout_k", 2, "an integer",
+            " (maxout takes the max of k >= 2 linear pieces)")
   flags.register_validator(
       "leaky_slope", lambda v: v is None or 0 <= v < 1,
       message="--leaky_slope must be in [0, 1)")

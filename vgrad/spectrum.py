@@ -108,10 +108,16 @@ def _round(value: float, dtype) -> float:
 
 def spectrum_record(sv_BxR: np.ndarray, matrix_shape: tuple[int, int],
                     dtype, **extra) -> dict:
-  """:func:`compute_stats` plus ``singular_values`` (None where unresolved)."""
+  """:func:`compute_stats` plus ``singular_values`` (None where unresolved),
+  every float rounded to the digits that round-trip ``dtype``."""
   sv = np.asarray(sv_BxR, np.float64)
   resolved = resolved_mask(sv, matrix_shape, dtype)
   values = [[_round(v, dtype) if ok else None for v, ok in zip(row, mask)]
             for row, mask in zip(sv, resolved)]
-  return extra | compute_stats(sv, matrix_shape, dtype) | {
-      "singular_values": values}
+  stats = compute_stats(sv, matrix_shape, dtype)
+  for key in STAT_KEYS:
+    if stats[key] is not None:
+      stats[key] = _round(stats[key], dtype)
+  stats["resolution_floor"] = [None if f is None else _round(f, dtype)
+                               for f in stats["resolution_floor"]]
+  return extra | stats | {"singular_values": values}

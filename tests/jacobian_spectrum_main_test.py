@@ -1,0 +1,125 @@
+"""End-to-end tests of ``python -m experiments.jacobian_spectrum``, run as a
+user runs it (a subprocess), including every bad-input path."""
+
+import json
+import os
+import subprocess
+import sys
+
+from absl.testing import absltest
+from absl.testing import parameterized
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--act=tanh", "--depth=3", "--width=8", "--num_inputs=2"]
+
+
+def _run(module, *args, cwd):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg",
+             PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd,
+                        env=env, capture_output=True, text=True, timeout=300)
+
+
+def _spectrum(*args, cwd):
+  return _run("experiments.jacobian_spectrum", *args, cwd=cwd)
+
+
+class MainTest(absltest.TestCase):
+
+  def test_writes_a_complete_run(self):
+    cwd = self.create_tempdir().full_path
+    out = os.path.join(cwd, "run")
+    proc = _spectrum(*TINY, "--seed=3", f"--out_dir={out}", cwd=cwd)
+    self.assertEqual(proc.returncode, 0, proc.stderr)
+    self.assertIn("verdict:", proc.stdout)
+    self.assertEqual(sorted(os.listdir(out)), [
+        "config.json", "results.json", "spectrum.pdf", "spectrum.png"])
+    with open(os.path.join(out, "results.json")) as f:
+      results = json.load(f)
+    with open(os.path.join(out, "config.json")) as f:
+      self.assertEqual(json.load(f), results["config"])
+    self.assertEqual(results["config"], {
+        "act": "tanh", "init": "glorot_uniform", "depth": 3, "width": 8,
+        "sigma_w": None, "sigma_b": None, "num_inputs": 2, "seed": 3,
+        "dtype": "float32", "act_params": {}})
+    for section in ("layers", "per_layer"):
+      self.assertEqual([r["layer"] for r in results[section]], [1, 2, 3])
+    for record in results["layers"] + [results["input_output"]]:
+      self.assertLen(record["singular_values"], 2)
+      self.assertTrue(all(len(row) == 8 for row in record["singular_values"]))
+      values = [v for row in record["singular_values"] for v in row]
+      self.assertEqual(record["max_singular_value"], max(values))
+    # The redraw entry point rebuilds the figure from results.json alone.
+    os.remove(os.path.join(out, "spectrum.png"))
+    proc = _run("experiments.plot_jacobian_spectrum", f"--run_dir={out}",
+                cwd=cwd)
+    self.assertEqual(proc.returncode, 0, proc.stderr)
+    self.assertTrue(os.path.exists(os.path.join(out, "spectrum.png")))
+
+  def test_default_run_dir_and_activation_parameters(self):
+    cwd = self.create_tempdir().full_path
+    proc = _spectrum("--act=leaky_relu", "--leaky_slope=0.1", "--depth=2",
+                     "--width=4", "--num_inputs=1", "--init=gaussian",
+                     "--sigma_w=1.4", "--sigma_b=0.2", "--dtype=float64",
+                     cwd=cwd)
+    self.assertEqual(proc.returncode, 0, proc.stderr)
+    (run,) = os.listdir(os.path.join(cwd, "runs", "jacobian_spectrum"))
+    self.assertEndsWith(run, "_leaky_relu_gaussian_L2_N4")
+    with open(os.path.join(cwd, "runs", "jacobian_spectrum", run,
+                           "results.json")) as f:
+      config = json.load(f)["config"]
+    self.assertEqual(config["act_params"], {"slope": 0.1})
+    self.assertEqual(config["dtype"], "float64")
+
+  def test_existing_run_is_never_overwritten_silently(self):
+    cwd = self.create_tempdir().full_path
+    out = os.path.join(cwd, "run")
+    self.assertEqual(_spectrum(*TINY, f"--out_dir={out}", cwd=cwd).returncode,
+                     0)
+    with open(os.path.join(out, "results.json")) as f:
+      before = f.read()
+    proc = _spectrum(*TINY, "--seed=1", f"--out_dir={out}", cwd=cwd)
+    self.assertNotEqual(proc.returncode, 0)
+    self.assertIn("--overwrite", proc.stderr)
+    self.assertNotIn("Traceback", proc.stderr)
+    with open(os.path.join(out, "results.json")) as f:
+      self.assertEqual(f.read(), before)
+    proc = _spectrum(*TINY, "--seed=1", f"--out_dir={out}", "--overwrite",
+                     cwd=cwd)
+    self.assertEqual(proc.returncode, 0, proc.stderr)
+    with open(os.path.join(out, "results.json")) as f:
+      self.assertNotEqual(f.read(), before)
+    self.assertEqual(sorted(os.listdir(cwd)), ["run"])
+
+
+class BadInputTest(parameterized.TestCase):
+
+  @parameterized.parameters(
+      (["--act=sigmod"], ["--act", "relu", "sigmoid"]),
+      (["--init=xavier"], ["--init", "glorot_uniform", "orthogonal"]),
+      (["--depth=0"], ["--depth", ">= 1"]),
+      (["--width=-3"], ["--width", ">= 1"]),
+      (["--act=maxout", "--maxout_k=1"], ["--maxout_k", ">= 2"]),
+      (["--init=gaussian", "--sigma_w=-1"], ["--sigma_w", ">= 0"]),
+      (["--sigma_b=-0.5"], ["--sigma_b", ">= 0"]),
+      (["--dtype=float16"], ["--dtype", "float32", "float64"]),
+      (["--act=tanh", "--maxout_k=3"], ["--maxout_k", "--act=maxout"]),
+      (["--sigma_w=2"], ["--sigma_w", "gaussian", "orthogonal"]),
+      (["--num_inputs=0"], ["--num_inputs", ">= 1"]),
+      (["--depth=ten"], ["--depth", "ten"]),
+      (["--act=relu", "extra"], ["unexpected", "extra"]),
+  )
+  def test_one_line_error_and_nothing_written(self, args, needles):
+    cwd = self.create_tempdir().full_path
+    proc = _spectrum(*args, f"--out_dir={cwd}/run", cwd=cwd)
+    self.assertNotEqual(proc.returncode, 0)
+    lines = proc.stderr.strip().splitlines()
+    self.assertLen(lines, 1, proc.stderr)
+    for needle in needles:
+      self.assertIn(needle, lines[0])
+    self.assertEqual(os.listdir(cwd), [])
+    self.assertEqual(proc.stdout, "")
+
+
+if __name__ == "__main__":
+  absltest.main()

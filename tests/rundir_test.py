@@ -1,0 +1,63 @@
+"""Tests for vgrad.rundir: whole runs or nothing, no silent overwrite."""
+
+import os
+
+from absl.testing import absltest
+
+from vgrad import rundir
+
+
+class RunDirTest(absltest.TestCase):
+
+  def test_run_appears_whole(self):
+    path = os.path.join(self.create_tempdir().full_path, "run")
+    with rundir.staged_run_dir(path) as stage:
+      rundir.write_json(os.path.join(stage, "a.json"), {"x": 1})
+      self.assertFalse(os.path.exists(path))
+    self.assertEqual(os.listdir(path), ["a.json"])
+
+  def test_failure_leaves_nothing(self):
+    root = self.create_tempdir().full_path
+    path = os.path.join(root, "run")
+    with self.assertRaises(RuntimeError):
+      with rundir.staged_run_dir(path) as stage:
+        rundir.write_json(os.path.join(stage, "a.json"), {"x": 1})
+        raise RuntimeError("boom")
+    self.assertEqual(os.listdir(root), [])
+
+  def test_existing_run_is_kept_unless_overwrite(self):
+    root = self.create_tempdir().full_path
+    path = os.path.join(root, "run")
+    with rundir.staged_run_dir(path) as stage:
+      rundir.write_json(os.path.join(stage, "a.json"), {"v": 1})
+    with self.assertRaisesRegex(rundir.RunDirExistsError, "--overwrite"):
+      with rundir.staged_run_dir(path):
+        pass
+    # A failing overwrite keeps the old run.
+    with self.assertRaises(RuntimeError):
+      with rundir.staged_run_dir(path, overwrite=True):
+        raise RuntimeError("boom")
+    self.assertEqual(os.listdir(path), ["a.json"])
+    with rundir.staged_run_dir(path, overwrite=True) as stage:
+      rundir.write_json(os.path.join(stage, "b.json"), {"v": 2})
+    self.assertEqual(os.listdir(path), ["b.json"])
+    self.assertEqual(os.listdir(root), ["run"])
+
+  def test_write_json_rejects_nan_and_keeps_the_old_file(self):
+    path = os.path.join(self.create_tempdir().full_path, "r.json")
+    rundir.write_json(path, {"ok": 1.0})
+    with self.assertRaises(ValueError):
+      rundir.write_json(path, {"bad": float("nan")})
+    with open(path) as f:
+      self.assertIn('"ok"', f.read())
+    self.assertEqual(sorted(os.listdir(os.path.dirname(path))), ["r.json"])
+
+  def test_default_run_dirs_are_fresh(self):
+    root = self.create_tempdir().full_path
+    first = rundir.default_run_dir(root, "x")
+    os.makedirs(first)
+    self.assertNotEqual(rundir.default_run_dir(root, "x"), first)
+
+
+if __name__ == "__main__":
+  absltest.main()

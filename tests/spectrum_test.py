@@ -1,0 +1,75 @@
+"""Tests for vgrad.spectrum: statistics and the resolution floor."""
+
+import math
+
+from absl.testing import absltest
+import numpy as np
+
+from vgrad import spectrum
+
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+class SpectrumStatsTest(absltest.TestCase):
+
+  def test_fully_resolved_statistics(self):
+    sv = np.array([[4.0, 2.0, 1.0], [2.0, 1.0, 0.5]])
+    stats = spectrum.compute_stats(sv, (3, 3), np.float32)
+    self.assertTrue(stats["finite"])
+    self.assertEqual(stats["num_resolved"], [3, 3])
+    self.assertAlmostEqual(stats["mean_sq_singular_value"],
+                           (16 + 4 + 1 + 4 + 1 + 0.25) / 6)
+    self.assertEqual(stats["min_singular_value"], 0.5)
+    self.assertEqual(stats["max_singular_value"], 4.0)
+    self.assertEqual(stats["median_singular_value"], 1.5)
+    self.assertAlmostEqual(stats["condition_number"], 4.0)  # geo-mean(4, 4)
+    self.assertAlmostEqual(stats["mean_log_singular_value"],
+                           np.mean(np.log(sv)))
+    self.assertAlmostEqual(stats["resolution_floor"][0], 4.0 * 3 * EPS32,
+                           places=12)
+
+  def test_values_below_the_floor_are_not_reported(self):
+    # 1e-9 is below 1 * 4 * eps32 = 4.8e-7 but above float64's floor.
+    sv = np.array([[1.0, 0.5, 1e-3, 1e-9]])
+    stats = spectrum.compute_stats(sv, (4, 4), np.float32)
+    self.assertEqual(stats["num_resolved"], [3])
+    for key in ("min_singular_value", "condition_number",
+                "mean_log_singular_value"):
+      self.assertIsNone(stats[key])
+    self.assertEqual(stats["max_singular_value"], 1.0)
+    self.assertAlmostEqual(stats["median_singular_value"], 0.2505)
+    record = spectrum.spectrum_record(sv, (4, 4), np.float32, layer=3)
+    self.assertEqual(record["layer"], 3)
+    self.assertEqual(record["singular_values"], [[1.0, 0.5, 0.001, None]])
+    stats64 = spectrum.compute_stats(sv, (4, 4), np.float64)
+    self.assertEqual(stats64["num_resolved"], [4])
+    self.assertAlmostEqual(stats64["min_singular_value"], 1e-9)
+
+  def test_median_on_an_unresolved_value_is_none(self):
+    sv = np.array([[1.0, 1e-12, 1e-13]])
+    self.assertIsNone(spectrum.compute_stats(sv, (3, 3), np.float32)
+                      ["median_singular_value"])
+
+  def test_flushed_to_zero_spectrum(self):
+    stats = spectrum.compute_stats(np.zeros((2, 3)), (3, 3), np.float32)
+    self.assertEqual(stats["num_resolved"], [0, 0])
+    self.assertEqual(stats["mean_sq_singular_value"], 0.0)
+    self.assertIsNone(stats["max_singular_value"])
+
+  def test_non_finite_spectrum(self):
+    sv = np.array([[math.inf, 1.0], [math.nan, math.nan]])
+    stats = spectrum.compute_stats(sv, (2, 2), np.float32)
+    self.assertFalse(stats["finite"])
+    for key in spectrum.STAT_KEYS:
+      self.assertIsNone(stats[key])
+
+  def test_record_rounds_to_the_working_precision(self):
+    value = float(np.float32(1 / 3))
+    record = spectrum.spectrum_record(np.array([[value]]), (1, 1), np.float32)
+    self.assertEqual(np.float32(record["singular_values"][0][0]),
+                     np.float32(value))
+    self.assertLessEqual(len(repr(record["singular_values"][0][0])), 11)
+
+
+if __name__ == "__main__":
+  absltest.main()
