@@ -40,13 +40,35 @@ inputs of a batch and scaled by B / k; such entries are marked ``*``.
 """
 
 import argparse
-import math
+import os
 import platform
 import statistics
 import sys
 import time
 
-import jax
+
+def _limit_threads(argv) -> int:
+  """Applies ``--threads N`` (N >= 1) before numpy, jax and torch start.
+
+  Pins the process to N cores and sets the OpenMP/OpenBLAS/MKL thread counts,
+  so that XLA, the LAPACK behind the SVDs and torch all use N threads. 0 (the
+  default) leaves every library's default (all cores).
+  """
+  pre = argparse.ArgumentParser(add_help=False)
+  pre.add_argument("--threads", type=int, default=0)
+  threads = pre.parse_known_args(argv)[0].threads
+  if threads > 0:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+      os.environ[var] = str(threads)
+    cpus = sorted(os.sched_getaffinity(0))[:threads]
+    os.sched_setaffinity(0, cpus)
+  return threads
+
+
+if __name__ == "__main__":
+  _limit_threads(sys.argv[1:])
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp
 import numpy as np
 
@@ -68,18 +90,34 @@ TOLERANCE = 1e-3
 
 def time_repeats(fn, min_repeats: int, budget_s: float,
                  max_repeats: int = 100) -> tuple[float, int]:
-  """Median wall time of ``fn()`` (already warmed up) and the repeat count.
+  """Median wall time of ``fn()`` (already warmed up) and the repeat count."""
+  medians = time_interleaved({"fn": fn}, min_repeats, budget_s, max_repeats)
+  return medians["fn"]
 
-  Runs at least ``min_repeats`` times, and keeps adding repeats while the
-  total stays under ``budget_s`` (up to ``max_repeats``).
+
+def time_interleaved(fns: dict, min_repeats: int, budget_s: float,
+                     max_repeats: int = 100) -> dict:
+  """``{name: (median seconds, repeats)}`` for warmed-up callables.
+
+  The methods run round-robin (one call each per round), so that a slow
+  drift of the machine's speed affects all of them alike. A method takes
+  part in a round while it has fewer than ``min_repeats`` repeats, or while
+  its total time is under ``budget_s`` and it has fewer than ``max_repeats``.
   """
-  times = []
-  while (len(times) < min_repeats
-         or (sum(times) < budget_s and len(times) < max_repeats)):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times), len(times)
+  times = {name: [] for name in fns}
+
+  def active(name):
+    done = times[name]
+    return (len(done) < min_repeats
+            or (sum(done) < budget_s and len(done) < max_repeats))
+
+  while any(active(name) for name in fns):
+    for name, fn in fns.items():
+      if active(name):
+        start = time.perf_counter()
+        fn()
+        times[name].append(time.perf_counter() - start)
+  return {name: (statistics.median(t), len(t)) for name, t in times.items()}
 
 
 def subset_size(per_input_s: float, batch: int, min_repeats: int,
@@ -207,35 +245,53 @@ def run_config(act: str, n: int, depth: int, batches, args, peak: float):
   jacrev_probe = jax_jacrev_probe(model)
   net = TorchNet(params, depth, act) if torch is not None else None
 
-  max_b = max(batches)
-  xs_all = jax.random.normal(jax.random.key(2), (max_b, n), jnp.float32)
+  xs_all = jax.random.normal(jax.random.key(2), (max(batches), n),
+                             jnp.float32)
   budget, reps = args.max_seconds_per_method, args.repeats
-  per_input = {}  # seconds per input of the subset-able methods
+
+  def run_jax(fn, xs):
+    return lambda: jax.block_until_ready(fn(params, xs))
+
+  def subset(per_input_s, b):
+    """Inputs to time of a batch of b: all unless reps runs exceed budget."""
+    if b * per_input_s * reps <= budget:
+      return b
+    return subset_size(per_input_s, b, reps, budget)
+
+  # Per-input cost of the full-spectrum probe, for its batch subset.
+  run_jax(full_probe, xs_all[:1])()
+  start = time.perf_counter()
+  run_jax(full_probe, xs_all[:1])()
+  full_per_input = time.perf_counter() - start
 
   for b in batches:
     xs = xs_all[:b]
-    label = f"{act} N={n} L={depth} B={b}"
-    print(f"\n[{label}]", flush=True)
+    print(f"\n[{act} N={n} L={depth} B={b}]", flush=True)
     row = {"act": act, "N": n, "L": depth, "B": b}
+    fns, scale = {}, {}
 
-    # Compile + warm up, and collect the outputs for the agreement check.
-    ref = np.asarray(jax.block_until_ready(io_probe(params, xs)))
-    out_a = np.asarray(jax.block_until_ready(jacrev_probe(params, xs)))
+    # Compile + warm up every method, and check that they agree.
+    ref = np.asarray(run_jax(io_probe, xs)())
+    fns["vgrad"] = run_jax(io_probe, xs)
+    out_a = np.asarray(run_jax(jacrev_probe, xs)())
+    fns["a"] = run_jax(jacrev_probe, xs)
     checks = {"(a)": agreement(ref, out_a)}
+    k_b = b
     if net is not None:
       xs_t = torch.tensor(np.asarray(xs), dtype=torch.float32)
-      out_c = net.analytic_svdvals(xs_t).numpy()
-      checks["(c)"] = agreement(ref, out_c)
-      # (b): one input first, to estimate the per-input cost.
+      checks["(c)"] = agreement(ref, net.analytic_svdvals(xs_t).numpy())
+      fns["c"] = lambda: net.analytic_svdvals(xs_t)
+      # (b): one input first, which also gives its per-input cost.
       start = time.perf_counter()
-      out_b1 = net.autograd_svdvals(xs_t[:1]).numpy()
-      per_input["b"] = time.perf_counter() - start
-      k_b = b if b * per_input["b"] * reps <= budget else subset_size(
-          per_input["b"], b, reps, budget)
-      k_check = min(k_b, 2) if k_b > 1 else 1
-      out_b = (net.autograd_svdvals(xs_t[:k_check]).numpy() if k_check > 1
-               else out_b1)
-      checks["(b)"] = agreement(ref[:k_check], out_b)
+      out_b = net.autograd_svdvals(xs_t[:1]).numpy()
+      k_b = subset(time.perf_counter() - start, b)
+      if k_b > 1:
+        out_b = np.concatenate(
+            [out_b, net.autograd_svdvals(xs_t[1:min(k_b, 4)]).numpy()])
+      checks["(b)"] = agreement(ref[:len(out_b)], out_b)
+      xs_b = xs_t[:k_b]
+      fns["b"] = lambda: net.autograd_svdvals(xs_b)
+      scale["b"] = b / k_b
     ok = all(top <= TOLERANCE and spec <= TOLERANCE
              for top, spec in checks.values())
     details = ", ".join(f"{m} top {t:.1e} spectrum {s:.1e}"
@@ -244,53 +300,32 @@ def run_config(act: str, n: int, depth: int, batches, args, peak: float):
           f"tol {TOLERANCE:g}): {details}", flush=True)
     row["agree"] = ok
 
-    def timed(name, fn):
-      t, count = time_repeats(fn, reps, budget)
-      print(f"  {name:<22s} {t * 1e3:10.3f} ms  (median of {count})",
-            flush=True)
-      return t
+    run_jax(jac_only, xs)()
+    fns["chain"] = run_jax(jac_only, xs)
+    k_f = subset(full_per_input, b)
+    run_jax(full_probe, xs[:k_f])()
+    fns["full"] = run_jax(full_probe, xs[:k_f])
+    scale["full"] = b / k_f
 
-    row["vgrad"] = timed("vgrad io_probe",
-                         lambda: jax.block_until_ready(io_probe(params, xs)))
-    row["a"] = timed("(a) jax jacrev",
-                     lambda: jax.block_until_ready(jacrev_probe(params, xs)))
-    if net is not None:
-      row["c"] = timed("(c) torch analytic",
-                       lambda: net.analytic_svdvals(xs_t))
-      sub = xs_t[:k_b]
-      t_b = timed(f"(b) torch autograd [{k_b}/{b}]",
-                  lambda: net.autograd_svdvals(sub))
-      row["b"], row["b_extrap"] = t_b * b / k_b, k_b < b
-      if k_b < b:
-        print(f"  (b) extrapolated to B={b}: {row['b'] * 1e3:.1f} ms",
-              flush=True)
-    else:
-      row["b"] = row["c"] = None
-      row["b_extrap"] = False
-
-    # Chain product alone.
-    jax.block_until_ready(jac_only(params, xs))
-    t_chain = timed("vgrad chain (no SVD)",
-                    lambda: jax.block_until_ready(jac_only(params, xs)))
+    labels = {"vgrad": "vgrad io_probe", "a": "(a) jax jacrev",
+              "b": f"(b) torch autograd [{k_b}/{b}]",
+              "c": "(c) torch analytic", "chain": "vgrad chain (no SVD)",
+              "full": f"vgrad full probe [{k_f}/{b}]"}
+    timings = time_interleaved(fns, reps, budget)
+    for name, (t, count) in timings.items():
+      t_full = t * scale.get(name, 1.0)
+      extra = (f" -> {t_full * 1e3:.1f} ms for B={b} (extrapolated)"
+               if scale.get(name, 1.0) != 1.0 else "")
+      print(f"  {labels[name]:<28s} {t * 1e3:10.3f} ms  "
+            f"(median of {count}){extra}", flush=True)
+      row[name] = t_full
+      row[name + "_extrap"] = scale.get(name, 1.0) != 1.0
+    row.setdefault("b", None)
+    row.setdefault("c", None)
+    row.setdefault("b_extrap", False)
     flops = 2 * n ** 3 * (depth - 1) * b
-    row["chain_gflops"] = flops / t_chain / 1e9
+    row["chain_gflops"] = flops / row["chain"] / 1e9
     row["chain_pct"] = 100 * row["chain_gflops"] / peak
-    row["chain_ms"] = t_chain
-
-    # Full spectrum probe, on a subset of the batch when it is slow.
-    if "full" not in per_input:
-      x1 = xs[:1]
-      jax.block_until_ready(full_probe(params, x1))
-      start = time.perf_counter()
-      jax.block_until_ready(full_probe(params, x1))
-      per_input["full"] = time.perf_counter() - start
-    k_f = b if b * per_input["full"] * reps <= budget else subset_size(
-        per_input["full"], b, reps, budget)
-    sub_x = xs[:k_f]
-    jax.block_until_ready(full_probe(params, sub_x))
-    t_f = timed(f"full probe [{k_f}/{b}]",
-                lambda: jax.block_until_ready(full_probe(params, sub_x)))
-    row["full"], row["full_extrap"] = t_f * b / k_f, k_f < b
     yield row
 
 
@@ -358,6 +393,10 @@ def parse_args(argv=None):
                       " --repeats runs of the whole batch would exceed it")
   parser.add_argument("--peak_sizes", default="1024,2048,4096",
                       help="matrix sizes for the matmul peak")
+  parser.add_argument("--threads", type=int, default=0,
+                      help="0: each library's default thread count (all "
+                      "cores); N: pin the process to N cores and use N "
+                      "threads in XLA, OpenBLAS/LAPACK and torch")
   parser.add_argument("--out", default=None,
                       help="write the results as Markdown to this file")
   args = parser.parse_args(argv)
@@ -377,6 +416,8 @@ def parse_args(argv=None):
 def main(argv=None):
   args = parse_args(argv)
   start = time.perf_counter()
+  if args.threads > 0 and torch is not None:
+    torch.set_num_threads(args.threads)
   env = [f"python {platform.python_version()}, jax {jax.__version__}, "
          f"devices {jax.devices()}"]
   if torch is None:
@@ -386,7 +427,10 @@ def main(argv=None):
   else:
     env.append(f"torch {torch.__version__}, torch.get_num_threads() = "
                f"{torch.get_num_threads()}")
-  env.append(f"cpu cores visible: {len(__import__('os').sched_getaffinity(0))}")
+  env.append(f"cpu cores: {os.cpu_count()}, usable by this process: "
+             f"{len(os.sched_getaffinity(0))}; --threads {args.threads} ("
+             + ("library defaults" if args.threads == 0 else
+                "pinned, OMP/OPENBLAS/MKL_NUM_THREADS set") + ")")
   for line in env:
     print(line)
 

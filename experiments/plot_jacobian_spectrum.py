@@ -30,7 +30,12 @@ def main(argv):
   except (OSError, json.JSONDecodeError) as e:
     cli.fail(f"--run_dir: cannot read {path}: {e}")
   stem = FLAGS.out_stem or os.path.join(FLAGS.run_dir, "spectrum")
-  paths = plotting.save_figure(plotting.plot_jacobian_spectrum(results), stem)
+  try:
+    fig = plotting.plot_jacobian_spectrum(results)
+  except (KeyError, TypeError, IndexError) as e:
+    cli.fail(f"--run_dir: {path} is not a jacobian_spectrum results file "
+             f"(missing or malformed field {e})")
+  paths = plotting.save_figure(fig, stem)
   print(f"wrote {', '.join(paths)}")
 
 

@@ -108,6 +108,24 @@ class AgreementTest(parameterized.TestCase):
       chex.assert_trees_all_close(io_only, spectra.input_output, rtol=1e-10,
                                   atol=1e-14)
 
+  @parameterized.parameters(("relu", "he_normal"), ("hard_tanh",
+                                                     "large_normal"))
+  def test_rank_bound_from_inactive_units_is_exact(self, act, init):
+    """Past min_m nonzero_rows(J_m) every singular value of J_{<=l} is 0."""
+    with jax.enable_x64(True):
+      model, params = _net(act, depth=5, width=24, init=init, sigma_b=None,
+                           dtype=jnp.float64)
+      spectra = jacobian.make_spectrum_probe(model)(
+          params, _inputs(3, 24, jnp.float64))
+    rows = np.asarray(spectra.nonzero_rows)
+    self.assertTrue((rows < 24).any())
+    bound = np.minimum.accumulate(rows, axis=1)
+    cum = np.asarray(spectra.cumulative)
+    for b, l in np.ndindex(*bound.shape):
+      r = bound[b, l]
+      self.assertTrue((cum[b, l, :r] > 1e-10 * cum[b, l, 0]).all())
+      self.assertTrue((cum[b, l, r:] < 1e-13 * cum[b, l, 0]).all())
+
   def test_depth_one(self):
     model, params = _net("tanh", depth=1, width=4)
     spectra = jacobian.make_spectrum_probe(model)(params, _inputs(2, 4))

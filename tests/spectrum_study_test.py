@@ -13,7 +13,7 @@ from vgrad import spectrum_study
 STAT_FIELDS = {"layer", "singular_values", "mean_sq_singular_value",
                "min_singular_value", "median_singular_value",
                "max_singular_value", "condition_number",
-               "mean_log_singular_value", "num_resolved",
+               "mean_log_singular_value", "num_resolved", "num_exact_zeros",
                "num_singular_values", "resolution_floor", "finite"}
 
 
@@ -34,6 +34,8 @@ class VerdictTest(parameterized.TestCase):
        "exploding"),
       ("tanh_critical", dict(act="tanh", init="gaussian", sigma_w=1.0,
                              depth=20), "norm-preserving on average"),
+      ("relu_he", dict(act="relu", init="he_normal", depth=10),
+       "norm-preserving on average but not isometric"),
   )
   def test_verdicts(self, config, expected):
     results = _study(**config)
@@ -47,6 +49,14 @@ class VerdictTest(parameterized.TestCase):
     self.assertLess(max(gains), 0.25)
     io_gain = spectrum_study.gain(results["input_output"])
     self.assertLess(io_gain, 0.25 ** 9)
+
+  def test_relu_zeros_are_exact_not_unresolved(self):
+    results = _study(act="relu", init="he_normal", depth=3)
+    io = results["input_output"]
+    self.assertGreater(min(io["num_exact_zeros"]), 0)
+    self.assertIn("rank-deficient", spectrum_study.verdict(results))
+    self.assertEqual(io["min_singular_value"], 0.0)
+    self.assertEqual(spectrum_study.unresolved_layers(results), [])
 
   def test_overflow_is_reported_not_crashed_on(self):
     results = _study(act="relu", init="large_normal", depth=60, width=64)
@@ -97,7 +107,8 @@ class PlottingTest(absltest.TestCase):
     for ax in (left, right):
       self.assertNotEmpty(ax.get_xlabel())
       self.assertNotEmpty(ax.get_ylabel())
-      self.assertIsNotNone(ax.get_legend())
+    self.assertIsNotNone(right.get_legend())
+    self.assertLen(fig.legends, 1)
     # The median line is the pooled median of the resolved values.
     median = left.get_lines()[1].get_ydata()
     first = np.array(results["layers"][0]["singular_values"]).ravel()

@@ -45,6 +45,21 @@ class SpectrumStatsTest(absltest.TestCase):
     self.assertEqual(stats64["num_resolved"], [4])
     self.assertAlmostEqual(stats64["min_singular_value"], 1e-9)
 
+  def test_values_past_the_rank_bound_are_exact_zeros(self):
+    sv = np.array([[2.0, 1.0, 3e-8, 1e-9], [1.0, 0.5, 0.25, 2e-8]])
+    stats = spectrum.compute_stats(sv, (4, 4), np.float32, rank_bound=[2, 3])
+    self.assertEqual(stats["num_exact_zeros"], [2, 1])
+    self.assertEqual(stats["num_resolved"], [4, 4])
+    self.assertEqual(stats["min_singular_value"], 0.0)
+    self.assertIsNone(stats["condition_number"])
+    self.assertIsNone(stats["mean_log_singular_value"])
+    self.assertAlmostEqual(stats["mean_sq_singular_value"],
+                           (4 + 1 + 1 + 0.25 + 0.0625) / 8)
+    record = spectrum.spectrum_record(sv, (4, 4), np.float32,
+                                      rank_bound=[2, 3])
+    self.assertEqual(record["singular_values"],
+                     [[2.0, 1.0, 0.0, 0.0], [1.0, 0.5, 0.25, 0.0]])
+
   def test_median_on_an_unresolved_value_is_none(self):
     sv = np.array([[1.0, 1e-12, 1e-13]])
     self.assertIsNone(spectrum.compute_stats(sv, (3, 3), np.float32)

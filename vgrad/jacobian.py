@@ -101,11 +101,17 @@ class Spectra(NamedTuple):
     per_layer: ``(B, depth - 1, N)`` singular values of J_2 ... J_depth.
     cumulative: ``(B, depth, min(N, n_in))`` singular values of J_{<=l}.
     input_output: ``(B, min(n_out, n_in))`` singular values of dy/dx_0.
+    nonzero_rows: ``(B, depth)`` number of nonzero rows of each J_l (units
+      with phi'(h) != 0). ``rank J_l <= nonzero_rows[l]`` and
+      ``rank J_{<=l} <= min_{m<=l} nonzero_rows[m]``: singular values past
+      that rank are exactly zero (inactive ReLU units, saturated hard tanh,
+      zero weights), whatever the floating-point SVD returns for them.
   """
   first_layer: jax.Array
   per_layer: jax.Array
   cumulative: jax.Array
   input_output: jax.Array
+  nonzero_rows: jax.Array
 
 
 def _stack_layer_params(params, first: int, last: int):
@@ -113,11 +119,17 @@ def _stack_layer_params(params, first: int, last: int):
   return jax.tree.map(lambda *leaves: jnp.stack(leaves), *layers)
 
 
+def _nonzero_rows(jac: jax.Array) -> jax.Array:
+  return jnp.sum(jnp.any(jac != 0, axis=1)).astype(jnp.int32)
+
+
 def _chain(model: models.MLP, params, x: jax.Array, spectra: bool):
   """Scans J_{<=l} = J_l J_{<=l-1} over the layers for one input.
 
-  Returns ``(J_io, first_sv, per_layer_sv, cumulative_sv)``; the spectra are
-  computed inside the scan only when ``spectra`` is True (else None).
+  Returns ``(J_io, first, rest)``: the input-output Jacobian and, only when
+  ``spectra`` is True (else None), ``(sv(J_l), sv(J_{<=l}),
+  nonzero_rows(J_l))`` for layer 1 (``first``) and stacked for layers
+  2 .. depth (``rest``; None when depth is 1).
   """
   layer = models.hidden_layer(model)
 
@@ -125,37 +137,42 @@ def _chain(model: models.MLP, params, x: jax.Array, spectra: bool):
     x_next, h = layer.apply({"params": p}, x_prev)
     return x_next, layer_jacobian(model.activation, p["kernel"], h)
 
+  def measure(jac, cumulative):
+    if not spectra:
+      return None
+    return (singular_values(jac), singular_values(cumulative),
+            _nonzero_rows(jac))
+
   def body(carry, p):
     x, cumulative = carry
     x, jac = step(p, x)
     cumulative = jnp.dot(jac, cumulative, precision=PRECISION)
-    out = ((singular_values(jac), singular_values(cumulative)) if spectra
-           else None)
-    return (x, cumulative), out
+    return (x, cumulative), measure(jac, cumulative)
 
   x, cumulative = step(models.layer_params(params, 1), x)
-  first_sv = singular_values(cumulative) if spectra else None
-  per_layer = cum_rest = None
+  first, rest = measure(cumulative, cumulative), None
   if model.depth > 1:
-    rest = _stack_layer_params(params, 2, model.depth)
-    (x, cumulative), outs = jax.lax.scan(body, (x, cumulative), rest)
-    if spectra:
-      per_layer, cum_rest = outs
-  elif spectra:
-    per_layer = jnp.zeros((0, model.width), cumulative.dtype)
-    cum_rest = jnp.zeros((0, first_sv.shape[0]), cumulative.dtype)
+    stacked = _stack_layer_params(params, 2, model.depth)
+    (x, cumulative), rest = jax.lax.scan(body, (x, cumulative), stacked)
   if model.num_outputs is not None:
     readout = jax.jacrev(
         lambda z: model.apply(params, z, method=models.MLP.apply_output))(x)
     cumulative = jnp.dot(readout, cumulative, precision=PRECISION)
-  return cumulative, first_sv, per_layer, cum_rest
+  return cumulative, first, rest
 
 
 def _spectra_one_input(model: models.MLP, params, x: jax.Array) -> Spectra:
-  io_jac, first_sv, per_layer, cum_rest = _chain(model, params, x, True)
-  cum = jnp.concatenate([first_sv[None], cum_rest])
+  io_jac, (first_sv, first_cum, first_rows), rest = _chain(model, params, x,
+                                                           True)
+  if rest is None:
+    rest = (jnp.zeros((0, model.width), first_sv.dtype),
+            jnp.zeros((0,) + first_cum.shape, first_cum.dtype),
+            jnp.zeros((0,), jnp.int32))
+  layer_sv, cum_sv, rows = rest
+  cum = jnp.concatenate([first_cum[None], cum_sv])
+  rows = jnp.concatenate([first_rows[None], rows])
   io_sv = cum[-1] if model.num_outputs is None else singular_values(io_jac)
-  return Spectra(first_sv, per_layer, cum, io_sv)
+  return Spectra(first_sv, layer_sv, cum, io_sv, rows)
 
 
 def make_input_output_probe(model: models.MLP, spectrum: bool = True):
@@ -170,7 +187,7 @@ def make_input_output_probe(model: models.MLP, spectrum: bool = True):
     raise ValueError("the input-output probe needs depth >= 1")
 
   def one(params, x):
-    jac = _chain(model, params, x, False)[0]
+    jac, _, _ = _chain(model, params, x, False)
     return singular_values(jac) if spectrum else jac
   return jax.jit(jax.vmap(one, in_axes=(None, 0)))
 

@@ -29,20 +29,26 @@ PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9",
            "#F0E442", "#000000")
 
 
-def _resolved_values(record: dict) -> np.ndarray:
-  """Pooled resolved singular values of one spectrum record."""
+def _positive_values(record: dict) -> np.ndarray:
+  """Pooled resolved nonzero singular values of one spectrum record."""
   return np.array([v for row in record["singular_values"] for v in row
-                   if v is not None], np.float64)
+                   if v], np.float64)
 
 
 def _layer_quantiles(records, qs) -> np.ndarray:
-  """``(layers, len(qs))`` pooled quantiles; NaN where a quantile falls on an
-  unresolved value (those are the smallest, so upper quantiles survive)."""
+  """``(layers, len(qs))`` quantiles of the pooled nonzero singular values.
+
+  Exact zeros (inactive units) are left out, so for ReLU these describe the
+  spectrum on the active subspace. NaN where a quantile falls on an
+  unresolved value (those are the smallest, so upper quantiles survive).
+  """
   out = []
   for record in records:
     pooled = np.array([-np.inf if v is None else v
-                       for row in record["singular_values"] for v in row])
-    q = np.quantile(pooled, qs, method="nearest")
+                       for row in record["singular_values"] for v in row
+                       if v != 0.0])
+    q = (np.quantile(pooled, qs, method="nearest") if pooled.size
+         else np.full(len(qs), np.nan))
     out.append(np.where(np.isfinite(q), q, np.nan))
   return np.array(out)
 
@@ -63,10 +69,12 @@ def plot_jacobian_spectrum(results: dict) -> Figure:
   """Two panels: the spread of J_{<=l}'s singular values against l, and the
   density of the input-output singular values (both on log axes)."""
   with _style():
-    fig = Figure(figsize=(7.2, 3.0), layout="constrained")
+    fig = Figure(figsize=(7.2, 3.6), layout="constrained")
     left, right = fig.subplots(1, 2)
     _draw_spread(left, results)
     _draw_density(right, results)
+    fig.legend(*left.get_legend_handles_labels(), loc="outside lower center",
+               ncol=3, frameon=False)
     fig.suptitle(_title(results))
   return fig
 
@@ -80,8 +88,10 @@ def _draw_spread(ax, results):
   records = results["layers"]
   layers = np.array([r["layer"] for r in records])
   q = _layer_quantiles(records, [0.0, 0.1, 0.5, 0.9, 1.0])
+  has_zeros = any(max(r.get("num_exact_zeros", [0])) for r in records)
   ax.fill_between(layers, q[:, 1], q[:, 3], color=PALETTE[0], alpha=0.3,
-                  lw=0, label="10th to 90th percentile")
+                  lw=0, label="10th to 90th percentile" + (
+                      " (nonzero values)" if has_zeros else ""))
   ax.plot(layers, q[:, 4], color=PALETTE[0], lw=0.8, label="max")
   ax.plot(layers, q[:, 2], color=PALETTE[0], marker="o", ms=2.5,
           label="median")
@@ -100,18 +110,18 @@ def _draw_spread(ax, results):
   ax.set_xlabel("layer $l$ (hidden layers from the input)")
   ax.set_ylabel(r"singular values of $J_{\leq l} = \partial x_l/\partial x_0$")
   ax.set_title(r"Input-to-layer-$l$ Jacobian spectrum")
-  ax.legend(loc="best", frameon=False)
 
 
 def _draw_density(ax, results):
   record = results["input_output"]
-  values = _resolved_values(record)
+  values = _positive_values(record)
   total = sum(map(len, record["singular_values"]))
+  zeros = sum(record.get("num_exact_zeros", [0]))
   if values.size:
     lo, hi = np.log10(values.min()), np.log10(values.max())
     pad = max(0.05 * (hi - lo), 0.02)
     bins = np.logspace(lo - pad, hi + pad, 31)
-    # Density per decade, normalised over all values, resolved or not.
+    # Density per decade, normalised over all values, shown or not.
     weights = np.full(values.size, 1.0 / total / np.log10(bins[1] / bins[0]))
     ax.hist(values, bins=bins, weights=weights, color=PALETTE[2], alpha=0.8,
             label="measured")
@@ -120,11 +130,16 @@ def _draw_density(ax, results):
   ax.set_xlabel(r"singular value $\sigma$ of $\partial x_L/\partial x_0$")
   ax.set_ylabel(r"density per decade, $p(\log_{10}\sigma)$")
   ax.set_title(f"Input-output Jacobian, depth {results['config']['depth']}")
-  missing = total - values.size
-  title = (f"{missing} of {total} values below {results['config']['dtype']}"
-           f"\nresolution, not shown" if missing else None)
-  ax.legend(loc="upper right", frameon=False, title=title,
-            title_fontsize=7)
+  missing = total - values.size - zeros
+  notes = []
+  if missing:
+    notes.append(f"{missing}/{total} unresolved")
+  if zeros:
+    notes.append(f"{zeros}/{total} exact zeros")
+  if notes:
+    ax.set_title(f"{ax.get_title()}\n(not shown: {', '.join(notes)})",
+                 fontsize=8)
+  ax.legend(loc="upper left", frameon=False)
 
 
 def save_figure(fig: Figure, stem: str) -> list[str]:

@@ -5,7 +5,9 @@ A singular value ``s`` of a computed ``M x N`` matrix is *resolved* when
     s >= floor = s_max * max(M, N) * eps(dtype)   and   s >= tiny(dtype),
 
 the tolerance NumPy's ``matrix_rank`` uses (Press et al., Numerical Recipes
-2.6). Values below it are dominated by rounding error in the product and the
+2.6). Singular values past a known rank bound (``rank_bound``: the matrix has
+that many nonzero rows, e.g. inactive ReLU units) are exact zeros, reported
+as 0.0 and counted as measured, whatever the SVD returned. Values below it are dominated by rounding error in the product and the
 SVD and are never reported as measurements: they are stored as ``None`` and
 statistics that would need them (min, median, condition number, mean log) are
 ``None`` too. Calibration (BUILD_NOTES.md): for tanh/sigmoid/ReLU/linear
@@ -21,8 +23,10 @@ distribution of J(x) over the input distribution):
   over inputs. Unresolved values change it by less than ``floor^2``, so it is
   always reported.
 * ``min/median/max_singular_value``: of the pooled values.
-* ``condition_number``: geometric mean over inputs of s_max / s_min.
-* ``mean_log_singular_value``: mean of ln s over the pooled values.
+* ``condition_number``: geometric mean over inputs of s_max / s_min
+  (None when a spectrum has exact zeros: it is infinite).
+* ``mean_log_singular_value``: mean of ln s over the pooled values (None
+  with exact zeros).
 """
 
 import math
@@ -40,13 +44,22 @@ def resolution_floor(sv_BxR: np.ndarray, matrix_shape: tuple[int, int],
   return sv_BxR[:, 0] * max(matrix_shape) * np.finfo(dtype).eps
 
 
+def _exact_zero_mask(sv_BxR: np.ndarray, rank_bound) -> np.ndarray:
+  if rank_bound is None:
+    return np.zeros(sv_BxR.shape, bool)
+  index = np.arange(sv_BxR.shape[1])[None, :]
+  return index >= np.asarray(rank_bound)[:, None]
+
+
 def resolved_mask(sv_BxR: np.ndarray, matrix_shape: tuple[int, int],
-                  dtype) -> np.ndarray:
-  """``(B, R)`` True where a value is finite and resolved (module doc)."""
+                  dtype, rank_bound=None) -> np.ndarray:
+  """``(B, R)`` True where a value is measured: a finite value at or above
+  the floor (module doc), or an exact zero past ``rank_bound`` ``(B,)``."""
   floor = resolution_floor(sv_BxR, matrix_shape, dtype)[:, None]
   with np.errstate(invalid="ignore"):
-    return (np.isfinite(sv_BxR) & np.isfinite(floor) & (sv_BxR >= floor)
-            & (sv_BxR >= np.finfo(dtype).tiny))
+    above = (np.isfinite(sv_BxR) & np.isfinite(floor) & (sv_BxR >= floor)
+             & (sv_BxR >= np.finfo(dtype).tiny))
+  return above | _exact_zero_mask(sv_BxR, rank_bound)
 
 
 def _none_if_bad(value) -> float | None:
@@ -55,48 +68,55 @@ def _none_if_bad(value) -> float | None:
 
 
 def compute_stats(sv_BxR: np.ndarray, matrix_shape: tuple[int, int],
-                  dtype) -> dict:
+                  dtype, rank_bound=None) -> dict:
   """Statistics of B descending spectra of ``matrix_shape`` matrices.
 
   Args:
     sv_BxR: singular values, one descending row per input.
     matrix_shape: ``(M, N)`` of each matrix, for the resolution floor.
     dtype: the working dtype the values were computed in.
+    rank_bound: optional ``(B,)`` upper bounds on the ranks; values past
+      them are exact zeros.
 
   Returns:
     A dict with ``STAT_KEYS`` (None where not measurable), ``finite``,
-    ``num_singular_values``, ``num_resolved`` (per input) and
-    ``resolution_floor`` (per input).
+    ``num_singular_values``, ``num_resolved`` and ``num_exact_zeros`` (per
+    input, exact zeros counted as resolved) and ``resolution_floor`` (per
+    input).
   """
   sv = np.asarray(sv_BxR, np.float64)
+  zeros = _exact_zero_mask(sv, rank_bound)
+  sv = np.where(zeros, 0.0, sv)
   finite = bool(np.isfinite(sv).all())
-  resolved = resolved_mask(sv, matrix_shape, dtype)
-  all_resolved = bool(resolved.all())
-  kept = np.where(resolved, sv, np.nan)
+  resolved = resolved_mask(sv, matrix_shape, dtype, rank_bound)
+  all_resolved, any_zero = bool(resolved.all()), bool(zeros.any())
   stats = {
       "finite": finite,
       "num_singular_values": int(sv.shape[1]),
       "num_resolved": resolved.sum(axis=1).tolist(),
+      "num_exact_zeros": zeros.sum(axis=1).tolist(),
       "resolution_floor": [_none_if_bad(f) for f in
                            resolution_floor(sv, matrix_shape, dtype)],
   }
   if not finite:
     return stats | {key: None for key in STAT_KEYS}
-  # Unresolved values sort below every resolved one: a median (or min) that
+  # Unresolved values sort below every measured one: a median (or min) that
   # lands on one of them is not a measurement.
   ordered = np.where(resolved, sv, -np.inf).ravel()
+  positive = resolved & ~zeros
   with np.errstate(invalid="ignore", divide="ignore"):
     median = np.median(ordered)
     return stats | {
-        "mean_sq_singular_value": float(np.mean(np.where(resolved, sv, 0)**2)),
-        "min_singular_value": _none_if_bad(sv.min()) if all_resolved else None,
-        "median_singular_value": _none_if_bad(median) if median > 0 else None,
-        "max_singular_value": _none_if_bad(np.nanmax(kept))
-                              if resolved.any() else None,
+        "mean_sq_singular_value": float(np.mean(np.where(positive, sv, 0)**2)),
+        "min_singular_value": float(sv.min()) if all_resolved else None,
+        "median_singular_value": float(median) if median >= 0 else None,
+        "max_singular_value": float(np.max(sv, where=resolved, initial=0))
+                              if positive.any() else None,
         "condition_number": _none_if_bad(np.exp(np.mean(
-            np.log(sv[:, 0] / sv[:, -1])))) if all_resolved else None,
+            np.log(sv[:, 0] / sv[:, -1]))))
+                            if all_resolved and not any_zero else None,
         "mean_log_singular_value": _none_if_bad(np.mean(np.log(sv)))
-                                   if all_resolved else None,
+                                   if all_resolved and not any_zero else None,
     }
 
 
@@ -107,14 +127,16 @@ def _round(value: float, dtype) -> float:
 
 
 def spectrum_record(sv_BxR: np.ndarray, matrix_shape: tuple[int, int],
-                    dtype, **extra) -> dict:
-  """:func:`compute_stats` plus ``singular_values`` (None where unresolved),
-  every float rounded to the digits that round-trip ``dtype``."""
+                    dtype, rank_bound=None, **extra) -> dict:
+  """:func:`compute_stats` plus ``singular_values`` (None where unresolved,
+  0.0 for exact zeros), every float rounded to the digits that round-trip
+  ``dtype``."""
   sv = np.asarray(sv_BxR, np.float64)
-  resolved = resolved_mask(sv, matrix_shape, dtype)
+  sv = np.where(_exact_zero_mask(sv, rank_bound), 0.0, sv)
+  resolved = resolved_mask(sv, matrix_shape, dtype, rank_bound)
   values = [[_round(v, dtype) if ok else None for v, ok in zip(row, mask)]
             for row, mask in zip(sv, resolved)]
-  stats = compute_stats(sv, matrix_shape, dtype)
+  stats = compute_stats(sv, matrix_shape, dtype, rank_bound)
   for key in STAT_KEYS:
     if stats[key] is not None:
       stats[key] = _round(stats[key], dtype)

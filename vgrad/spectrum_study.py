@@ -72,12 +72,16 @@ def run_study(config: SpectrumConfig) -> dict:
 def summarize(config: SpectrumConfig, spectra: jacobian.Spectra) -> dict:
   """The results dictionary from the probe's singular values."""
   n, dtype = config.width, np.dtype(config.dtype)
-  cumulative = [spectrum.spectrum_record(spectra.cumulative[:, l], (n, n),
-                                         dtype, layer=l + 1)
-                for l in range(config.depth)]
+  rows = np.asarray(spectra.nonzero_rows)
+  chain_rank = np.minimum.accumulate(rows, axis=1)
+  cumulative = [
+      spectrum.spectrum_record(spectra.cumulative[:, l], (n, n), dtype,
+                               rank_bound=chain_rank[:, l], layer=l + 1)
+      for l in range(config.depth)]
   single = [spectra.first_layer] + [spectra.per_layer[:, l]
                                     for l in range(config.depth - 1)]
-  per_layer = [spectrum.spectrum_record(sv, (n, n), dtype, layer=l + 1)
+  per_layer = [spectrum.spectrum_record(sv, (n, n), dtype,
+                                        rank_bound=rows[:, l], layer=l + 1)
                for l, sv in enumerate(single)]
   return {
       "config": dataclasses.asdict(config),
@@ -87,7 +91,8 @@ def summarize(config: SpectrumConfig, spectra: jacobian.Spectra) -> dict:
       "layers": cumulative,
       "per_layer": per_layer,
       "input_output": spectrum.spectrum_record(
-          spectra.input_output, (n, n), dtype, layer=config.depth),
+          spectra.input_output, (n, n), dtype, rank_bound=chain_rank[:, -1],
+          layer=config.depth),
   }
 
 
@@ -127,9 +132,14 @@ def verdict(results: dict) -> str:
   lo, hi = io["min_singular_value"], io["max_singular_value"]
   if lo is not None and ISOMETRY_BAND[0] <= lo and hi <= ISOMETRY_BAND[1]:
     return f"near-isometric: {head}, singular values in [{lo:.3g}, {hi:.3g}]"
-  spread = (f"condition number {io['condition_number']:.3g}"
-            if io["condition_number"] is not None else
-            "smallest singular values below resolution")
+  if max(io["num_exact_zeros"]):
+    spread = (f"rank-deficient: up to {max(io['num_exact_zeros'])} of "
+              f"{io['num_singular_values']} singular values exactly zero "
+              f"(inactive units)")
+  elif io["condition_number"] is not None:
+    spread = f"condition number {io['condition_number']:.3g}"
+  else:
+    spread = "smallest singular values below resolution"
   return (f"norm-preserving on average but not isometric: {head}, {spread}")
 
 
@@ -138,9 +148,14 @@ def _fmt(value: float | None) -> str:
 
 
 def format_table(results: dict) -> str:
-  """Per-layer table of the cumulative (input-to-layer-l) spectra."""
+  """Per-layer table of the cumulative (input-to-layer-l) spectra.
+
+  ``resolved`` is the worst input's count of measured values (exact zeros
+  included); ``zeros`` the most exact zeros (inactive units) of any input.
+  """
   head = (f"{'l':>4} {'rms gain':>10} {'min sv':>10} {'median sv':>10} "
-          f"{'max sv':>10} {'cond':>10} {'layer gain':>10} {'resolved':>9}")
+          f"{'max sv':>10} {'cond':>10} {'layer gain':>10} {'resolved':>9} "
+          f"{'zeros':>5}")
   lines = [head, "-" * len(head)]
   for cum, one in zip(results["layers"], results["per_layer"]):
     lines.append(
@@ -149,7 +164,8 @@ def format_table(results: dict) -> str:
         f"{_fmt(cum['median_singular_value']):>10} "
         f"{_fmt(cum['max_singular_value']):>10} "
         f"{_fmt(cum['condition_number']):>10} {_fmt(gain(one)):>10} "
-        f"{min(cum['num_resolved']):>4}/{cum['num_singular_values']:<4}")
+        f"{min(cum['num_resolved']):>4}/{cum['num_singular_values']:<4} "
+        f"{max(cum['num_exact_zeros']):>5}")
   return "\n".join(lines)
 
 
