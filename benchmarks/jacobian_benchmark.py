@@ -30,11 +30,18 @@ Run from the repository root::
   pip install torch --index-url https://download.pytorch.org/whl/cpu  # optional
   python -m benchmarks.jacobian_benchmark                      # full run
   python -m benchmarks.jacobian_benchmark --out benchmarks/results_cpu.md
+  python -m benchmarks.jacobian_benchmark --threads 1   # one pinned core
   python -m benchmarks.jacobian_benchmark --sizes 128x10 --acts tanh \
       --batches 1 --repeats 3 --max_seconds_per_method 0.5   # quick run
 
-torch is optional: without it only the JAX methods run. Both XLA and torch
-use all cores (their defaults); the number of torch threads is printed.
+torch is optional: without it only the JAX methods run. By default XLA, the
+LAPACK behind the SVDs and torch each use all cores (their defaults); the
+number of torch threads is printed. ``--threads 1`` pins the process to one
+core and makes every library single-threaded: use it on machines whose cores
+are time-shared or CPU-quota'd (e.g. a VM with 2 vCPUs but about one core of
+sustained quota), where spinning thread pools make multi-threaded LAPACK
+SVDs up to ~200x slower and the timings erratic. Each method is timed in
+its own block of repeats after a warm-up call.
 Slow methods ((b), and the full-spectrum probe) may be timed on the first k
 inputs of a batch and scaled by B / k; such entries are marked ``*``.
 """
@@ -83,6 +90,7 @@ except ImportError:  # torch is optional
 DEFAULT_SIZES = "128x10,256x50,512x10,1024x10"
 INITS = {"tanh": "orthogonal", "relu": "he_normal"}
 TOLERANCE = 1e-3
+WARMUP_KEEP_S = 2.0
 
 
 # --------------------------------------------------------------------------
@@ -90,34 +98,34 @@ TOLERANCE = 1e-3
 
 def time_repeats(fn, min_repeats: int, budget_s: float,
                  max_repeats: int = 100) -> tuple[float, int]:
-  """Median wall time of ``fn()`` (already warmed up) and the repeat count."""
-  medians = time_interleaved({"fn": fn}, min_repeats, budget_s, max_repeats)
-  return medians["fn"]
+  """Median wall time of ``fn()`` and the repeat count, after a warm-up.
 
-
-def time_interleaved(fns: dict, min_repeats: int, budget_s: float,
-                     max_repeats: int = 100) -> dict:
-  """``{name: (median seconds, repeats)}`` for warmed-up callables.
-
-  The methods run round-robin (one call each per round), so that a slow
-  drift of the machine's speed affects all of them alike. A method takes
-  part in a round while it has fewer than ``min_repeats`` repeats, or while
-  its total time is under ``budget_s`` and it has fewer than ``max_repeats``.
+  The warm-up call is untimed unless it takes over ``WARMUP_KEEP_S`` (then
+  it counts as the first repeat: a transient of ~0.1 s is noise there).
+  Then runs at least ``min_repeats`` times, and keeps adding repeats while
+  the total stays under ``budget_s`` (up to ``max_repeats``).
   """
-  times = {name: [] for name in fns}
+  start = time.perf_counter()
+  fn()
+  first = time.perf_counter() - start
+  times = [first] if first > WARMUP_KEEP_S else []
+  while (len(times) < min_repeats
+         or (sum(times) < budget_s and len(times) < max_repeats)):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times), len(times)
 
-  def active(name):
-    done = times[name]
-    return (len(done) < min_repeats
-            or (sum(done) < budget_s and len(done) < max_repeats))
 
-  while any(active(name) for name in fns):
-    for name, fn in fns.items():
-      if active(name):
-        start = time.perf_counter()
-        fn()
-        times[name].append(time.perf_counter() - start)
-  return {name: (statistics.median(t), len(t)) for name, t in times.items()}
+def time_methods(fns: dict, min_repeats: int, budget_s: float) -> dict:
+  """``{name: (median seconds, repeats)}``, each method in its own block.
+
+  Not round-robin: with multi-threaded libraries the first torch call after
+  JAX work can be ~0.1 s slower (the other library's threads still hold the
+  cores), so alternating calls would penalise whichever runs second.
+  """
+  return {name: time_repeats(fn, min_repeats, budget_s)
+          for name, fn in fns.items()}
 
 
 def subset_size(per_input_s: float, batch: int, min_repeats: int,
@@ -141,12 +149,22 @@ def matmul_peak(sizes=(1024, 2048, 4096), min_repeats: int = 5,
     keys = jax.random.split(jax.random.key(1), 2)
     a = jax.random.normal(keys[0], (n, n), jnp.float32)
     b = jax.random.normal(keys[1], (n, n), jnp.float32)
-    jax.block_until_ready(dot(a, b))
-    jax.block_until_ready(dot(a, b))
+    jax.block_until_ready(dot(a, b))  # compile
     t, _ = time_repeats(lambda: jax.block_until_ready(dot(a, b)),
                         min_repeats, budget_s)
     result[n] = 2 * n ** 3 / t / 1e9
   return result
+
+
+def torch_matmul_rate(n: int, min_repeats: int = 5,
+                      budget_s: float = 2.0) -> float:
+  """GFLOP/s of a float32 torch n x n matmul (reference, not the peak)."""
+  gen = torch.Generator().manual_seed(1)
+  a = torch.randn(n, n, generator=gen)
+  b = torch.randn(n, n, generator=gen)
+  a @ b  # pylint: disable=pointless-statement
+  t, _ = time_repeats(lambda: a @ b, min_repeats, budget_s)
+  return 2 * n ** 3 / t / 1e9
 
 
 # --------------------------------------------------------------------------
@@ -311,7 +329,7 @@ def run_config(act: str, n: int, depth: int, batches, args, peak: float):
               "b": f"(b) torch autograd [{k_b}/{b}]",
               "c": "(c) torch analytic", "chain": "vgrad chain (no SVD)",
               "full": f"vgrad full probe [{k_f}/{b}]"}
-    timings = time_interleaved(fns, reps, budget)
+    timings = time_methods(fns, reps, budget)
     for name, (t, count) in timings.items():
       t_full = t * scale.get(name, 1.0)
       extra = (f" -> {t_full * 1e3:.1f} ms for B={b} (extrapolated)"
@@ -439,6 +457,10 @@ def main(argv=None):
   peak_line = ("matmul float32 GFLOP/s (jitted jnp.dot, n x n): "
                + ", ".join(f"n={n}: {g:.0f}" for n, g in peaks.items())
                + f"; peak = {peak:.0f}")
+  if torch is not None:
+    n_ref = max(args.peak_sizes)
+    peak_line += (f" (for reference, torch matmul n={n_ref}: "
+                  f"{torch_matmul_rate(n_ref):.0f} GFLOP/s)")
   print(peak_line, flush=True)
 
   rows = []

@@ -123,47 +123,63 @@ def _nonzero_rows(jac: jax.Array) -> jax.Array:
   return jnp.sum(jnp.any(jac != 0, axis=1)).astype(jnp.int32)
 
 
+def _propagate(activation: activations_lib.Activation, kernel: jax.Array,
+               h: jax.Array, transposed: jax.Array) -> jax.Array:
+  """``J_{<=l}^T = J_{<=l-1}^T J_l^T`` for one input.
+
+  The chain is carried transposed, ``K = J^T`` of shape ``(n_in, N)``, so
+  that for elementwise activations a step is ``(K @ kernel) * phi'(h)``:
+  under ``vmap`` the kernel is shared by every input and the product is one
+  large GEMM over the batch instead of B small ones (this is what makes
+  reverse mode fast, too). Maxout selects a per-input weight matrix.
+  """
+  if activation.is_maxout:
+    return jnp.dot(transposed, layer_jacobian(activation, kernel, h).T,
+                   precision=PRECISION)
+  return (jnp.dot(transposed, kernel, precision=PRECISION)
+          * activation.deriv(h)[None, :])
+
+
 def _chain(model: models.MLP, params, x: jax.Array, spectra: bool):
   """Scans J_{<=l} = J_l J_{<=l-1} over the layers for one input.
 
-  Returns ``(J_io, first, rest)``: the input-output Jacobian and, only when
-  ``spectra`` is True (else None), ``(sv(J_l), sv(J_{<=l}),
+  Returns ``(J_io^T, first, rest)``: the transposed input-output Jacobian
+  and, only when ``spectra`` is True (else None), ``(sv(J_l), sv(J_{<=l}),
   nonzero_rows(J_l))`` for layer 1 (``first``) and stacked for layers
   2 .. depth (``rest``; None when depth is 1).
   """
-  layer = models.hidden_layer(model)
+  layer, act = models.hidden_layer(model), model.activation
 
-  def step(p, x_prev):
-    x_next, h = layer.apply({"params": p}, x_prev)
-    return x_next, layer_jacobian(model.activation, p["kernel"], h)
-
-  def measure(jac, cumulative):
+  def measure(p, h, transposed):
     if not spectra:
       return None
-    return (singular_values(jac), singular_values(cumulative),
+    jac = layer_jacobian(act, p["kernel"], h)
+    return (singular_values(jac), singular_values(transposed),
             _nonzero_rows(jac))
 
   def body(carry, p):
-    x, cumulative = carry
-    x, jac = step(p, x)
-    cumulative = jnp.dot(jac, cumulative, precision=PRECISION)
-    return (x, cumulative), measure(jac, cumulative)
+    x, transposed = carry
+    x, h = layer.apply({"params": p}, x)
+    transposed = _propagate(act, p["kernel"], h, transposed)
+    return (x, transposed), measure(p, h, transposed)
 
-  x, cumulative = step(models.layer_params(params, 1), x)
-  first, rest = measure(cumulative, cumulative), None
+  p1 = models.layer_params(params, 1)
+  x, h = layer.apply({"params": p1}, x)
+  transposed = layer_jacobian(act, p1["kernel"], h).T
+  first, rest = measure(p1, h, transposed), None
   if model.depth > 1:
     stacked = _stack_layer_params(params, 2, model.depth)
-    (x, cumulative), rest = jax.lax.scan(body, (x, cumulative), stacked)
+    (x, transposed), rest = jax.lax.scan(body, (x, transposed), stacked)
   if model.num_outputs is not None:
     readout = jax.jacrev(
         lambda z: model.apply(params, z, method=models.MLP.apply_output))(x)
-    cumulative = jnp.dot(readout, cumulative, precision=PRECISION)
-  return cumulative, first, rest
+    transposed = jnp.dot(transposed, readout.T, precision=PRECISION)
+  return transposed, first, rest
 
 
 def _spectra_one_input(model: models.MLP, params, x: jax.Array) -> Spectra:
-  io_jac, (first_sv, first_cum, first_rows), rest = _chain(model, params, x,
-                                                           True)
+  io_transposed, (first_sv, first_cum, first_rows), rest = _chain(
+      model, params, x, True)
   if rest is None:
     rest = (jnp.zeros((0, model.width), first_sv.dtype),
             jnp.zeros((0,) + first_cum.shape, first_cum.dtype),
@@ -171,7 +187,8 @@ def _spectra_one_input(model: models.MLP, params, x: jax.Array) -> Spectra:
   layer_sv, cum_sv, rows = rest
   cum = jnp.concatenate([first_cum[None], cum_sv])
   rows = jnp.concatenate([first_rows[None], rows])
-  io_sv = cum[-1] if model.num_outputs is None else singular_values(io_jac)
+  io_sv = (cum[-1] if model.num_outputs is None
+           else singular_values(io_transposed))
   return Spectra(first_sv, layer_sv, cum, io_sv, rows)
 
 
@@ -187,8 +204,8 @@ def make_input_output_probe(model: models.MLP, spectrum: bool = True):
     raise ValueError("the input-output probe needs depth >= 1")
 
   def one(params, x):
-    jac, _, _ = _chain(model, params, x, False)
-    return singular_values(jac) if spectrum else jac
+    transposed, _, _ = _chain(model, params, x, False)
+    return singular_values(transposed) if spectrum else transposed.T
   return jax.jit(jax.vmap(one, in_axes=(None, 0)))
 
 
