@@ -31,6 +31,7 @@ FLAGS = flags.FLAGS
 
 cli.define_network_flags(act="sigmoid", init="glorot_uniform", depth=10,
                          width=256)
+flags.adopt_module_key_flags(cli)  # --helpshort lists the network flags too
 flags.DEFINE_integer("num_inputs", 16, "Inputs x_0 ~ N(0, I) to probe, >= 1.")
 flags.DEFINE_integer("seed", 0, "Seed of the weights and the inputs.")
 flags.DEFINE_enum("dtype", "float32", ["float32", "float64"],

@@ -16,9 +16,10 @@ else the readout's (and head's) Jacobian times ``J_{<=depth}``.
 
 Two routes compute the same matrices and are tested against each other:
 ``autodiff_layer_jacobians`` applies ``jax.jacrev``/``jax.jacfwd`` to each of
-the model's own layers; ``analytic_layer_jacobian`` writes ``D_l W_l`` out,
-and is what the batched probe (:func:`make_spectrum_probe`) scans over the
-layers, so its memory is one Jacobian per input at any depth.
+the model's own layers; ``layer_jacobian`` writes ``D_l W_l`` out
+(``analytic_layer_jacobians`` for a whole net) and is what the batched probes
+(:func:`make_spectrum_probe`, :func:`make_input_output_probe`) scan over the
+layers, so their memory is one Jacobian per input at any depth.
 """
 
 import functools
