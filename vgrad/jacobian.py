@@ -166,8 +166,11 @@ def _chain(model: models.MLP, params, x: jax.Array, spectra: bool):
 
   p1 = models.layer_params(params, 1)
   x, h = layer.apply({"params": p1}, x)
-  transposed = layer_jacobian(act, p1["kernel"], h).T
-  first, rest = measure(p1, h, transposed), None
+  jac = layer_jacobian(act, p1["kernel"], h)
+  transposed, first, rest = jac.T, None, None
+  if spectra:  # J_{<=1} = J_1: one SVD serves both spectra.
+    sv = singular_values(jac)
+    first = (sv, sv, _nonzero_rows(jac))
   if model.depth > 1:
     stacked = _stack_layer_params(params, 2, model.depth)
     (x, transposed), rest = jax.lax.scan(body, (x, transposed), stacked)
