@@ -14,12 +14,15 @@ For maxout, J_l is the row selection ``S_l W_l`` of the stacked piece weights
 Jacobian is ``dy / dx_0``: ``J_{<=depth}`` when the model has no readout,
 else the readout's (and head's) Jacobian times ``J_{<=depth}``.
 
-Two routes compute the same matrices and are tested against each other:
+Two routes compute the same matrices and are tested against each other
+(``jax.jacfwd`` = ``jax.jacrev`` = analytic, every activation):
 ``autodiff_layer_jacobians`` applies ``jax.jacrev``/``jax.jacfwd`` to each of
 the model's own layers; ``layer_jacobian`` writes ``D_l W_l`` out
-(``analytic_layer_jacobians`` for a whole net) and is what the batched probes
+(``analytic_layer_jacobians`` for a whole net). The batched probes
 (:func:`make_spectrum_probe`, :func:`make_input_output_probe`) scan over the
-layers, so their memory is one Jacobian per input at any depth.
+layers, so their memory is one Jacobian per input at any depth: each layer's
+own Jacobian (its spectrum) is ``jax.jacobian`` of the model's layer, and the
+chain ``J_{<=l}`` is propagated with the analytic factor.
 """
 
 import functools
@@ -151,26 +154,32 @@ def _chain(model: models.MLP, params, x: jax.Array, spectra: bool):
   """
   layer, act = models.hidden_layer(model), model.activation
 
-  def measure(p, h, transposed):
+  def own_jacobian(p, x_prev):
+    # The layer's own Jacobian by autodiff of the model's layer module; the
+    # chain uses the analytic D_l W_l (equal: tests/jacobian_test.py).
+    return jax.jacobian(lambda z: layer.apply({"params": p}, z)[0])(x_prev)
+
+  def measure(p, x_prev, transposed):
     if not spectra:
       return None
-    jac = layer_jacobian(act, p["kernel"], h)
+    jac = own_jacobian(p, x_prev)
     return (singular_values(jac), singular_values(transposed),
             _nonzero_rows(jac))
 
   def body(carry, p):
-    x, transposed = carry
-    x, h = layer.apply({"params": p}, x)
+    x_prev, transposed = carry
+    x, h = layer.apply({"params": p}, x_prev)
     transposed = _propagate(act, p["kernel"], h, transposed)
-    return (x, transposed), measure(p, h, transposed)
+    return (x, transposed), measure(p, x_prev, transposed)
 
   p1 = models.layer_params(params, 1)
-  x, h = layer.apply({"params": p1}, x)
-  jac = layer_jacobian(act, p1["kernel"], h)
-  transposed, first, rest = jac.T, None, None
+  first, rest = None, None
   if spectra:  # J_{<=1} = J_1: one SVD serves both spectra.
+    jac = own_jacobian(p1, x)
     sv = singular_values(jac)
     first = (sv, sv, _nonzero_rows(jac))
+  x, h = layer.apply({"params": p1}, x)
+  transposed = layer_jacobian(act, p1["kernel"], h).T
   if model.depth > 1:
     stacked = _stack_layer_params(params, 2, model.depth)
     (x, transposed), rest = jax.lax.scan(body, (x, transposed), stacked)
@@ -216,8 +225,9 @@ def make_input_output_probe(model: models.MLP, spectrum: bool = True):
 def make_spectrum_probe(model: models.MLP):
   """A jitted ``probe(params, xs) -> Spectra`` for inputs ``xs (B, n_in)``.
 
-  Per input: one forward pass, and for each layer the analytic ``J_l``, the
-  chain ``J_{<=l} = J_l J_{<=l-1}`` and both singular-value spectra, in a
+  Per input: one forward pass, and for each layer ``J_l`` by ``jax.jacobian``
+  of the layer, the chain ``J_{<=l} = J_l J_{<=l-1}`` (analytic factor,
+  carried transposed) and both singular-value spectra, in a
   ``lax.scan`` over layers 2..depth (compiled once at any depth). Inputs are
   vmapped. Cost: ``depth`` (N x N)(N x n_in) products and ``2 depth`` SVDs.
   """
