@@ -79,6 +79,9 @@ def main(argv):
   start = time.perf_counter()
   results = spectrum_study.run_study(config)
   seconds = time.perf_counter() - start
+  # Every flag of the run, as given (act_params holds the parsed ones).
+  results["config"] |= {"out_dir": out_dir, "overwrite": FLAGS.overwrite} | {
+      flag: FLAGS[flag].value for flag in cli.ACT_PARAM_FLAGS}
   print(f"Jacobian spectra: {json.dumps(results['config'])}")
   print(spectrum_study.format_table(results))
   note = spectrum_study.precision_note(results)

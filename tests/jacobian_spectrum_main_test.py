@@ -41,7 +41,9 @@ class MainTest(absltest.TestCase):
     self.assertEqual(results["config"], {
         "act": "tanh", "init": "glorot_uniform", "depth": 3, "width": 8,
         "sigma_w": None, "sigma_b": None, "num_inputs": 2, "seed": 3,
-        "dtype": "float32", "act_params": {}})
+        "dtype": "float32", "act_params": {}, "out_dir": out,
+        "overwrite": False, "leaky_slope": None, "elu_alpha": None,
+        "swish_beta": None, "maxout_k": None})
     for section in ("layers", "per_layer"):
       self.assertEqual([r["layer"] for r in results[section]], [1, 2, 3])
     for record in results["layers"] + [results["input_output"]]:
@@ -69,6 +71,7 @@ class MainTest(absltest.TestCase):
                            "results.json")) as f:
       config = json.load(f)["config"]
     self.assertEqual(config["act_params"], {"slope": 0.1})
+    self.assertEqual(config["leaky_slope"], 0.1)
     self.assertEqual(config["dtype"], "float64")
 
   def test_existing_run_is_never_overwritten_silently(self):
