@@ -53,11 +53,26 @@ def _at_least(name: str, bound: float, what: str, why: str = ""):
       message=f"--{name} must be {what} >= {bound:g}{why}")
 
 
-def define_network_flags(*, act: str, init: str, depth: int, width: int):
+def define_network_flags(*, act: str, init: str, depth: int, width: int,
+                         multi_act: bool = False):
   """Defines --act, --init, --depth, --width, --sigma_w, --sigma_b and the
-  activation-parameter flags, with validators."""
-  flags.DEFINE_enum("act", act, sorted(activations.ACTIVATIONS),
-                    "Hidden-layer activation.")
+  activation-parameter flags, with validators.
+
+  With ``multi_act`` --act is a comma-separated list of activations to
+  compare (``FLAGS.act`` is then a list).
+  """
+  names = sorted(activations.ACTIVATIONS)
+  if multi_act:
+    flags.DEFINE_list("act", act, "Hidden-layer activation(s); a comma-"
+                      f"separated list compares several. One of: "
+                      f"{', '.join(names)}.")
+    flags.register_validator(
+        "act", lambda v: bool(v) and set(v) <= set(names) and
+        len(set(v)) == len(v),
+        message=f"--act must be distinct comma-separated names from: "
+        f"{', '.join(names)}")
+  else:
+    flags.DEFINE_enum("act", act, names, "Hidden-layer activation.")
   flags.DEFINE_enum("init", init, sorted(initializers.INITIALIZERS),
                     "Weight initializer (see vgrad/initializers.py).")
   flags.DEFINE_integer("depth", depth, "Number of hidden layers (affine + "
@@ -87,21 +102,26 @@ def define_network_flags(*, act: str, init: str, depth: int, width: int):
                            message="--elu_alpha must be > 0")
 
 
-def activation_params() -> dict:
-  """The activation parameters set on the command line, for ``--act``.
+def activation_params(name: str | None = None) -> dict:
+  """The activation parameters set on the command line for activation
+  ``name`` (default: the single ``--act``).
 
-  Exits with a one-line error when a parameter flag does not belong to the
-  chosen activation, and when --sigma_w is given with an initializer that
+  Exits with a one-line error when a parameter flag belongs to none of the
+  chosen activations, and when --sigma_w is given with an initializer that
   fixes its own scale.
   """
+  chosen = FLAGS.act if isinstance(FLAGS.act, list) else [FLAGS.act]
+  name = name or chosen[0]
   params = {}
   for flag, (act, param) in ACT_PARAM_FLAGS.items():
     value = FLAGS[flag].value
     if value is None:
       continue
-    if FLAGS.act != act:
-      fail(f"--{flag} applies only to --act={act}, not --act={FLAGS.act}")
-    params[param] = value
+    if act not in chosen:
+      fail(f"--{flag} applies only to --act={act}, not --act="
+           f"{','.join(chosen)}")
+    if act == name:
+      params[param] = value
   if FLAGS.sigma_w is not None and FLAGS.init not in initializers.TAKES_SIGMA_W:
     fail(f"--sigma_w applies only to --init="
          f"{'|'.join(sorted(initializers.TAKES_SIGMA_W))}; --init="

@@ -89,6 +89,9 @@ class MLP(nn.Module):
     num_outputs: readout size, or None for no readout (the output is x_depth).
     head: one of ``HEADS`` applied after the readout.
     param_dtype: dtype of the parameters.
+    dropout_rate: inverted dropout on every hidden layer's output, active
+      only when called with ``train=True`` (then an rng named ``'dropout'``
+      must be passed to ``apply``).
   """
   depth: int
   width: int
@@ -98,6 +101,7 @@ class MLP(nn.Module):
   num_outputs: int | None = None
   head: str = "none"
   param_dtype: Any = jnp.float32
+  dropout_rate: float = 0.0
 
   def setup(self):
     self.layers = [
@@ -110,9 +114,13 @@ class MLP(nn.Module):
           self.num_outputs, kernel_init=self.kernel_init,
           bias_init=self.bias_init, precision=PRECISION,
           param_dtype=self.param_dtype)
+    self.dropout = nn.Dropout(self.dropout_rate)
 
-  def __call__(self, x, return_preactivations: bool = False):
+  def __call__(self, x, return_preactivations: bool = False,
+               train: bool = False):
     """Maps ``x`` of shape ``(..., n_in)`` to the output.
+
+    ``train=True`` turns dropout on (if ``dropout_rate > 0``).
 
     Returns:
       The output ``(..., num_outputs)`` (or ``(..., width)`` without readout);
@@ -121,6 +129,8 @@ class MLP(nn.Module):
     preactivations = []
     for layer in self.layers:
       x, h = layer(x)
+      if self.dropout_rate > 0:
+        x = self.dropout(x, deterministic=not train)
       preactivations.append(h)
     x = self.apply_output(x)
     return (x, preactivations) if return_preactivations else x
@@ -155,7 +165,7 @@ def make_mlp(*, depth: int, width: int, activation: str = "relu",
              activation_params: dict | None = None, init: str = "he_normal",
              sigma_w: float | None = None, sigma_b: float | None = None,
              num_outputs: int | None = None, head: str = "none",
-             param_dtype: Any = jnp.float32) -> MLP:
+             param_dtype: Any = jnp.float32, dropout_rate: float = 0.0) -> MLP:
   """Builds an :class:`MLP` from registry names, validating every argument.
 
   Raises:
@@ -171,6 +181,8 @@ def make_mlp(*, depth: int, width: int, activation: str = "relu",
   if head not in HEADS:
     raise ValueError(f"unknown head {head!r}; valid heads: "
                      f"{', '.join(sorted(HEADS))}")
+  if not 0.0 <= dropout_rate < 1.0:
+    raise ValueError(f"dropout rate must be in [0, 1), got {dropout_rate}")
   if num_outputs is None and (head != "none" or depth == 0):
     raise ValueError("a head or depth=0 needs a readout (num_outputs)")
   return MLP(
@@ -179,4 +191,5 @@ def make_mlp(*, depth: int, width: int, activation: str = "relu",
           activation, **(activation_params or {})),
       kernel_init=initializers_lib.get_initializer(init, sigma_w),
       bias_init=initializers_lib.get_bias_initializer(sigma_b),
-      num_outputs=num_outputs, head=head, param_dtype=param_dtype)
+      num_outputs=num_outputs, head=head, param_dtype=param_dtype,
+      dropout_rate=float(dropout_rate))

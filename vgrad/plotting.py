@@ -68,7 +68,7 @@ def _title(results: dict) -> str:
 def plot_jacobian_spectrum(results: dict) -> Figure:
   """Two panels: the spread of J_{<=l}'s singular values against l, and the
   density of the input-output singular values (both on log axes)."""
-  with _style():
+  with style_context():
     fig = Figure(figsize=(7.2, 3.6), layout="constrained")
     left, right = fig.subplots(1, 2)
     _draw_spread(left, results)
@@ -79,7 +79,8 @@ def plot_jacobian_spectrum(results: dict) -> Figure:
   return fig
 
 
-def _style():
+def style_context():
+  """matplotlib rc context with the shared vgrad STYLE."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   return matplotlib.rc_context(STYLE)
 

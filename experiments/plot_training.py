@@ -1,0 +1,42 @@
+"""Redraws a training run's figures and tables from its metrics.json alone.
+
+    python -m experiments.plot_training --run_dir=runs/lecture/RUN
+
+Rewrites ``curves``, ``gradient_flow`` (PNG and PDF), ``table.md`` and
+``table.csv`` in ``--run_dir``; works for runs of ``experiments.train`` and
+``experiments.lecture``.
+"""
+
+import json
+import os
+
+from absl import flags
+
+from experiments import cli
+from vgrad import training_report
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("run_dir", None, "Run directory holding metrics.json.")
+
+
+def main(argv):
+  del argv
+  if FLAGS.run_dir is None:
+    cli.fail("--run_dir is required: a run directory holding metrics.json")
+  path = os.path.join(FLAGS.run_dir, "metrics.json")
+  try:
+    with open(path) as f:
+      metrics = json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    cli.fail(f"--run_dir: cannot read {path}: {e}")
+  try:
+    paths = training_report.write_figures(metrics, FLAGS.run_dir)
+    paths += training_report.write_tables(metrics, FLAGS.run_dir)
+  except (KeyError, TypeError, IndexError, ValueError) as e:
+    cli.fail(f"--run_dir: {path} is not a training metrics file (missing or "
+             f"malformed field {e})")
+  print(f"wrote {', '.join(paths)}")
+
+
+if __name__ == "__main__":
+  cli.run(main)

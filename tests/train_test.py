@@ -1,0 +1,265 @@
+"""Tests for vgrad.train: the step, its metrics, losses and blow-ups."""
+
+import math
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vgrad import models
+from vgrad import train
+
+XOR_X = jnp.array([[0, 0], [0, 1], [1, 0], [1, 1]], jnp.float32)
+XOR_Y = jnp.array([0, 1, 1, 0], jnp.int32)
+
+
+def _xor_setup(act="sigmoid", init="uniform", depth=3, width=4, lr=0.1,
+               seeds=3, **kwargs):
+  model = models.make_mlp(depth=depth, width=width, activation=act,
+                          init=init, num_outputs=1, **kwargs)
+  optimizer = train.make_optimizer("sgd", lr)
+  keys = jax.random.split(jax.random.key(0), seeds)
+  states = train.init_states(model, optimizer, keys, XOR_X)
+  step_fn = train.make_step_fn(model, optimizer, "binary_cross_entropy",
+                               "binary")
+  return model, optimizer, keys, states, step_fn
+
+
+class StepTest(parameterized.TestCase):
+
+  def test_train_step_compiles_once(self):
+    model, optimizer, keys, states, step_fn = _xor_setup()
+    del model, optimizer
+    step = train.make_train_step(chex.assert_max_traces(step_fn, n=1))
+    for i in range(5):
+      states, metrics = step(states, keys, i, XOR_X, XOR_Y)
+    chex.assert_shape(metrics["loss"], (3,))
+    chex.assert_shape(metrics["grad_norm_w"], (3, 4))
+    chex.assert_tree_all_finite(states.params)
+
+  def test_chunk_compiles_once_and_equals_single_steps(self):
+    _, _, keys, states, step_fn = _xor_setup()
+    chunk = train.make_train_chunk(chex.assert_max_traces(step_fn, n=1), 4)
+    a, _, losses = chunk(states, keys, 0, XOR_X, XOR_Y)
+    a, _, _ = chunk(a, keys, 4, XOR_X, XOR_Y)
+    chex.assert_shape(losses, (4, 3))
+    step = train.make_train_step(step_fn)
+    b = states
+    for i in range(8):
+      b, _ = step(b, keys, i, XOR_X, XOR_Y)
+    chex.assert_trees_all_close(a.params, b.params, rtol=1e-6, atol=1e-7)
+
+  def test_vmapped_seeds_equal_one_seed_at_a_time(self):
+    model, optimizer, keys, states, step_fn = _xor_setup(act="tanh")
+    chunk = train.make_train_chunk(step_fn, 20)
+    together, _, _ = chunk(states, keys, 0, XOR_X, XOR_Y)
+    for s in range(3):
+      alone = train.init_state(model, optimizer, keys[s], XOR_X)
+      alone = jax.tree_util.tree_map(lambda v: v[None], alone)
+      alone, _, _ = chunk(alone, keys[s:s + 1], 0, XOR_X, XOR_Y)
+      chex.assert_trees_all_close(
+          jax.tree_util.tree_map(lambda v, s=s: v[s], together.params),
+          jax.tree_util.tree_map(lambda v: v[0], alone.params),
+          rtol=1e-6, atol=1e-7)
+
+  def test_gradients_match_finite_differences(self):
+    with jax.enable_x64(True):
+      model = models.make_mlp(depth=2, width=3, activation="tanh",
+                              init="glorot_normal", num_outputs=3,
+                              param_dtype=jnp.float64, sigma_b=0.3)
+      x = jax.random.normal(jax.random.key(1), (5, 4), jnp.float64)
+      y = jnp.array([0, 2, 1, 1, 0])
+      params = model.init(jax.random.key(2), x)
+      f = train.make_loss_and_metrics(model, "categorical_cross_entropy",
+                                      "multiclass")
+      grads, metrics, _ = f(params, x, y)
+      flat, unravel = jax.flatten_util.ravel_pytree(params)
+      flat_grads, _ = jax.flatten_util.ravel_pytree(grads)
+
+      @jax.jit
+      def loss(v):
+        return f(unravel(v), x, y)[1]["loss"]
+
+      eps = 1e-6
+      for i in range(flat.size):
+        e = jnp.zeros_like(flat).at[i].set(eps)
+        fd = (loss(flat + e) - loss(flat - e)) / (2 * eps)
+        np.testing.assert_allclose(flat_grads[i], fd, rtol=1e-6, atol=1e-9)
+      kernel = grads["params"]["layers_1"]["kernel"]
+      np.testing.assert_allclose(metrics["grad_norm_w"][1],
+                                 jnp.linalg.norm(kernel), rtol=1e-12)
+      np.testing.assert_allclose(
+          metrics["grad_norm_b"][2],
+          jnp.linalg.norm(grads["params"]["readout"]["bias"]), rtol=1e-12)
+
+  def test_zero_init_units_stay_identical(self):
+    for act in ("sigmoid", "tanh", "relu"):
+      model = models.make_mlp(depth=3, width=6, activation=act, init="zeros",
+                              num_outputs=10)
+      optimizer = train.make_optimizer("sgd", 0.5)
+      x = jax.random.normal(jax.random.key(0), (32, 5))
+      y = jnp.arange(32) % 10
+      keys = jax.random.split(jax.random.key(0), 2)
+      states = train.init_states(model, optimizer, keys, x)
+      step_fn = train.make_step_fn(model, optimizer,
+                                   "categorical_cross_entropy", "multiclass")
+      states, _, _ = train.make_train_chunk(step_fn, 50)(states, keys, 0, x,
+                                                         y)
+      moved = False
+      for l in range(3):
+        w = states.params["params"][f"layers_{l}"]["kernel"]  # (S, in, 6)
+        np.testing.assert_array_equal(w, jnp.broadcast_to(w[..., :1],
+                                                          w.shape))
+        moved |= bool(jnp.any(w != 0))
+      readout = states.params["params"]["readout"]["kernel"]   # (S, 6, 10)
+      np.testing.assert_array_equal(
+          readout, jnp.broadcast_to(readout[:, :1], readout.shape))
+      # sigmoid(0) = 1/2 feeds the next layer, so sigmoid weights do move;
+      # tanh(0) = relu(0) = 0 leaves every hidden gradient exactly zero.
+      self.assertEqual(moved, act == "sigmoid", act)
+
+  def test_divergence_is_recorded_and_the_seed_frozen(self):
+    model, optimizer, keys, states, step_fn = _xor_setup(
+        act="relu", init="large_normal", depth=12, width=16, lr=1e4)
+    del model, optimizer
+    chunk = train.make_train_chunk(step_fn, 30)
+    out, metrics, losses = chunk(states, keys, 0, XOR_X, XOR_Y)
+    diverged = np.asarray(out.diverged_at)
+    self.assertTrue(np.all(diverged > 0), diverged)
+    np.testing.assert_array_equal(metrics["diverged_at"], diverged)
+    chex.assert_tree_all_finite(out.params)
+    # The losses logged after divergence are the frozen (finite) ones or the
+    # non-finite value that stopped the seed; nothing raised.
+    self.assertEqual(losses.shape, (30, 3))
+    first = int(diverged.min())
+    self.assertFalse(np.isfinite(losses[first - 1]).all())
+
+  def test_minibatches_cover_each_epoch_once(self):
+    n, b = 10, 3
+    x = jnp.arange(n, dtype=jnp.float32)[:, None]
+    y = jnp.arange(n)
+    state = train.TrainState(None, None, jnp.arange(n, dtype=jnp.int32),
+                             jnp.zeros((), jnp.int32))
+    key = jax.random.key(0)
+    seen = []
+    for step in range(6):     # 3 batches per epoch, 2 epochs
+      perm, xb, yb = train._batch(state, key, step, x, y, b)  # pylint: disable=protected-access
+      state = state._replace(perm=perm)
+      np.testing.assert_array_equal(xb[:, 0], yb)
+      seen.append(np.asarray(yb))
+    for epoch in (seen[:3], seen[3:]):
+      values = np.concatenate(epoch)
+      self.assertLen(set(values.tolist()), 9)
+    self.assertFalse(np.array_equal(np.concatenate(seen[:3]),
+                                    np.concatenate(seen[3:])))
+
+  def test_full_batch_uses_every_example(self):
+    state = train.TrainState(None, None, jnp.arange(4), jnp.zeros((),
+                                                                  jnp.int32))
+    _, xb, yb = train._batch(state, jax.random.key(0), 3, XOR_X, XOR_Y, 0)  # pylint: disable=protected-access
+    np.testing.assert_array_equal(xb, XOR_X)
+    np.testing.assert_array_equal(yb, XOR_Y)
+
+  def test_dropout_only_in_training(self):
+    model = models.make_mlp(depth=2, width=64, activation="relu",
+                            init="he_normal", num_outputs=2,
+                            dropout_rate=0.5)
+    x = jax.random.normal(jax.random.key(0), (8, 5))
+    params = model.init(jax.random.key(1), x)
+    plain = models.make_mlp(depth=2, width=64, activation="relu",
+                            init="he_normal", num_outputs=2)
+    np.testing.assert_array_equal(model.apply(params, x),
+                                  plain.apply(params, x))
+    a = model.apply(params, x, train=True,
+                    rngs={"dropout": jax.random.key(2)})
+    b = model.apply(params, x, train=True,
+                    rngs={"dropout": jax.random.key(3)})
+    self.assertFalse(np.allclose(a, b))
+
+
+class MetricTest(parameterized.TestCase):
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_losses_match_their_formulas(self):
+    logits = jnp.array([[2.0], [-1.0], [0.5]])
+    y = jnp.array([1, 0, 0])
+    bce = self.variant(lambda z, t: train.LOSSES["binary_cross_entropy"](
+        z, t, "binary"))(logits, y)
+    p = jax.nn.sigmoid(logits[:, 0])
+    expected = -jnp.mean(jnp.where(y == 1, jnp.log(p), jnp.log1p(-p)))
+    np.testing.assert_allclose(bce, expected, rtol=1e-6)
+    mse = self.variant(lambda z, t: train.LOSSES["mean_squared_error"](
+        z, t, "binary"))(logits, y)
+    np.testing.assert_allclose(mse, jnp.mean((p - y) ** 2), rtol=1e-6)
+    z = jnp.array([[1.0, 2.0, 0.0], [0.0, 0.0, 3.0]])
+    t = jnp.array([1, 0])
+    cce = train.LOSSES["categorical_cross_entropy"](z, t, "multiclass")
+    expected = -jnp.mean(jax.nn.log_softmax(z)[jnp.arange(2), t])
+    np.testing.assert_allclose(cce, expected, rtol=1e-6)
+    mse = train.LOSSES["mean_squared_error"](z, t, "multiclass")
+    expected = jnp.mean((jax.nn.softmax(z) - jax.nn.one_hot(t, 3)) ** 2)
+    np.testing.assert_allclose(mse, expected, rtol=1e-6)
+
+  def test_chance_level_bce_is_ln2(self):
+    value = train.LOSSES["binary_cross_entropy"](jnp.zeros((4, 1)), XOR_Y,
+                                                 "binary")
+    np.testing.assert_allclose(value, math.log(2), rtol=1e-7)
+
+  def test_accuracy(self):
+    self.assertEqual(float(train.compute_accuracy(
+        jnp.array([[1.0], [-1.0], [2.0], [-3.0]]), XOR_Y, "binary")), 0.5)
+    self.assertEqual(float(train.compute_accuracy(
+        jnp.array([[0.0, 1.0], [3.0, 1.0]]), jnp.array([1, 1]),
+        "multiclass")), 0.5)
+
+  def test_saturated_and_dead_fractions(self):
+    from vgrad import activations  # pylint: disable=g-import-not-at-top
+    h = jnp.array([[10.0, 0.0, -1.0], [-10.0, 0.5, -2.0]])
+    sat = train.unit_metrics(activations.get_activation("sigmoid"), [h])
+    # sigmoid'(+-10) = 4.5e-5 < 0.05/4; sigmoid'(0), sigmoid'(0.5),
+    # sigmoid'(-1), sigmoid'(-2) = 0.105 are not.
+    np.testing.assert_allclose(sat["saturated"], [2 / 6])
+    dead = train.unit_metrics(activations.get_activation("relu"), [h])
+    np.testing.assert_allclose(dead["dead"], [1 / 3])   # only column 3
+    self.assertEqual(train.unit_metrics(activations.get_activation("gelu"),
+                                        [h]), {})
+
+  def test_update_ratio_is_lr_times_gradient_over_weights(self):
+    _, _, keys, states, step_fn = _xor_setup(lr=0.1)
+    _, metrics = train.make_train_step(step_fn)(states, keys, 0, XOR_X,
+                                                XOR_Y)
+    w = jnp.stack([jnp.linalg.norm(states.params["params"]["layers_0"][
+        "kernel"][s]) for s in range(3)])
+    np.testing.assert_allclose(metrics["update_ratio"][:, 0],
+                               0.1 * metrics["grad_norm_w"][:, 0] / w,
+                               rtol=1e-5)
+
+  def test_clipping_bounds_the_update(self):
+    opt = train.make_optimizer("sgd", 1.0, clip_norm=0.5)
+    grads = {"w": jnp.full((10,), 3.0)}
+    updates, _ = opt.update(grads, opt.init(grads))
+    np.testing.assert_allclose(optax.tree.norm(updates), 0.5, rtol=1e-6)
+
+  def test_registry_errors(self):
+    with self.assertRaisesRegex(ValueError, "adam, momentum, sgd"):
+      train.make_optimizer("rmsprop", 0.1)
+    with self.assertRaisesRegex(ValueError, "learning rate"):
+      train.make_optimizer("sgd", 0.0)
+    with self.assertRaisesRegex(ValueError, "binary_cross_entropy"):
+      train.check_loss("hinge", "binary")
+    with self.assertRaisesRegex(ValueError, "categorical_cross_entropy, "
+                                "mean_squared_error"):
+      train.check_loss("binary_cross_entropy", "multiclass")
+
+  def test_layer_labels(self):
+    self.assertEqual(train.layer_labels(2),
+                     ["layer_01", "layer_02", "readout"])
+    self.assertEqual(train.layer_labels(100)[0], "layer_001")
+
+
+if __name__ == "__main__":
+  absltest.main()

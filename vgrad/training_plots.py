@@ -1,0 +1,150 @@
+"""Training figures drawn from a run's ``metrics.json`` alone.
+
+``plot_training_curves``: loss and accuracy against step, the median over
+seeds with the interquartile band. ``plot_gradient_flow``: the classic
+vanishing-gradient figure, ``||dL/dW_l||`` against layer index ``l`` on a
+log axis at several training steps, one line per arm (activation) when
+several are compared. Both take the ``metrics.json`` dictionary and never
+touch JAX.
+"""
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from vgrad import plotting
+
+
+def _array(rows) -> np.ndarray:
+  """Nested lists with None -> float array with NaN."""
+  return np.array([[np.nan if v is None else v for v in np.atleast_1d(r)]
+                   if r is not None else [np.nan] for r in rows], float)
+
+
+def _quartiles(values: np.ndarray):
+  """Median and quartiles over seeds (axis 1), ignoring NaN."""
+  with np.errstate(all="ignore"):
+    import warnings  # pylint: disable=import-outside-toplevel
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", RuntimeWarning)
+      return np.nanpercentile(values, [25, 50, 75], axis=1)
+
+
+def _accuracy_key(arm: dict) -> str | None:
+  key = arm["solved_by"].split()[0]
+  if "accuracy" in key:
+    return key
+  return "test_accuracy" if "test_accuracy" in arm["history"] else None
+
+
+def _title(metrics: dict) -> str:
+  ds = metrics["dataset"]
+  c = metrics["arms"][0]["config"]
+  batch = "full batch" if not c["batch_size"] else f"batch {c['batch_size']}"
+  return (f"{metrics.get('title') or ds['name']}: {c['optimizer']}, "
+          f"lr {c['lr']:g}, {batch}, {c['seeds']} seeds per arm")
+
+
+def plot_training_curves(metrics: dict) -> Figure:
+  """Loss (log axis) and accuracy against training step, one colour per arm.
+
+  Lines are medians over seeds, bands the 25th-75th percentiles; seeds that
+  diverged contribute until they diverge.
+  """
+  arms = metrics["arms"]
+  acc_key = _accuracy_key(arms[0])
+  with plotting.style_context():
+    fig = Figure(figsize=(7.2, 3.2), layout="constrained")
+    axes = fig.subplots(1, 2 if acc_key else 1, squeeze=False)[0]
+    for i, arm in enumerate(arms):
+      color = plotting.PALETTE[i % len(plotting.PALETTE)]
+      steps = np.array(arm["history"]["step"])
+      for ax, key in zip(axes, ["train_loss", acc_key]):
+        q = _quartiles(_array(arm["history"][key]))
+        ax.plot(steps, q[1], color=color, label=arm["label"])
+        ax.fill_between(steps, q[0], q[2], color=color, alpha=0.2, lw=0)
+    chance = arms[0].get("chance_loss")
+    if chance:
+      axes[0].axhline(chance, color="0.5", ls=":", lw=0.8,
+                      label=f"chance level {chance:.3f}")
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel(f"training loss ({arms[0]['loss'].replace('_', ' ')})")
+    axes[0].set_title("Loss (median over seeds, IQR band)")
+    if acc_key:
+      axes[1].set_ylabel(acc_key.replace("_", " "))
+      axes[1].set_ylim(-0.02, 1.02)
+      axes[1].set_title("Accuracy")
+    for ax in axes:
+      ax.set_xlabel("training step")
+    fig.legend(*axes[0].get_legend_handles_labels(),
+               loc="outside lower center", ncol=min(4, len(arms) + 1),
+               frameon=False)
+    fig.suptitle(_title(metrics))
+  return fig
+
+
+def _snapshot_steps(steps: list[int], count: int = 3) -> list[int]:
+  """Init, a middle step and the last step (or fewer if logged fewer)."""
+  picks = [steps[0], steps[len(steps) // 10], steps[-1]][:count]
+  return sorted(set(picks))
+
+
+def _flow(arm: dict, step: int):
+  """Median and quartiles over healthy seeds of ||dL/dW_l|| at ``step``."""
+  h = arm["history"]
+  i = h["step"].index(step)
+  g = _array(h["grad_norm_w"][i])          # (S, L+1)
+  healthy = np.array([d is None for d in h["diverged_at"][i]])
+  g = g[healthy] if healthy.any() else g
+  q = _quartiles(g.T)                       # (3, L+1)
+  return np.arange(1, g.shape[1] + 1), q
+
+
+def plot_gradient_flow(metrics: dict) -> Figure:
+  """``||dL/dW_l||`` against layer ``l`` (readout = L+1), log axis.
+
+  One arm: one panel, a line per training step. Several arms: a panel per
+  step (init, 10 % of training, end), a line per arm. Gradients are measured
+  on the same fixed training batch at every step; seeds that diverged are
+  left out.
+  """
+  arms = metrics["arms"]
+  steps = _snapshot_steps(arms[0]["history"]["step"])
+  with plotting.style_context():
+    if len(arms) == 1:
+      fig = Figure(figsize=(4.2, 3.4), layout="constrained")
+      ax = fig.subplots()
+      shades = plotting.PALETTE[:len(steps)]
+      for step, color in zip(steps, shades):
+        layers, q = _flow(arms[0], step)
+        ax.plot(layers, q[1], color=color, marker="o", ms=3,
+                label=f"step {step}")
+        ax.fill_between(layers, q[0], q[2], color=color, alpha=0.2, lw=0)
+      axes = [ax]
+      ax.set_title(arms[0]["label"])
+    else:
+      fig = Figure(figsize=(7.2, 3.4), layout="constrained")
+      axes = fig.subplots(1, len(steps), sharey=True, squeeze=False)[0]
+      for ax, step in zip(axes, steps):
+        for i, arm in enumerate(arms):
+          color = plotting.PALETTE[i % len(plotting.PALETTE)]
+          layers, q = _flow(arm, step)
+          ax.plot(layers, q[1], color=color, marker="o", ms=2.5,
+                  label=arm["label"])
+          ax.fill_between(layers, q[0], q[2], color=color, alpha=0.15, lw=0)
+        ax.set_title("at initialisation" if step == 0 else f"step {step}")
+    for ax in axes:
+      ax.set_yscale("log")
+      ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    xlabel = "layer $l$ (input side = 1, readout = $L+1$)"
+    if len(arms) == 1:
+      axes[0].set_xlabel(xlabel)
+    else:
+      fig.supxlabel(xlabel, fontsize=9)
+    axes[0].set_ylabel(r"$\|\partial L/\partial W_l\|_F$ (median, IQR)")
+    loc = "best" if len(arms) == 1 else "outside lower center"
+    (axes[0] if len(arms) == 1 else fig).legend(
+        *axes[0].get_legend_handles_labels(), loc=loc,
+        ncol=min(4, len(arms)), frameon=False)
+    fig.suptitle("Per-layer gradient norm: " + _title(metrics))
+  return fig
