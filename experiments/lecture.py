@@ -85,7 +85,8 @@ def main(argv):
   title = f"{preset.name} (lecture {preset.lecture}): {preset.question}"
   try:
     with rundir.staged_run_dir(out_dir, overwrite=FLAGS.overwrite) as stage:
-      metrics = training_run.train_arms(title, arms(preset), ds, stage)
+      metrics = training_run.train_arms(preset.name, title, arms(preset), ds,
+                                        stage)
       training_report.write_run(stage, record, metrics)
       if mnist is not None:
         extra = presets.get_preset("mnist_deep")
@@ -94,7 +95,8 @@ def main(argv):
         mnist_arms = [dataclasses.replace(a, dataset="mnist")
                       for a in arms(extra)]
         mnist_metrics = training_run.train_arms(
-            f"mnist_deep: {extra.question}", mnist_arms, mnist, sub)
+            "mnist_deep", f"mnist_deep: {extra.question}", mnist_arms, mnist,
+            sub)
         training_report.write_run(sub, record, mnist_metrics)
   except rundir.RunDirExistsError as e:
     cli.fail(e)

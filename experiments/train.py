@@ -88,7 +88,7 @@ def main(argv):
   out_dir = training_run.out_dir_for("runs/train", name)
   record = training_run.flag_record()
   title = f"{FLAGS.dataset}, depth {FLAGS.depth}, width {FLAGS.width}"
-  training_run.run_arms(title, configs, ds, out_dir, record)
+  training_run.run_arms("train", title, configs, ds, out_dir, record)
 
 
 if __name__ == "__main__":

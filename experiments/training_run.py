@@ -99,9 +99,13 @@ def _dataset_record(ds: data.Dataset) -> dict:
           "num_outputs": ds.num_outputs}
 
 
-def train_arms(title: str, configs, ds: data.Dataset, stage: str | None
-               ) -> dict:
-  """Trains every arm; TensorBoard runs go under ``stage/tb`` if given."""
+def train_arms(name: str, title: str, configs, ds: data.Dataset,
+               stage: str | None) -> dict:
+  """Trains every arm; TensorBoard runs go under ``stage/tb`` if given.
+
+  ``name`` is the short run name shown in figures, ``title`` the line above
+  the printed table.
+  """
   progress = Progress(len(configs))
   arms = []
   for config in configs:
@@ -113,7 +117,7 @@ def train_arms(title: str, configs, ds: data.Dataset, stage: str | None
                                               progress=progress))
     except ValueError as e:   # invalid combination found while building
       cli.fail(e)
-  return {"schema": SCHEMA, "title": title, "dataset": _dataset_record(ds),
+  return {"schema": SCHEMA, "name": name, "title": title, "dataset": _dataset_record(ds),
           "device": jax.devices()[0].platform, "jax": jax.__version__,
           "arms": arms}
 
@@ -132,12 +136,12 @@ def report(metrics: dict, out_dir: str) -> None:
            + ")" if FLAGS.tensorboard else ""))
 
 
-def run_arms(title: str, configs, ds: data.Dataset, out_dir: str,
+def run_arms(name: str, title: str, configs, ds: data.Dataset, out_dir: str,
              record: dict) -> dict:
   """Trains, writes the run directory atomically and prints the report."""
   try:
     with rundir.staged_run_dir(out_dir, overwrite=FLAGS.overwrite) as stage:
-      metrics = train_arms(title, configs, ds, stage)
+      metrics = train_arms(name, title, configs, ds, stage)
       training_report.write_run(stage, record, metrics)
   except rundir.RunDirExistsError as e:
     cli.fail(e)

@@ -9,7 +9,9 @@ are in README.md.
   5 units, weights U(-1, 1), zero biases, a sigmoid output and plain gradient
   descent at learning rate 0.1 on the 4 points. Sigmoid stays at loss ln 2;
   the same net with 2 hidden layers learns; ReLU as in the lecture, and the
-  fixes: He init, leaky ReLU, tanh.
+  candidate fixes: He init, wider layers, leaky ReLU, tanh. (He init alone
+  cannot revive dead ReLUs: with zero biases a ReLU net's active units do not
+  depend on the weights' scale.)
 * ``digits_deep`` (lecture 000): 4 hidden layers, sigmoid against ReLU, tanh
   and leaky ReLU, on scikit-learn's 8x8 digits (and MNIST when its files are
   present: ``mnist_deep``).
@@ -48,7 +50,7 @@ def _arms(base: TrainConfig, *variants: dict) -> tuple[TrainConfig, ...]:
 
 _XOR = TrainConfig(dataset="xor", act="sigmoid", init="uniform", depth=10,
                    width=5, optimizer="sgd", lr=0.1, steps=20_000,
-                   batch_size=0, seeds=32, log_every=500)
+                   batch_size=0, seeds=32, log_every=1000)
 
 _DIGITS = TrainConfig(dataset="digits", act="sigmoid", init="glorot_uniform",
                       depth=4, width=128, optimizer="sgd", lr=0.1,
@@ -67,6 +69,8 @@ PRESETS = {
               dict(label="sigmoid, 2 hidden layers", depth=2),
               dict(label="relu, U(-1,1)", act="relu"),
               dict(label="relu, He normal", act="relu", init="he_normal"),
+              dict(label="relu, He normal, width 32", act="relu",
+                   init="he_normal", width=32),
               dict(label="leaky_relu(0.01), U(-1,1)", act="leaky_relu"),
               dict(label="tanh, U(-1,1)", act="tanh"))),
     "digits_deep": Preset(

@@ -41,15 +41,25 @@ def _title(metrics: dict) -> str:
   ds = metrics["dataset"]
   c = metrics["arms"][0]["config"]
   batch = "full batch" if not c["batch_size"] else f"batch {c['batch_size']}"
-  return (f"{metrics.get('title') or ds['name']}: {c['optimizer']}, "
+  name = metrics.get("name")
+  return (f"{name + ': ' if name else ''}{ds['name']}, {c['optimizer']} "
           f"lr {c['lr']:g}, {batch}, {c['seeds']} seeds per arm")
+
+
+def _healthy(arm: dict, key: str) -> np.ndarray:
+  """``(steps, seeds)`` values of ``key`` with NaN once a seed diverged."""
+  values = _array(arm["history"][key])
+  diverged = np.array([[d is not None for d in row]
+                       for row in arm["history"]["diverged_at"]])
+  return np.where(diverged, np.nan, values)
 
 
 def plot_training_curves(metrics: dict) -> Figure:
   """Loss (log axis) and accuracy against training step, one colour per arm.
 
   Lines are medians over seeds, bands the 25th-75th percentiles; seeds that
-  diverged contribute until they diverge.
+  diverged contribute until they diverge, and an x marks the first
+  divergence of an arm.
   """
   arms = metrics["arms"]
   acc_key = _accuracy_key(arms[0])
@@ -59,10 +69,15 @@ def plot_training_curves(metrics: dict) -> Figure:
     for i, arm in enumerate(arms):
       color = plotting.PALETTE[i % len(plotting.PALETTE)]
       steps = np.array(arm["history"]["step"])
+      first = arm["summary"].get("first_divergence")
+      label = arm["label"] + (f" (diverged, step {first})" if first else "")
       for ax, key in zip(axes, ["train_loss", acc_key]):
-        q = _quartiles(_array(arm["history"][key]))
-        ax.plot(steps, q[1], color=color, label=arm["label"])
+        q = _quartiles(_healthy(arm, key))
+        ax.plot(steps, q[1], color=color, label=label)
         ax.fill_between(steps, q[0], q[2], color=color, alpha=0.2, lw=0)
+        if first and np.isfinite(q[1]).any():
+          last = np.flatnonzero(np.isfinite(q[1]))[-1]
+          ax.plot(steps[last], q[1][last], "x", color=color, ms=6, mew=1.5)
     chance = arms[0].get("chance_loss")
     if chance:
       axes[0].axhline(chance, color="0.5", ls=":", lw=0.8,
@@ -90,12 +105,13 @@ def _snapshot_steps(steps: list[int], count: int = 3) -> list[int]:
 
 
 def _flow(arm: dict, step: int):
-  """Median and quartiles over healthy seeds of ||dL/dW_l|| at ``step``."""
+  """Median and quartiles over healthy seeds of ||dL/dW_l|| at ``step``
+  (NaN where every seed has diverged)."""
   h = arm["history"]
   i = h["step"].index(step)
   g = _array(h["grad_norm_w"][i])          # (S, L+1)
   healthy = np.array([d is None for d in h["diverged_at"][i]])
-  g = g[healthy] if healthy.any() else g
+  g = np.where(healthy[:, None], g, np.nan)
   q = _quartiles(g.T)                       # (3, L+1)
   return np.arange(1, g.shape[1] + 1), q
 
@@ -106,7 +122,8 @@ def plot_gradient_flow(metrics: dict) -> Figure:
   One arm: one panel, a line per training step. Several arms: a panel per
   step (init, 10 % of training, end), a line per arm. Gradients are measured
   on the same fixed training batch at every step; seeds that diverged are
-  left out.
+  left out. Exactly zero gradients (zero initialisation) fall off the log
+  axis, and a note says so.
   """
   arms = metrics["arms"]
   steps = _snapshot_steps(arms[0]["history"]["step"])
@@ -123,18 +140,26 @@ def plot_gradient_flow(metrics: dict) -> Figure:
       axes = [ax]
       ax.set_title(arms[0]["label"])
     else:
-      fig = Figure(figsize=(7.2, 3.4), layout="constrained")
+      fig = Figure(figsize=(9.0, 3.4), layout="constrained")
       axes = fig.subplots(1, len(steps), sharey=True, squeeze=False)[0]
       for ax, step in zip(axes, steps):
         for i, arm in enumerate(arms):
           color = plotting.PALETTE[i % len(plotting.PALETTE)]
           layers, q = _flow(arm, step)
+          first = arm["summary"].get("first_divergence")
           ax.plot(layers, q[1], color=color, marker="o", ms=2.5,
-                  label=arm["label"])
-          ax.fill_between(layers, q[0], q[2], color=color, alpha=0.15, lw=0)
+                  label=arm["label"] + (f" (diverged, step {first})"
+                                        if first else ""))
+          if np.isfinite(q).any():
+            ax.fill_between(layers, q[0], q[2], color=color, alpha=0.15,
+                            lw=0)
         ax.set_title("at initialisation" if step == 0 else f"step {step}")
+    values = np.array([v for arm in arms for row in arm["history"][
+        "grad_norm_w"] for seed in row for v in seed if v])
     for ax in axes:
       ax.set_yscale("log")
+      if values.size:   # explicit limits: zeros and NaN confuse autoscale
+        ax.set_ylim(values.min() / 3, values.max() * 3)
       ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     xlabel = "layer $l$ (input side = 1, readout = $L+1$)"
     if len(arms) == 1:
@@ -142,9 +167,14 @@ def plot_gradient_flow(metrics: dict) -> Figure:
     else:
       fig.supxlabel(xlabel, fontsize=9)
     axes[0].set_ylabel(r"$\|\partial L/\partial W_l\|_F$ (median, IQR)")
-    loc = "best" if len(arms) == 1 else "outside lower center"
-    (axes[0] if len(arms) == 1 else fig).legend(
-        *axes[0].get_legend_handles_labels(), loc=loc,
-        ncol=min(4, len(arms)), frameon=False)
-    fig.suptitle("Per-layer gradient norm: " + _title(metrics))
+    if len(arms) == 1:
+      axes[0].legend(loc="best", frameon=False)
+    else:
+      fig.legend(*axes[0].get_legend_handles_labels(),
+                 loc="outside right center", frameon=False)
+    if any(v == 0 for arm in arms for row in arm["history"]["grad_norm_w"]
+           for seed in row for v in seed):
+      fig.text(0.01, 0.01, "exactly zero gradients fall off the log axis",
+               fontsize=7, color="0.4")
+    fig.suptitle("Per-layer gradient norm. " + _title(metrics))
   return fig

@@ -70,7 +70,8 @@ def format_table(metrics: dict) -> str:
     lines.append("| " + " | ".join(row) + " |")
   c = arms[0]
   caption = (f"Solved: {c['solved_by']} after {c['config']['steps']} steps. "
-             f"Loss: {c['loss'].replace('_', ' ')} on the training set.")
+             f"Loss: {c['loss'].replace('_', ' ')} on the training set. "
+             f"Medians over the seeds that did not diverge.")
   return "\n".join(lines) + "\n\n" + caption + "\n"
 
 

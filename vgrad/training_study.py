@@ -459,9 +459,11 @@ def _arm(config, dataset, loss, labels, history, params, collapsed,
         "collapsed_layer": collapsed[s],
         "diagnosis": diagnose(last, first, chance, symmetric[s].tolist(),
                               config.act, collapsed[s], drop)})
-  hist = {"step": [r["step"] for r in history]}
+  hist = {"step": [r["step"] for r in history],
+          "diverged_at": [[int(v) or None for v in r["diverged_at"]]
+                          for r in history]}
   for key in history[-1]:
-    if key != "step":
+    if key not in hist:
       hist[key] = [_tolist(r[key]) if key in r else None for r in history]
   return {
       "label": config.name(), "config": dataclasses.asdict(config),
@@ -472,9 +474,10 @@ def _arm(config, dataset, loss, labels, history, params, collapsed,
 
 
 def summarize(seeds: list[dict]) -> dict:
-  """Fraction solved, medians of the final metrics, divergence count."""
+  """Fraction solved, divergence count, and medians of the final metrics
+  over the seeds that did not diverge (None if every seed diverged)."""
   def median(key):
-    vals = [s["final"].get(key) for s in seeds]
+    vals = [s["final"].get(key) for s in seeds if not s["diverged_at"]]
     vals = [v for v in vals if v is not None]
     return float(np.median(vals)) if vals else None
   findings = {}
