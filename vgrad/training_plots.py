@@ -14,6 +14,9 @@ from matplotlib.ticker import MaxNLocator
 
 from vgrad import plotting
 
+MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")
+MAX_BANDS = 3   # more arms than this: medians only, bands would hide them
+
 
 def _array(rows) -> np.ndarray:
   """Nested lists with None -> float array with NaN."""
@@ -57,9 +60,9 @@ def _healthy(arm: dict, key: str) -> np.ndarray:
 def plot_training_curves(metrics: dict) -> Figure:
   """Loss (log axis) and accuracy against training step, one colour per arm.
 
-  Lines are medians over seeds, bands the 25th-75th percentiles; seeds that
-  diverged contribute until they diverge, and an x marks the first
-  divergence of an arm.
+  Lines are medians over seeds, bands the 25th-75th percentiles (for up to
+  ``MAX_BANDS`` arms); seeds that diverged contribute until they diverge,
+  and an x marks the first divergence of an arm.
   """
   arms = metrics["arms"]
   acc_key = _accuracy_key(arms[0])
@@ -74,7 +77,8 @@ def plot_training_curves(metrics: dict) -> Figure:
       for ax, key in zip(axes, ["train_loss", acc_key]):
         q = _quartiles(_healthy(arm, key))
         ax.plot(steps, q[1], color=color, label=label)
-        ax.fill_between(steps, q[0], q[2], color=color, alpha=0.2, lw=0)
+        if len(arms) <= MAX_BANDS:
+          ax.fill_between(steps, q[0], q[2], color=color, alpha=0.2, lw=0)
         if first and np.isfinite(q[1]).any():
           last = np.flatnonzero(np.isfinite(q[1]))[-1]
           ax.plot(steps[last], q[1][last], "x", color=color, ms=6, mew=1.5)
@@ -84,7 +88,8 @@ def plot_training_curves(metrics: dict) -> Figure:
                       label=f"chance level {chance:.3f}")
     axes[0].set_yscale("log")
     axes[0].set_ylabel(f"training loss ({arms[0]['loss'].replace('_', ' ')})")
-    axes[0].set_title("Loss (median over seeds, IQR band)")
+    axes[0].set_title("Loss (median over seeds" + (
+        ", IQR band)" if len(arms) <= MAX_BANDS else ")"))
     if acc_key:
       axes[1].set_ylabel(acc_key.replace("_", " "))
       axes[1].set_ylim(-0.02, 1.02)
@@ -147,26 +152,30 @@ def plot_gradient_flow(metrics: dict) -> Figure:
           color = plotting.PALETTE[i % len(plotting.PALETTE)]
           layers, q = _flow(arm, step)
           first = arm["summary"].get("first_divergence")
-          ax.plot(layers, q[1], color=color, marker="o", ms=2.5,
+          ax.plot(layers, q[1], color=color, ms=3,
+                  marker=MARKERS[i % len(MARKERS)],
                   label=arm["label"] + (f" (diverged, step {first})"
                                         if first else ""))
-          if np.isfinite(q).any():
+          if np.isfinite(q).any() and len(arms) <= MAX_BANDS:
             ax.fill_between(layers, q[0], q[2], color=color, alpha=0.15,
                             lw=0)
         ax.set_title("at initialisation" if step == 0 else f"step {step}")
-    values = np.array([v for arm in arms for row in arm["history"][
-        "grad_norm_w"] for seed in row for v in seed if v])
+    # Explicit limits around the drawn medians: zeros and NaN confuse the
+    # log autoscale.
+    drawn = np.concatenate([np.asarray(line.get_ydata(), float)
+                            for ax in axes for line in ax.get_lines()])
+    drawn = drawn[np.isfinite(drawn) & (drawn > 0)]
     for ax in axes:
       ax.set_yscale("log")
-      if values.size:   # explicit limits: zeros and NaN confuse autoscale
-        ax.set_ylim(values.min() / 3, values.max() * 3)
+      if drawn.size:
+        ax.set_ylim(drawn.min() / 5, drawn.max() * 5)
       ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     xlabel = "layer $l$ (input side = 1, readout = $L+1$)"
     if len(arms) == 1:
       axes[0].set_xlabel(xlabel)
     else:
       fig.supxlabel(xlabel, fontsize=9)
-    axes[0].set_ylabel(r"$\|\partial L/\partial W_l\|_F$ (median, IQR)")
+    axes[0].set_ylabel(r"$\|\partial L/\partial W_l\|_F$, median over seeds")
     if len(arms) == 1:
       axes[0].legend(loc="best", frameon=False)
     else:

@@ -25,7 +25,7 @@ from vgrad import train
 VANISHING_RATIO = 1e-3   # ||dL/dW_1|| / ||dL/dW_out|| below this: vanishing
 EXPLODING_RATIO = 1e3
 SATURATED_LAYER = 0.9    # fraction of saturated (example, unit) pairs
-HISTOGRAM_POINTS = 11   # logged steps with TensorBoard histograms
+HISTOGRAM_POINTS = 6    # logged steps with TensorBoard histograms
 PROBE_EXAMPLES = 512     # fixed batch for gradient-flow curves, histograms
 EVAL_EXAMPLES = 10_000   # training-set examples used for the train metrics
 
