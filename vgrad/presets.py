@@ -56,6 +56,12 @@ _DIGITS = TrainConfig(dataset="digits", act="sigmoid", init="glorot_uniform",
                       depth=4, width=128, optimizer="sgd", lr=0.1,
                       steps=3000, batch_size=64, seeds=8, log_every=100)
 
+# Lecture 000's comparison: sigmoid against the ReLU family and tanh.
+_LECTURE_000 = (dict(label="sigmoid"),
+                dict(label="relu", act="relu"),
+                dict(label="tanh", act="tanh"),
+                dict(label="leaky_relu(0.01)", act="leaky_relu"))
+
 _INIT = TrainConfig(dataset="digits", act="tanh", init="glorot_uniform",
                     depth=8, width=64, optimizer="sgd", lr=0.05, steps=2000,
                     batch_size=64, seeds=8, log_every=100)
@@ -76,20 +82,13 @@ PRESETS = {
     "digits_deep": Preset(
         "digits_deep", "000 (deep learning cont.: sigmoid vs ReLU)",
         "4 hidden layers on 8x8 digits: sigmoid against ReLU-family and tanh",
-        _arms(_DIGITS,
-              dict(label="sigmoid"),
-              dict(label="relu", act="relu"),
-              dict(label="tanh", act="tanh"),
-              dict(label="leaky_relu(0.01)", act="leaky_relu"))),
+        _arms(_DIGITS, *_LECTURE_000)),
     "mnist_deep": Preset(
         "mnist_deep", "000 (deep learning cont.: sigmoid vs ReLU)",
         "4 hidden layers on MNIST: sigmoid against ReLU-family and tanh",
         _arms(dataclasses.replace(_DIGITS, dataset="mnist", batch_size=128,
                                   steps=3000, log_every=250),
-              dict(label="sigmoid"),
-              dict(label="relu", act="relu"),
-              dict(label="tanh", act="tanh"),
-              dict(label="leaky_relu(0.01)", act="leaky_relu"))),
+              *_LECTURE_000)),
     "init_failures": Preset(
         "init_failures", "002-004 (weight initialisation)",
         "zero, small and large initialisation fail; Glorot and He work",

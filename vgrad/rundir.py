@@ -74,14 +74,13 @@ def staged_run_dir(path: str, overwrite: bool = False):
     raise
 
 
-def write_json(path: str, obj) -> None:
-  """Writes ``obj`` as JSON to ``path`` atomically (temp file + rename)."""
+def write_text(path: str, text: str) -> None:
+  """Writes ``text`` to ``path`` atomically (temp file + fsync + rename)."""
   directory = os.path.dirname(os.path.abspath(path))
   fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
   try:
     with os.fdopen(fd, "w") as f:
-      json.dump(obj, f, indent=1, allow_nan=False)
-      f.write("\n")
+      f.write(text)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -89,3 +88,8 @@ def write_json(path: str, obj) -> None:
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+def write_json(path: str, obj) -> None:
+  """Writes ``obj`` as JSON to ``path`` atomically; NaN/Inf are refused."""
+  write_text(path, json.dumps(obj, indent=1, allow_nan=False) + "\n")

@@ -309,27 +309,45 @@ def make_train_step(step_fn: Callable) -> Callable:
   return jax.jit(jax.vmap(step_fn, in_axes=(0, 0, None, None, None)))
 
 
+def _scan_chunk(step: Callable, num_steps: int) -> Callable:
+  """Jitted ``num_steps`` calls of ``step``: a ``lax.scan``, then a last step.
+
+  Inside the scan only the loss leaves each step, so XLA drops the other
+  metrics' computation there; the last step, outside the scan, computes
+  them all. (``step`` is therefore traced twice, once per call site, for
+  the chunk's one compilation.)
+  """
+  if num_steps < 1:
+    raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+
+  @jax.jit
+  def chunk(states, keys, start_step, x, y):
+    def body(states, i):
+      states, metrics = step(states, keys, start_step + i, x, y)
+      return states, metrics["loss"]
+
+    states, losses = jax.lax.scan(body, states, jnp.arange(num_steps - 1))
+    states, metrics = step(states, keys, start_step + num_steps - 1, x, y)
+    return states, metrics, jnp.concatenate([losses, metrics["loss"][None]])
+
+  return chunk
+
+
 def make_train_chunk(step_fn: Callable, num_steps: int) -> Callable:
-  """Jitted ``num_steps`` S-seed steps in one ``lax.scan``.
+  """Jitted ``num_steps`` S-seed steps in one program.
 
   Returns ``chunk(states, keys, start_step, x, y) -> (states, metrics,
   losses)`` where ``metrics`` are the last step's (leading axis S) and
   ``losses`` is ``(num_steps, S)``, every step's training loss.
   """
-  if num_steps < 1:
-    raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-  vstep = jax.vmap(step_fn, in_axes=(0, 0, None, None, None))
+  return _scan_chunk(jax.vmap(step_fn, in_axes=(0, 0, None, None, None)),
+                     num_steps)
 
-  @jax.jit
-  def chunk(states, keys, start_step, x, y):
-    def body(states, i):
-      return vstep(states, keys, start_step + i, x, y)
 
-    states, metrics = jax.lax.scan(body, states, jnp.arange(num_steps))
-    last = jax.tree_util.tree_map(lambda m: m[-1], metrics)
-    return states, last, metrics["loss"]
-
-  return chunk
+def make_single_seed_chunk(step_fn: Callable, num_steps: int) -> Callable:
+  """``make_train_chunk`` for one seed without a seed axis (the peer of
+  the vmapped chunk in ``benchmarks/train_benchmark.py``)."""
+  return _scan_chunk(step_fn, num_steps)
 
 
 def make_probe(model: models.MLP, loss: str, task: str) -> Callable:

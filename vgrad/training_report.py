@@ -106,16 +106,6 @@ def csv_rows(metrics: dict) -> list[dict]:
   return [{k: ("" if v is None else v) for k, v in r.items()} for r in rows]
 
 
-def _write_text(path: str, text: str) -> None:
-  tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                     f".tmp-{os.path.basename(path)}")
-  with open(tmp, "w") as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-
-
 def format_csv(metrics: dict) -> str:
   buf = io.StringIO()
   writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
@@ -137,8 +127,8 @@ def write_tables(metrics: dict, directory: str) -> list[str]:
   """``table.md`` and ``table.csv``; returns the paths."""
   paths = [os.path.join(directory, "table.md"),
            os.path.join(directory, "table.csv")]
-  _write_text(paths[0], format_table(metrics))
-  _write_text(paths[1], format_csv(metrics))
+  rundir.write_text(paths[0], format_table(metrics))
+  rundir.write_text(paths[1], format_csv(metrics))
   return paths
 
 
