@@ -117,7 +117,8 @@ def train_arms(name: str, title: str, configs, ds: data.Dataset,
                                               progress=progress))
     except ValueError as e:   # invalid combination found while building
       cli.fail(e)
-  return {"schema": SCHEMA, "name": name, "title": title, "dataset": _dataset_record(ds),
+  return {"schema": SCHEMA, "name": name, "title": title,
+          "dataset": _dataset_record(ds),
           "device": jax.devices()[0].platform, "jax": jax.__version__,
           "arms": arms}
 

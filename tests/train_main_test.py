@@ -74,7 +74,7 @@ class XorRunTest(absltest.TestCase):
     cls.config = _load(os.path.join(cls.out, "config.json"))
 
   def _copy_run(self):
-    """A private copy of the shared run (tests may not change the shared one)."""
+    """A private copy of the shared run (tests must not change it)."""
     parent = self.create_tempdir().full_path
     shutil.copytree(self.out, os.path.join(parent, "run"))
     return parent, os.path.join(parent, "run")

@@ -157,17 +157,18 @@ class TrainState(NamedTuple):
   diverged_at: jax.Array
 
 
-def _hidden_and_readout(params):
-  """``[layers_0, ..., layers_{L-1}, readout]`` parameter dicts."""
-  p = params["params"]
+def layer_dicts(tree):
+  """``[layers_0, ..., layers_{L-1}, readout]`` entries of a parameter-shaped
+  tree (parameters, gradients or updates), each ``{'kernel', 'bias'}``."""
+  p = tree["params"]
   hidden = sorted((k for k in p if k.startswith("layers_")),
                   key=lambda k: int(k.split("_")[1]))
   return [p[k] for k in hidden] + [p["readout"]]
 
 
-def _norms(layer_dicts, key):
+def _norms(layers, key):
   return jnp.stack([jnp.sqrt(jnp.sum(jnp.square(d[key])))
-                    for d in layer_dicts])
+                    for d in layers])
 
 
 def unit_metrics(activation, preactivations) -> dict[str, jax.Array]:
@@ -208,7 +209,7 @@ def make_loss_and_metrics(model: models.MLP, loss: str, task: str):
 
     (value, (logits, hs)), grads = jax.value_and_grad(
         objective, has_aux=True)(params)
-    layers = _hidden_and_readout(grads)
+    layers = layer_dicts(grads)
     metrics = {"loss": value, "grad_norm_w": _norms(layers, "kernel"),
                "grad_norm_b": _norms(layers, "bias")}
     if task != "regression":
@@ -290,8 +291,8 @@ def make_step_fn(model: models.MLP, optimizer: optax.GradientTransformation,
     finite = _all_finite((metrics["loss"], grads, updates))
     apply = healthy & finite
     keep = lambda new, old: jnp.where(apply, new, old)  # noqa: E731
-    w_norm = _norms(_hidden_and_readout(state.params), "kernel")
-    u_norm = _norms(_hidden_and_readout(updates), "kernel")
+    w_norm = _norms(layer_dicts(state.params), "kernel")
+    u_norm = _norms(layer_dicts(updates), "kernel")
     metrics["update_ratio"] = jnp.where(w_norm > 0, u_norm / w_norm, jnp.nan)
     diverged_at = jnp.where(healthy & ~finite, step + 1, state.diverged_at)
     metrics["diverged_at"] = diverged_at

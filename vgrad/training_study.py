@@ -118,7 +118,7 @@ def symmetric_layers(params) -> np.ndarray:
   Returns bool ``(S, L)``; zero initialisation keeps them identical forever
   because every unit of a layer then receives the same gradient.
   """
-  hidden = train._hidden_and_readout(params)[:-1]  # pylint: disable=protected-access
+  hidden = train.layer_dicts(params)[:-1]
   out = []
   for layer in hidden:
     w = np.asarray(layer["kernel"])       # (S, n_in, N) or (S, k, n_in, N)
@@ -180,12 +180,13 @@ class _Logger:
       w.scalar("diverged", float(record["diverged_at"][s] > 0), step)
       for key in ("grad_norm_w", "grad_norm_b", "update_ratio", "saturated",
                   "dead", "activation_rms"):
-        for name, value in zip(self.labels, record.get(key, [[]] * (s + 1))[s]):
-          w.scalar(f"{key}/{name}", value, step)
+        if key in record:
+          for name, value in zip(self.labels, record[key][s]):
+            w.scalar(f"{key}/{name}", value, step)
       if not histograms:
         continue
-      layers = zip(train._hidden_and_readout(probe_params),  # pylint: disable=protected-access
-                   train._hidden_and_readout(grads), self.labels)  # pylint: disable=protected-access
+      layers = zip(train.layer_dicts(probe_params),
+                   train.layer_dicts(grads), self.labels)
       for p, g, name in layers:
         w.histogram(f"weights/{name}", p["kernel"][s], step)
         w.histogram(f"gradients/{name}", g["kernel"][s], step)
