@@ -105,7 +105,7 @@ def plot_training_curves(metrics: dict) -> Figure:
 
 def _snapshot_steps(steps: list[int], count: int = 3) -> list[int]:
   """Init, a middle step and the last step (or fewer if logged fewer)."""
-  picks = [steps[0], steps[len(steps) // 10], steps[-1]][:count]
+  picks = [steps[0], steps[max(1, len(steps) // 10)], steps[-1]][:count]
   return sorted(set(picks))
 
 
@@ -134,7 +134,7 @@ def plot_gradient_flow(metrics: dict) -> Figure:
   steps = _snapshot_steps(arms[0]["history"]["step"])
   with plotting.style_context():
     if len(arms) == 1:
-      fig = Figure(figsize=(4.2, 3.4), layout="constrained")
+      fig = Figure(figsize=(5.0, 3.6), layout="constrained")
       ax = fig.subplots()
       shades = plotting.PALETTE[:len(steps)]
       for step, color in zip(steps, shades):
@@ -143,7 +143,7 @@ def plot_gradient_flow(metrics: dict) -> Figure:
                 label=f"step {step}")
         ax.fill_between(layers, q[0], q[2], color=color, alpha=0.2, lw=0)
       axes = [ax]
-      ax.set_title(arms[0]["label"])
+      ax.set_title(f"{arms[0]['label']} (bands: 25th-75th percentile)")
     else:
       fig = Figure(figsize=(9.0, 3.4), layout="constrained")
       axes = fig.subplots(1, len(steps), sharey=True, squeeze=False)[0]
@@ -185,5 +185,5 @@ def plot_gradient_flow(metrics: dict) -> Figure:
            for seed in row for v in seed):
       fig.text(0.01, 0.01, "exactly zero gradients fall off the log axis",
                fontsize=7, color="0.4")
-    fig.suptitle("Per-layer gradient norm. " + _title(metrics))
+    fig.suptitle("Per-layer gradient norm\n" + _title(metrics))
   return fig
