@@ -79,6 +79,7 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import provenance
 from vgrad import jacobian
 from vgrad import models
 
@@ -431,33 +432,13 @@ def parse_args(argv=None):
   return args
 
 
-def code_version() -> str:
-  """The git commit, and whether vgrad/ differs from it, for the record."""
-  import hashlib  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  with open(jacobian.__file__, "rb") as f:
-    digest = hashlib.sha256(f.read()).hexdigest()[:12]
-  try:
-    def git(*cmd):
-      return subprocess.run(["git", *cmd], cwd=root, capture_output=True,
-                            text=True, check=True, timeout=10).stdout.strip()
-    commit = git("rev-parse", "--short", "HEAD")
-    dirty = git("status", "--porcelain", "--", "vgrad")
-    return (f"vgrad at git {commit}"
-            + (" with uncommitted changes in vgrad/" if dirty else "")
-            + f"; vgrad/jacobian.py sha256 {digest}")
-  except (OSError, subprocess.SubprocessError):
-    return f"vgrad/jacobian.py sha256 {digest} (git unavailable)"
-
-
 def main(argv=None):
   args = parse_args(argv)
   start = time.perf_counter()
   if args.threads > 0 and torch is not None:
     torch.set_num_threads(args.threads)
   env = [f"python {platform.python_version()}, jax {jax.__version__}, "
-         f"devices {jax.devices()}", code_version()]
+         f"devices {jax.devices()}", provenance.code_version(jacobian)]
   if torch is None:
     env.append("torch: NOT INSTALLED - methods (b) and (c) are skipped "
                "(pip install torch --index-url "

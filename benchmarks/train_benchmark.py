@@ -61,7 +61,6 @@ import datetime
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 
@@ -104,13 +103,13 @@ if __name__ == "__main__":
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import dataclasses
-import hashlib
 
 from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import provenance
 from experiments import cli
 from vgrad import data as data_lib
 from vgrad import models
@@ -574,35 +573,6 @@ def target_lines(rows, k: int) -> list[str]:
 # --------------------------------------------------------------------------
 # Environment and output.
 
-def cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown"
-
-
-def code_version() -> str:
-  """The git commit, and whether vgrad/ differs from it, for the record."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  with open(train.__file__, "rb") as f:
-    digest = hashlib.sha256(f.read()).hexdigest()[:12]
-  try:
-    def git(*cmd):
-      return subprocess.run(["git", *cmd], cwd=root, capture_output=True,
-                            text=True, check=True, timeout=10).stdout.strip()
-    commit = git("rev-parse", "--short", "HEAD")
-    dirty = git("status", "--porcelain", "--", "vgrad")
-    return (f"vgrad at git {commit}"
-            + (" with uncommitted changes in vgrad/" if dirty else "")
-            + f"; vgrad/train.py sha256 {digest}")
-  except (OSError, subprocess.SubprocessError):
-    return f"vgrad/train.py sha256 {digest} (git unavailable)"
-
-
 def load_line(when: str) -> str:
   """The 1, 5 and 15 minute load averages (other work on the machine)."""
   try:
@@ -623,10 +593,10 @@ def main(argv):
   env = [
       f"date {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
       (f"machine: nproc {len(os.sched_getaffinity(0))} usable of "
-       f"{os.cpu_count()}, CPU {cpu_model()}"),
+       f"{os.cpu_count()}, CPU {provenance.cpu_model()}"),
       (f"python {platform.python_version()}, jax {jax.__version__}, "
        f"devices {jax.devices()}"),
-      code_version(),
+      provenance.code_version(train),
       f"--threads={args.threads} ("
       + ("library defaults" if args.threads == 0 else
          "pinned; OMP/OPENBLAS/MKL_NUM_THREADS set"

@@ -1,0 +1,38 @@
+"""What a benchmark records about where and on which code it ran."""
+
+import hashlib
+import os
+import platform
+import subprocess
+
+
+def cpu_model() -> str:
+  """The CPU's model name from /proc/cpuinfo (or platform's guess)."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown"
+
+
+def code_version(module) -> str:
+  """The git commit, whether vgrad/ differs from it, and a digest of the
+  timed module's source (``module``: e.g. ``vgrad.train``)."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  name = os.path.relpath(module.__file__, root)
+  with open(module.__file__, "rb") as f:
+    digest = hashlib.sha256(f.read()).hexdigest()[:12]
+  try:
+    def git(*cmd):
+      return subprocess.run(["git", *cmd], cwd=root, capture_output=True,
+                            text=True, check=True, timeout=10).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD")
+    dirty = git("status", "--porcelain", "--", "vgrad")
+    return (f"vgrad at git {commit}"
+            + (" with uncommitted changes in vgrad/" if dirty else "")
+            + f"; {name} sha256 {digest}")
+  except (OSError, subprocess.SubprocessError):
+    return f"{name} sha256 {digest} (git unavailable)"
