@@ -20,6 +20,7 @@ from absl import flags
 
 from experiments import cli
 from experiments import training_run
+from vgrad import activations
 from vgrad import data
 from vgrad import train
 from vgrad import training_study
@@ -62,7 +63,9 @@ def make_configs() -> list[training_study.TrainConfig]:
     cli.fail(f"--momentum applies only to --optimizer=momentum, not "
              f"--optimizer={FLAGS.optimizer}")
   return [training_study.TrainConfig(
-      label=act, dataset=FLAGS.dataset, act=act,
+      label=activations.get_activation(
+          act, **cli.activation_params(act)).describe(),
+      dataset=FLAGS.dataset, act=act,
       act_params=cli.activation_params(act), init=FLAGS.init,
       sigma_w=FLAGS.sigma_w, sigma_b=FLAGS.sigma_b, depth=FLAGS.depth,
       width=FLAGS.width, loss=FLAGS.loss, optimizer=FLAGS.optimizer,
