@@ -183,11 +183,21 @@ flags.register_multi_flags_validator(
 # (all start at step 0 from the same initial states, so they run the same
 # minibatches) and ``advance(n)`` trains n more steps and blocks.
 
-class _Runner:
-  """Common bookkeeping: the global step and the first call's wall time."""
-  granule = 1  # steps per call
+class Runner:
+  """Trains states with ``fn(state, key, step, x, y) -> (state, ...)``.
 
-  def __init__(self):
+  ``states``/``keys`` are one S-seed state and its (S,) keys when
+  ``vmapped`` (peers (a), (a')), else S one-seed states and keys trained one
+  after another (peers (b), (b')); each call of ``fn`` advances ``granule``
+  steps. Records the global step and the first call's wall time
+  (compilation included).
+  """
+
+  def __init__(self, fn, granule: int, states, keys, x, y, vmapped: bool):
+    self.fn, self.granule, self.x, self.y = fn, granule, x, y
+    self.vmapped = vmapped
+    self.states = [states] if vmapped else list(states)
+    self.keys = [keys] if vmapped else list(keys)
     self.step = 0
     self.first_call_s = None
     self.first_call_steps = 0
@@ -196,86 +206,22 @@ class _Runner:
     if n % self.granule:
       raise ValueError(f"{n} steps is not a multiple of {self.granule}")
     start = time.perf_counter()
-    self._advance(n)
+    for g, (state, key) in enumerate(zip(self.states, self.keys)):
+      for i in range(self.step, self.step + n, self.granule):
+        state = self.fn(state, key, i, self.x, self.y)[0]
+      self.states[g] = state
+    jax.block_until_ready(self.states)
     if self.first_call_s is None:
       self.first_call_s = time.perf_counter() - start
       self.first_call_steps = n
     self.step += n
 
-  def _advance(self, n: int) -> None:
-    raise NotImplementedError
-
   def params(self):
     """Parameters as host arrays with a leading seed axis."""
-    raise NotImplementedError
-
-
-class VmappedSteps(_Runner):
-  """(a): ``make_train_step`` on the S-seed state, one call per step."""
-
-  def __init__(self, step_fn, states, keys, x, y):
-    super().__init__()
-    self.fn = train.make_train_step(step_fn)
-    self.states, self.keys, self.x, self.y = states, keys, x, y
-
-  def _advance(self, n):
-    states = self.states
-    for i in range(self.step, self.step + n):
-      states, _ = self.fn(states, self.keys, i, self.x, self.y)
-    self.states = jax.block_until_ready(states)
-
-  def params(self):
-    return jax.device_get(self.states.params)
-
-
-class VmappedChunks(VmappedSteps):
-  """(a'): ``make_train_chunk`` on the S-seed state, one call per K steps."""
-
-  def __init__(self, step_fn, num_steps, states, keys, x, y):
-    super().__init__(step_fn, states, keys, x, y)
-    self.fn = train.make_train_chunk(step_fn, num_steps)
-    self.granule = num_steps
-
-  def _advance(self, n):
-    states = self.states
-    for i in range(self.step, self.step + n, self.granule):
-      states, _, _ = self.fn(states, self.keys, i, self.x, self.y)
-    self.states = jax.block_until_ready(states)
-
-
-class LoopSteps(_Runner):
-  """(b): one ``jax.jit(step_fn)`` per seed per step, seed after seed."""
-
-  def __init__(self, fn, states, keys, x, y):
-    super().__init__()
-    self.fn = fn
-    self.states, self.keys, self.x, self.y = list(states), list(keys), x, y
-
-  def _advance(self, n):
-    for s, (state, key) in enumerate(zip(self.states, self.keys)):
-      for i in range(self.step, self.step + n):
-        state, _ = self.fn(state, key, i, self.x, self.y)
-      self.states[s] = state
-    jax.block_until_ready(self.states)
-
-  def params(self):
     host = jax.device_get([st.params for st in self.states])
+    if self.vmapped:
+      return host[0]
     return jax.tree_util.tree_map(lambda *v: np.stack(v), *host)
-
-
-class LoopChunks(LoopSteps):
-  """(b'): the single-seed scanned chunk, one call per seed per K steps."""
-
-  def __init__(self, fn, num_steps, states, keys, x, y):
-    super().__init__(fn, states, keys, x, y)
-    self.granule = num_steps
-
-  def _advance(self, n):
-    for s, (state, key) in enumerate(zip(self.states, self.keys)):
-      for i in range(self.step, self.step + n, self.granule):
-        state, _, _ = self.fn(state, key, i, self.x, self.y)
-      self.states[s] = state
-    jax.block_until_ready(self.states)
 
 
 # --------------------------------------------------------------------------
@@ -288,7 +234,7 @@ def max_difference(p, q) -> float:
   return max(jax.tree_util.tree_leaves(diffs))
 
 
-def check_agreement(vmapped: _Runner, loop: _Runner, label: str) -> float:
+def check_agreement(vmapped: Runner, loop: Runner, label: str) -> float:
   """Asserts equal parameters for every seed; returns the max difference."""
   p, q = vmapped.params(), loop.params()
   for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(p)[0],
@@ -300,7 +246,7 @@ def check_agreement(vmapped: _Runner, loop: _Runner, label: str) -> float:
   return max_difference(p, q)
 
 
-def time_pair(vmapped: _Runner, loop: _Runner, max_steps: int,
+def time_pair(vmapped: Runner, loop: Runner, max_steps: int,
               repeats: int, budget_s: float) -> dict:
   """Median seconds per step of two peers, timed on the same step count.
 
@@ -331,7 +277,7 @@ def time_pair(vmapped: _Runner, loop: _Runner, max_steps: int,
   return result
 
 
-def compile_seconds(runner: _Runner, per_step_s: float) -> float:
+def compile_seconds(runner: Runner, per_step_s: float) -> float:
   """First call minus the same steps once compiled (>= 0)."""
   return max(0.0, runner.first_call_s - runner.first_call_steps * per_step_s)
 
@@ -458,17 +404,20 @@ def run_workload(name: str, seed_counts, args) -> tuple[list, str, list]:
                for s in range(s_count)]
     seed_keys = [train_keys[s] for s in range(s_count)]
     runners = {
-        "step": (VmappedSteps(step_fn, states, train_keys, x, y),
-                 LoopSteps(loop_step, singles, seed_keys, x, y)),
-        "chunk": (VmappedChunks(step_fn, k, states, train_keys, x, y),
-                  LoopChunks(loop_chunk, k, singles, seed_keys, x, y)),
+        "step": (Runner(train.make_train_step(step_fn), 1, states,
+                        train_keys, x, y, True),
+                 Runner(loop_step, 1, singles, seed_keys, x, y, False)),
+        "chunk": (Runner(train.make_train_chunk(step_fn, k), k, states,
+                         train_keys, x, y, True),
+                  Runner(loop_chunk, k, singles, seed_keys, x, y, False)),
     }
     for granularity, (vmapped, loop) in runners.items():
       label = f"{name} S={s_count} {granularity}"
       checked = (vmapped, loop)
       if granularity == "chunk" and check_chunk is not None:
-        checked = (VmappedChunks(step_fn, c, states, train_keys, x, y),
-                   LoopChunks(check_chunk, c, singles, seed_keys, x, y))
+        checked = (Runner(train.make_train_chunk(step_fn, c), c, states,
+                          train_keys, x, y, True),
+                   Runner(check_chunk, c, singles, seed_keys, x, y, False))
       for runner in checked:
         runner.advance(runner.granule)  # the first call compiles
         if c > runner.granule:
