@@ -4,6 +4,8 @@ Every bad command line ends the same way: one line on stderr naming the flag
 and the valid values, exit status 2, no traceback, nothing written.
 """
 
+import json
+import os
 import sys
 
 from absl import app
@@ -28,6 +30,25 @@ def fail(message: str, status: int = 2):
   """Prints ``error: message`` as one line on stderr and exits."""
   print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
   sys.exit(status)
+
+
+def define_run_dir_flags():
+  """--out_dir and --overwrite: where a run goes, and whether it may replace
+  an existing one."""
+  flags.DEFINE_string("out_dir", None, "Run directory to create (must not "
+                      "exist unless --overwrite).")
+  flags.DEFINE_bool("overwrite", False, "Replace an existing --out_dir once "
+                    "the new run is complete.")
+
+
+def read_run_file(run_dir: str, name: str) -> dict:
+  """``run_dir/name`` parsed as JSON, or a one-line error naming --run_dir."""
+  path = os.path.join(run_dir, name)
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    fail(f"--run_dir: cannot read {path}: {e}")
 
 
 def _parse_flags(argv):

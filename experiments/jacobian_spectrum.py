@@ -31,15 +31,12 @@ FLAGS = flags.FLAGS
 
 cli.define_network_flags(act="sigmoid", init="glorot_uniform", depth=10,
                          width=256)
-flags.adopt_module_key_flags(cli)  # --helpshort lists the network flags too
 flags.DEFINE_integer("num_inputs", 16, "Inputs x_0 ~ N(0, I) to probe, >= 1.")
 flags.DEFINE_integer("seed", 0, "Seed of the weights and the inputs.")
 flags.DEFINE_enum("dtype", "float32", ["float32", "float64"],
                   "Working precision of the network and the probe.")
-flags.DEFINE_string("out_dir", None, "Run directory to create (must not "
-                    "exist unless --overwrite).")
-flags.DEFINE_bool("overwrite", False, "Replace an existing --out_dir once "
-                  "the new run is complete.")
+cli.define_run_dir_flags()
+flags.adopt_module_key_flags(cli)  # --helpshort lists the network flags too
 flags.register_validator("num_inputs", lambda v: v >= 1,
                          message="--num_inputs must be an integer >= 1")
 

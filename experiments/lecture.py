@@ -40,6 +40,7 @@ flags.DEFINE_integer("steps", None, "Training steps per arm (default: the "
 flags.DEFINE_integer("seed", 0, "First seed; seed s uses key(seed + s).")
 training_run.define_data_flags()
 flags.adopt_module_key_flags(training_run)
+flags.adopt_module_key_flags(cli)   # --out_dir, --overwrite
 flags.register_validator("seeds", lambda v: v is None or v >= 1,
                          message="--seeds must be an integer >= 1")
 flags.register_validator("steps", lambda v: v is None or v >= 1,

@@ -6,7 +6,6 @@ Writes ``spectrum.png`` and ``spectrum.pdf`` into ``--run_dir`` (or
 ``--out_stem``.png/.pdf).
 """
 
-import json
 import os
 
 from absl import flags
@@ -24,11 +23,7 @@ flags.mark_flag_as_required("run_dir")
 def main(argv):
   del argv
   path = os.path.join(FLAGS.run_dir, "results.json")
-  try:
-    with open(path) as f:
-      results = json.load(f)
-  except (OSError, json.JSONDecodeError) as e:
-    cli.fail(f"--run_dir: cannot read {path}: {e}")
+  results = cli.read_run_file(FLAGS.run_dir, "results.json")
   stem = FLAGS.out_stem or os.path.join(FLAGS.run_dir, "spectrum")
   try:
     fig = plotting.plot_jacobian_spectrum(results)

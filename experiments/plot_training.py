@@ -7,7 +7,6 @@ Rewrites ``curves``, ``gradient_flow`` (PNG and PDF), ``table.md`` and
 ``experiments.lecture``.
 """
 
-import json
 import os
 
 from absl import flags
@@ -24,11 +23,7 @@ def main(argv):
   if FLAGS.run_dir is None:
     cli.fail("--run_dir is required: a run directory holding metrics.json")
   path = os.path.join(FLAGS.run_dir, "metrics.json")
-  try:
-    with open(path) as f:
-      metrics = json.load(f)
-  except (OSError, json.JSONDecodeError) as e:
-    cli.fail(f"--run_dir: cannot read {path}: {e}")
+  metrics = cli.read_run_file(FLAGS.run_dir, "metrics.json")
   try:
     paths = training_report.write_figures(metrics, FLAGS.run_dir)
     paths += training_report.write_tables(metrics, FLAGS.run_dir)

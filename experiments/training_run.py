@@ -31,10 +31,7 @@ def define_data_flags():
                       "~/.cache/vgrad/mnist).")
   flags.DEFINE_bool("download", False, "Download missing MNIST files into "
                     "--data_dir (checksum-verified).")
-  flags.DEFINE_string("out_dir", None, "Run directory to create (must not "
-                      "exist unless --overwrite).")
-  flags.DEFINE_bool("overwrite", False, "Replace an existing --out_dir once "
-                    "the new run is complete.")
+  cli.define_run_dir_flags()
   flags.DEFINE_bool("tensorboard", True, "Write TensorBoard event files "
                     "under <out_dir>/tb.")
 
