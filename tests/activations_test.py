@@ -86,7 +86,7 @@ class ActivationsTest(parameterized.TestCase):
       activations.get_activation("maxout", k=k)
 
   def test_unknown_name_lists_valid_names(self):
-    with self.assertRaisesRegex(ValueError, "valid names: elu, gelu"):
+    with self.assertRaisesRegex(ValueError, "valid names: elu, erf, gelu"):
       activations.get_activation("sigmod")
 
   def test_unknown_parameter_is_an_error(self):

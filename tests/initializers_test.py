@@ -41,6 +41,7 @@ class InitializersTest(parameterized.TestCase):
     self.assertLess(abs(w.mean()), MEAN_ATOL_IN_STD * math.sqrt(expected))
 
   @parameterized.parameters(("uniform", 1.0), ("lecun_uniform", 3 / 400),
+                            ("standard_uniform", 1 / 400),
                             ("glorot_uniform", 6 / 700), ("he_uniform", 6 / 400))
   def test_uniform_limits(self, name, limit_sq):
     w = _draw(name)

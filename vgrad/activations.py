@@ -141,6 +141,7 @@ def hard_tanh() -> Activation:
 
 _INV_SQRT2 = 1 / math.sqrt(2)
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+_TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
 
 
 def gelu() -> Activation:
@@ -151,6 +152,16 @@ def gelu() -> Activation:
   def deriv(x):
     return cdf(x) + x * _INV_SQRT_2PI * jnp.exp(-0.5 * x * x)
   return _elementwise("gelu", lambda x: x * cdf(x), deriv)
+
+
+def erf() -> Activation:
+  """phi(x) = erf(x); phi'(x) = (2 / sqrt(pi)) exp(-x^2).
+
+  A sigmoid-shaped odd activation like tanh whose Gaussian expectations have
+  closed forms (Williams 1997), so mean-field theory is exact for it.
+  """
+  return _elementwise("erf", jax.scipy.special.erf,
+                      lambda x: _TWO_OVER_SQRT_PI * jnp.exp(-x * x))
 
 
 def swish(beta: float = 1.0) -> Activation:
@@ -185,6 +196,7 @@ ACTIVATIONS: dict[str, Callable[..., Activation]] = {
     "softsign": softsign,
     "hard_tanh": hard_tanh,
     "gelu": gelu,
+    "erf": erf,
     "swish": swish,
     "maxout": maxout,
 }

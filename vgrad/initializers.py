@@ -4,22 +4,24 @@ A weight initializer is ``init(key, shape, dtype) -> W`` for a kernel of shape
 ``(fan_in, fan_out)`` (Flax's ``x @ W`` convention, so the Jacobian of a layer
 is ``W.T``). Variances, with ``n_in = fan_in`` and ``n_out = fan_out``:
 
-==============  ==========================================  ==================
-name            distribution                                Var[W_ij]
-==============  ==========================================  ==================
-zeros           0                                           0
-uniform         U(-1, 1) (the lectures' tf.random_uniform)  1/3
-small_normal    N(0, 0.01^2)                                1e-4
-large_normal    N(0, 1)                                     1
-lecun_uniform   U(-a, a), a = sqrt(3 / n_in)                1 / n_in
-lecun_normal    N(0, 1 / n_in)                              1 / n_in
-glorot_uniform  U(-a, a), a = sqrt(6 / (n_in + n_out))      2 / (n_in + n_out)
-glorot_normal   N(0, 2 / (n_in + n_out))                    2 / (n_in + n_out)
-he_uniform      U(-a, a), a = sqrt(6 / n_in)                2 / n_in
-he_normal       N(0, 2 / n_in)                              2 / n_in
-gaussian        N(0, sigma_w^2 / n_in)  (mean-field)        sigma_w^2 / n_in
-orthogonal      sigma_w * Q, Q Haar-orthogonal              sigma_w^2 / n_out
-==============  ==========================================  ==================
+================  ==========================================  ==================
+name              distribution                                Var[W_ij]
+================  ==========================================  ==================
+zeros             0                                           0
+uniform           U(-1, 1) (the lectures' tf.random_uniform)  1/3
+small_normal      N(0, 0.01^2)                                1e-4
+large_normal      N(0, 1)                                     1
+standard_uniform  U(-a, a), a = 1 / sqrt(n_in) (Glorot &      1 / (3 n_in)
+                  Bengio 2010's "standard" init, eq. 1)
+lecun_uniform     U(-a, a), a = sqrt(3 / n_in)                1 / n_in
+lecun_normal      N(0, 1 / n_in)                              1 / n_in
+glorot_uniform    U(-a, a), a = sqrt(6 / (n_in + n_out))      2 / (n_in + n_out)
+glorot_normal     N(0, 2 / (n_in + n_out))                    2 / (n_in + n_out)
+he_uniform        U(-a, a), a = sqrt(6 / n_in)                2 / n_in
+he_normal         N(0, 2 / n_in)                              2 / n_in
+gaussian          N(0, sigma_w^2 / n_in)  (mean-field)        sigma_w^2 / n_in
+orthogonal        sigma_w * Q, Q Haar-orthogonal              sigma_w^2 / n_out
+================  ==========================================  ==================
 
 The ``*_normal`` entries are exact Gaussians (not the truncated normals of
 Keras/Flax) so that the mean-field theory of Poole et al. (2016) applies to
@@ -81,6 +83,15 @@ def large_normal() -> Initializer:
   return _normal(lambda n_in, n_out: 1.0)
 
 
+def standard_uniform() -> Initializer:
+  """U(-1/sqrt(n_in), 1/sqrt(n_in)): the "standard" init of Glorot & Bengio.
+
+  Var = 1 / (3 n_in), so n_in Var[W] = 1/3: in the linear regime each layer
+  scales the back-propagated gradient variance by 1/3 (their eq. 1 and 16).
+  """
+  return _uniform(lambda n_in, n_out: 1 / math.sqrt(n_in))
+
+
 def lecun_uniform() -> Initializer:
   return _uniform(lambda n_in, n_out: math.sqrt(3 / n_in))
 
@@ -133,6 +144,7 @@ INITIALIZERS: dict[str, Callable[..., Initializer]] = {
     "uniform": uniform,
     "small_normal": small_normal,
     "large_normal": large_normal,
+    "standard_uniform": standard_uniform,
     "lecun_uniform": lecun_uniform,
     "lecun_normal": lecun_normal,
     "glorot_uniform": glorot_uniform,
@@ -153,7 +165,8 @@ def weight_variance(name: str, fan_in: int, fan_out: int,
   s2 = 1.0 if sigma_w is None else sigma_w ** 2
   return {
       "zeros": 0.0, "uniform": 1 / 3, "small_normal": 1e-4,
-      "large_normal": 1.0, "lecun_uniform": 1 / fan_in,
+      "large_normal": 1.0, "standard_uniform": 1 / (3 * fan_in),
+      "lecun_uniform": 1 / fan_in,
       "lecun_normal": 1 / fan_in, "glorot_uniform": 2 / (fan_in + fan_out),
       "glorot_normal": 2 / (fan_in + fan_out), "he_uniform": 2 / fan_in,
       "he_normal": 2 / fan_in, "gaussian": s2 / fan_in,
