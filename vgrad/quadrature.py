@@ -6,6 +6,8 @@ inside ``jit``/``vmap``. An ``n``-point Gauss-Hermite rule (probabilists'
 weight ``exp(-z^2 / 2)``) is exact for polynomials of degree ``2n - 1`` and
 converges exponentially fast for smooth ``f``; for kinked ``f`` (ReLU, hard
 tanh) it converges algebraically, which is why the default is generous.
+The default rules have an even number of nodes, so no node sits on the kink
+at 0 of ReLU-like activations: by symmetry E[1(z > 0)] = 1/2 exactly.
 
     E[f(z)] ~= sum_i w_i f(z_i),   sum_i w_i = 1.
 
@@ -20,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-DEFAULT_POINTS = 101
+DEFAULT_POINTS = 100
 
 
 @functools.lru_cache(maxsize=None)
@@ -53,7 +55,7 @@ def gaussian_expectation(f: Callable[[jax.Array], jax.Array],
 
 
 def bivariate_gaussian_expectation(
-    f: Callable[[jax.Array, jax.Array], jax.Array], num_points: int = 51,
+    f: Callable[[jax.Array, jax.Array], jax.Array], num_points: int = 50,
     dtype=None) -> jax.Array:
   """``E[f(z1, z2)]`` for independent ``z1, z2 ~ N(0, 1)`` (tensor rule).
 
