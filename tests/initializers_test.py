@@ -87,6 +87,19 @@ class InitializersTest(parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, "sigma_w applies only to"):
       initializers.get_initializer("glorot_uniform", sigma_w=1.0)
 
+  def test_lsuv_is_a_data_dependent_unit_gain_orthogonal_pre_init(self):
+    self.assertLessEqual(initializers.DATA_DEPENDENT,
+                         set(initializers.INITIALIZERS))
+    self.assertIn("lsuv", initializers.DATA_DEPENDENT)
+    self.assertFalse(initializers.DATA_DEPENDENT
+                     & initializers.TAKES_SIGMA_W)
+    with jax.enable_x64(True):
+      w = _draw("lsuv", (64, 64), dtype=jnp.float64)
+    np.testing.assert_allclose(w.T @ w, np.eye(64), atol=1e-12)
+    self.assertEqual(initializers.weight_variance("lsuv", 100, 40), 1 / 100)
+    with self.assertRaisesRegex(ValueError, "sets its own scale from data"):
+      initializers.get_initializer("lsuv", sigma_w=1.0)
+
   def test_negative_sigma_is_rejected(self):
     with self.assertRaisesRegex(ValueError, "sigma_w must be"):
       initializers.get_initializer("gaussian", sigma_w=-1.0)

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vgrad import initializers
 from vgrad import models
 
 
@@ -93,6 +94,16 @@ class MLPTest(parameterized.TestCase):
                             init="gaussian", sigma_b=0.5)
     b = np.asarray(models.layer_params(_init(model, 2), 1)["bias"])
     self.assertAlmostEqual(b.std(), 0.5, delta=6 * 0.5 / np.sqrt(2 * 5000))
+
+  def test_a_data_dependent_init_is_recorded_on_the_model(self):
+    for init in initializers.INITIALIZERS:
+      model = models.make_mlp(depth=2, width=3, init=init)
+      expected = init if init in initializers.DATA_DEPENDENT else None
+      self.assertEqual(model.data_init, expected)
+    self.assertEqual(models.make_mlp(depth=2, width=3,
+                                     init="lsuv").data_init, "lsuv")
+    with self.assertRaisesRegex(ValueError, "sets its own scale from data"):
+      models.make_mlp(depth=2, width=3, init="lsuv", sigma_w=1.0)
 
   @parameterized.parameters(
       ({"depth": -1, "width": 3}, "depth"),

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vgrad import lsuv
 from vgrad import models
 from vgrad import train
 
@@ -67,6 +68,30 @@ class StepTest(parameterized.TestCase):
           jax.tree_util.tree_map(lambda v, s=s: v[s], together.params),
           jax.tree_util.tree_map(lambda v: v[0], alone.params),
           rtol=1e-6, atol=1e-7)
+
+  def test_lsuv_models_are_normalised_on_the_first_training_inputs(self):
+    # The rows after LSUV_EXAMPLES have 25x the variance: normalising on
+    # them too would shrink every kernel by a large factor.
+    n = train.LSUV_EXAMPLES
+    x = jnp.concatenate([
+        jax.random.normal(jax.random.key(1), (n, 6)),
+        5 * jax.random.normal(jax.random.key(2), (88, 6))])
+    model = models.make_mlp(depth=3, width=8, activation="tanh", init="lsuv",
+                            num_outputs=2)
+    keys = jax.random.split(jax.random.key(0), 2)
+    states = train.init_states(model, train.make_optimizer("sgd", 0.1), keys,
+                               x)
+    for s in range(2):
+      params = jax.tree_util.tree_map(lambda v, s=s: v[s], states.params)
+      chex.assert_trees_all_close(
+          params, lsuv.initialize(model, keys[s], x[:n]), rtol=1e-5)
+      y, hs = model.apply(params, x[:n], return_preactivations=True)
+      for blob in hs + [y]:
+        self.assertLess(abs(float(jnp.var(blob)) - 1), lsuv.TOL)
+      w_all = models.layer_params(lsuv.initialize(model, keys[s], x), 1)
+      w_first = models.layer_params(params, 1)
+      self.assertLess(float(jnp.linalg.norm(w_all["kernel"])),
+                      0.5 * float(jnp.linalg.norm(w_first["kernel"])))
 
   def test_gradients_match_finite_differences(self):
     with jax.enable_x64(True):

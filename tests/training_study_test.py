@@ -108,6 +108,21 @@ class DivergenceTest(absltest.TestCase):
     self.assertIn(f"3 (first at step {first})", table)
 
 
+class LsuvTest(absltest.TestCase):
+
+  def test_an_lsuv_arm_runs_and_rejects_sigma_w(self):
+    # run_training initialises through train.init_states, so the LSUV step
+    # (tested in lsuv_test and train_test) runs on the training inputs.
+    config = ts.TrainConfig(act="relu", init="lsuv", depth=6, width=8,
+                            steps=4, log_every=2, seeds=2)
+    arm = ts.run_training(config, data.xor())
+    json.dumps(arm, allow_nan=False)
+    self.assertEqual(arm["config"]["init"], "lsuv")
+    self.assertEqual(arm["summary"]["diverged"], 0)
+    with self.assertRaisesRegex(ValueError, "sets its own scale from data"):
+      ts.build(ts.TrainConfig(init="lsuv", sigma_w=1.0), data.xor())
+
+
 class RegressionTest(absltest.TestCase):
 
   def test_diabetes_trains_with_mse_and_no_accuracy(self):

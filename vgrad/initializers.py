@@ -21,6 +21,8 @@ he_uniform        U(-a, a), a = sqrt(6 / n_in)                2 / n_in
 he_normal         N(0, 2 / n_in)                              2 / n_in
 gaussian          N(0, sigma_w^2 / n_in)  (mean-field)        sigma_w^2 / n_in
 orthogonal        sigma_w * Q, Q Haar-orthogonal              sigma_w^2 / n_out
+lsuv              Q Haar-orthogonal, then rescaled on data    1 / max(n_in,
+                  (Mishkin & Matas 2015; see vgrad.lsuv)      n_out) before LSUV
 ================  ==========================================  ==================
 
 The ``*_normal`` entries are exact Gaussians (not the truncated normals of
@@ -29,6 +31,13 @@ them exactly. ``gaussian`` and ``orthogonal`` are the parameterisation of the
 theory papers (Poole et al. 2016; Pennington et al. 2017) and are the only
 entries that take ``sigma_w`` (default 1). For a non-square kernel
 ``orthogonal`` has orthonormal rows or columns, whichever there are fewer of.
+
+``lsuv`` is data-dependent (listed in ``DATA_DEPENDENT``): its kernel init
+here is only LSUV's orthonormal pre-initialisation, with unit gain; the
+scale of each layer is then set from a batch of data by
+:func:`vgrad.lsuv.lsuv_init`, which ``make_mlp(init='lsuv')`` flags on the
+model (``MLP.data_init``) and :func:`vgrad.lsuv.initialize` applies. It
+takes no ``sigma_w``.
 
 Biases are zero unless ``sigma_b`` is given, then N(0, sigma_b^2).
 """
@@ -139,6 +148,15 @@ def orthogonal(sigma_w: float = 1.0) -> Initializer:
   return init
 
 
+def lsuv() -> Initializer:
+  """LSUV's pre-initialisation: Haar-orthogonal with unit gain.
+
+  Only step 1 of Mishkin & Matas (2015), Algorithm 1; the data-dependent
+  step 2 is :func:`vgrad.lsuv.lsuv_init`.
+  """
+  return orthogonal(1.0)
+
+
 INITIALIZERS: dict[str, Callable[..., Initializer]] = {
     "zeros": zeros,
     "uniform": uniform,
@@ -153,15 +171,24 @@ INITIALIZERS: dict[str, Callable[..., Initializer]] = {
     "he_normal": he_normal,
     "gaussian": gaussian,
     "orthogonal": orthogonal,
+    "lsuv": lsuv,
 }
 
 # Entries whose scale is set by sigma_w; the others fix their own scale.
 TAKES_SIGMA_W = frozenset({"gaussian", "orthogonal"})
+# Entries whose scale is set from a batch of data after ``model.init``.
+DATA_DEPENDENT = frozenset({"lsuv"})
 
 
 def weight_variance(name: str, fan_in: int, fan_out: int,
                     sigma_w: float | None = None) -> float:
-  """Var[W_ij] of ``get_initializer(name, sigma_w)`` for a (fan_in, fan_out)."""
+  """Var[W_ij] of ``get_initializer(name, sigma_w)`` for a (fan_in, fan_out).
+
+  For a data-dependent entry (``lsuv``) this is the variance of the
+  pre-initialisation that ``get_initializer`` draws, ``1 / max(fan_in,
+  fan_out)``; the weights after LSUV depend on the data and are not
+  described by it.
+  """
   s2 = 1.0 if sigma_w is None else sigma_w ** 2
   return {
       "zeros": 0.0, "uniform": 1 / 3, "small_normal": 1e-4,
@@ -171,6 +198,7 @@ def weight_variance(name: str, fan_in: int, fan_out: int,
       "glorot_normal": 2 / (fan_in + fan_out), "he_uniform": 2 / fan_in,
       "he_normal": 2 / fan_in, "gaussian": s2 / fan_in,
       "orthogonal": s2 / max(fan_in, fan_out),
+      "lsuv": 1 / max(fan_in, fan_out),
   }[_check_name(name)]
 
 
@@ -198,6 +226,11 @@ def get_initializer(name: str, sigma_w: float | None = None) -> Initializer:
   if name in TAKES_SIGMA_W:
     return INITIALIZERS[name]() if sigma_w is None else INITIALIZERS[name](
         sigma_w)
+  if sigma_w is not None and name in DATA_DEPENDENT:
+    raise ValueError(f"initializer {name!r} sets its own scale from data "
+                     f"(each layer rescaled to unit output variance); "
+                     f"sigma_w applies only to "
+                     f"{', '.join(sorted(TAKES_SIGMA_W))}")
   if sigma_w is not None:
     raise ValueError(f"initializer {name!r} fixes its own scale; sigma_w "
                      f"applies only to {', '.join(sorted(TAKES_SIGMA_W))}")

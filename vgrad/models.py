@@ -92,6 +92,10 @@ class MLP(nn.Module):
     dropout_rate: inverted dropout on every hidden layer's output, active
       only when called with ``train=True`` (then an rng named ``'dropout'``
       must be passed to ``apply``).
+    data_init: None, or the data-dependent init (``'lsuv'``) that must run
+      after ``init``: ``model.init`` alone then gives only the
+      pre-initialisation, so build parameters with
+      :func:`vgrad.lsuv.initialize` (which handles both cases).
   """
   depth: int
   width: int
@@ -102,6 +106,7 @@ class MLP(nn.Module):
   head: str = "none"
   param_dtype: Any = jnp.float32
   dropout_rate: float = 0.0
+  data_init: str | None = None
 
   def setup(self):
     self.layers = [
@@ -168,6 +173,9 @@ def make_mlp(*, depth: int, width: int, activation: str = "relu",
              param_dtype: Any = jnp.float32, dropout_rate: float = 0.0) -> MLP:
   """Builds an :class:`MLP` from registry names, validating every argument.
 
+  A data-dependent ``init`` (``'lsuv'``) sets ``MLP.data_init``; initialise
+  such a model with :func:`vgrad.lsuv.initialize` and a batch of data.
+
   Raises:
     ValueError: unknown names, depth < 0, width < 1, num_outputs < 1, a head
       without a readout, or an invalid activation/initializer parameter.
@@ -192,4 +200,5 @@ def make_mlp(*, depth: int, width: int, activation: str = "relu",
       kernel_init=initializers_lib.get_initializer(init, sigma_w),
       bias_init=initializers_lib.get_bias_initializer(sigma_b),
       num_outputs=num_outputs, head=head, param_dtype=param_dtype,
-      dropout_rate=float(dropout_rate))
+      dropout_rate=float(dropout_rate),
+      data_init=init if init in initializers_lib.DATA_DEPENDENT else None)

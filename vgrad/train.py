@@ -41,7 +41,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from vgrad import lsuv
 from vgrad import models
+
+# LSUV's batch: the first LSUV_EXAMPLES training inputs in the dataset's
+# order (all of them if fewer), the one mini-batch of Mishkin & Matas (2015);
+# the same examples as training_study's fixed probe batch.
+LSUV_EXAMPLES = 512
 
 SATURATION = 0.05
 SATURATING = ("sigmoid", "tanh", "hard_tanh", "softsign")
@@ -225,8 +231,12 @@ def make_loss_and_metrics(model: models.MLP, loss: str, task: str):
 
 def init_state(model: models.MLP, optimizer: optax.GradientTransformation,
                key: jax.Array, x: jax.Array) -> TrainState:
-  """Initial state of one seed; ``x`` is the training inputs ``(n, d)``."""
-  params = model.init(key, x[:1])
+  """Initial state of one seed; ``x`` is the training inputs ``(n, d)``.
+
+  A data-dependent model (``init='lsuv'``) is normalised on the first
+  ``LSUV_EXAMPLES`` training inputs (all of them if fewer).
+  """
+  params = lsuv.initialize(model, key, x[:LSUV_EXAMPLES])
   return TrainState(params, optimizer.init(params),
                     jnp.arange(x.shape[0], dtype=jnp.int32),
                     jnp.zeros((), jnp.int32))

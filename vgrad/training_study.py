@@ -211,6 +211,10 @@ def run_training(config: TrainConfig, dataset: data_lib.Dataset, *,
                  ) -> dict:
   """Trains ``config.seeds`` seeds and returns the arm's results dictionary.
 
+  Parameters come from ``train.init_states``, so a data-dependent init
+  (``config.init='lsuv'``) is normalised on the first
+  ``train.LSUV_EXAMPLES`` training examples (all of them if fewer).
+
   Args:
     config: the arm.
     dataset: the data (its name selects the "solved" criterion).
