@@ -25,12 +25,17 @@ FLAGS = flags.FLAGS
 SCHEMA = "vgrad.train/1"
 
 
-def define_data_flags():
+def define_dataset_source_flags():
+  """--data_dir and --download: where MNIST's files are (read by load)."""
   flags.DEFINE_string("data_dir", None, "Directory holding the MNIST IDX "
                       "files (default $VGRAD_DATA_DIR/mnist or "
                       "~/.cache/vgrad/mnist).")
   flags.DEFINE_bool("download", False, "Download missing MNIST files into "
                     "--data_dir (checksum-verified).")
+
+
+def define_data_flags():
+  define_dataset_source_flags()
   cli.define_run_dir_flags()
   flags.DEFINE_bool("tensorboard", True, "Write TensorBoard event files "
                     "under <out_dir>/tb.")

@@ -1,0 +1,147 @@
+r"""Trainability against the mean-field phase diagram (Schoenholz et al. 2017).
+
+    python -m experiments.phase_diagram
+
+Trains tanh networks with sigma_b^2 = 0.05 over a grid of weight variances
+sigma_w^2 (1 to 4) and depths on the 8x8 digits for a fixed number of SGD
+steps, and draws the training accuracy as a heat map with the mean-field
+prediction L = 6 xi_c(sigma_w^2) and the critical sigma_w^2 overlaid (their
+Fig. 5), beside the mean-field chi_1 phase diagram over (sigma_w^2,
+sigma_b^2). Expect the deepest trainable nets near the critical point
+sigma_w^2 ~ 1.76 and the trainable region to follow 6 xi_c.
+
+Writes config.json, results.json, report.md and phase_diagram.png/.pdf into
+a fresh run directory (``--out_dir``, default
+``runs/phase_diagram/<time>_<act>``); ``experiments.plot_phase_diagram``
+redraws the figure and the report from results.json.
+"""
+
+import dataclasses
+import os
+import sys
+import time
+
+from absl import flags
+import jax
+import numpy as np
+
+from experiments import cli
+from experiments import training_run
+from vgrad import activations
+from vgrad import phase_diagram
+from vgrad import phase_plots
+from vgrad import plotting
+from vgrad import rundir
+
+FLAGS = flags.FLAGS
+_D = phase_diagram.PhaseConfig()
+ELEMENTWISE = sorted(set(activations.ACTIVATIONS) - {"maxout"})
+
+flags.DEFINE_enum("act", _D.act, ELEMENTWISE, "Hidden-layer activation.")
+flags.DEFINE_float("sigma_b2", _D.sigma_b2, "Bias variance sigma_b^2 >= 0.")
+flags.DEFINE_list("sigma_w2", [f"{v:g}" for v in _D.sigma_w2],
+                  "Weight variances sigma_w^2 > 0 (comma-separated), or "
+                  "lo:hi:n for n evenly spaced values.")
+flags.DEFINE_list("depths", [str(d) for d in _D.depths],
+                  "Depths (hidden layers) to train, integers >= 1.")
+flags.DEFINE_integer("width", _D.width, "Units per hidden layer, >= 1.")
+flags.DEFINE_enum("dataset", _D.dataset, ["digits", "mnist"],
+                  "Classification data set.")
+flags.DEFINE_enum("optimizer", _D.optimizer, ["sgd", "momentum", "adam"],
+                  "Optax optimizer.")
+flags.DEFINE_float("lr", _D.lr, "Learning rate > 0.")
+flags.DEFINE_integer("steps", _D.steps, "Training steps per network, >= 1.")
+flags.DEFINE_integer("batch_size", _D.batch_size, "Minibatch size (0: full "
+                     "batch).")
+flags.DEFINE_integer("seeds", _D.seeds, "Networks per grid cell, >= 1.")
+flags.DEFINE_integer("seed", _D.seed, "First seed.")
+flags.DEFINE_float("threshold", _D.threshold, "Median training accuracy "
+                   "that counts as trainable, in (0, 1].")
+training_run.define_dataset_source_flags()
+cli.define_run_dir_flags()
+
+
+def _floats(flag: str, values: list[str]) -> tuple[float, ...]:
+  try:
+    if len(values) == 1 and values[0].count(":") == 2:
+      lo, hi, n = values[0].split(":")
+      return tuple(round(float(v), 6)
+                   for v in np.linspace(float(lo), float(hi), int(n)))
+    return tuple(float(v) for v in values)
+  except ValueError:
+    cli.fail(f"--{flag} must be numbers separated by commas or lo:hi:n, got "
+             f"{','.join(values)}")
+
+
+def make_config() -> phase_diagram.PhaseConfig:
+  sigma_w2 = _floats("sigma_w2", FLAGS.sigma_w2)
+  depths = _floats("depths", FLAGS.depths)
+  if any(d != int(d) for d in depths):
+    cli.fail("--depths must be integers >= 1")
+  config = phase_diagram.PhaseConfig(
+      act=FLAGS.act, sigma_b2=FLAGS.sigma_b2, sigma_w2=sigma_w2,
+      depths=tuple(int(d) for d in depths), width=FLAGS.width,
+      dataset=FLAGS.dataset, optimizer=FLAGS.optimizer, lr=FLAGS.lr,
+      steps=FLAGS.steps, batch_size=FLAGS.batch_size, seeds=FLAGS.seeds,
+      seed=FLAGS.seed, threshold=FLAGS.threshold)
+  try:
+    phase_diagram.check_config(config)
+  except ValueError as e:
+    cli.fail(f"--{e}")
+  if FLAGS.lr <= 0:
+    cli.fail("--lr must be > 0")
+  return config
+
+
+def write_run(out_dir: str, results: dict, overwrite: bool) -> None:
+  with rundir.staged_run_dir(out_dir, overwrite=overwrite) as stage:
+    rundir.write_json(os.path.join(stage, "config.json"), results["config"])
+    rundir.write_json(os.path.join(stage, "results.json"), results)
+    rundir.write_text(os.path.join(stage, "report.md"),
+                      phase_diagram.format_report(results))
+    plotting.save_figure(phase_plots.plot_phase_diagram(results),
+                         os.path.join(stage, "phase_diagram"))
+
+
+def main(argv):
+  if len(argv) > 1:
+    cli.fail(f"unexpected arguments {' '.join(argv[1:])}")
+  config = make_config()
+  out_dir = FLAGS.out_dir or rundir.default_run_dir("runs/phase_diagram",
+                                                    config.act)
+  try:
+    rundir.check_writable(out_dir, FLAGS.overwrite)
+  except rundir.RunDirExistsError as e:
+    cli.fail(e)
+  dataset = training_run.load(config.dataset)
+
+  start = time.perf_counter()
+  theory = phase_diagram.theory(config)
+  print(f"mean field: critical sigma_w^2 = {theory['critical_sigma_w2']:.4f} "
+        f"at sigma_b^2 = {config.sigma_b2:g} "
+        f"({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+
+  def progress(depth, seconds):
+    print(f"trained depth {depth}: {len(config.sigma_w2)} x {config.seeds} "
+          f"networks in {seconds:.1f} s", file=sys.stderr, flush=True)
+
+  cells = phase_diagram.run_trainability(config, dataset, progress)
+  xi_c = phase_diagram.xi_c_at(config)
+  results = {
+      "schema": "vgrad.phase_diagram/1",
+      "config": dataclasses.asdict(config) | {"out_dir": out_dir},
+      "device": jax.devices()[0].platform,
+      "seconds": time.perf_counter() - start,
+      "theory": theory, "cells": cells,
+      "summary": phase_diagram.summarize(config, cells, xi_c)}
+  print(phase_diagram.format_report(results))
+  try:
+    write_run(out_dir, results, FLAGS.overwrite)
+  except rundir.RunDirExistsError as e:
+    cli.fail(e)
+  print(f"took {results['seconds']:.0f} s; wrote {out_dir}/{{config.json,"
+        f"results.json,report.md,phase_diagram.png,phase_diagram.pdf}}")
+
+
+if __name__ == "__main__":
+  cli.run(main)

@@ -1,0 +1,166 @@
+"""Tests for vgrad.phase_diagram, vgrad.phase_plots and the two entry points
+``experiments.phase_diagram`` / ``experiments.plot_phase_diagram``."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+from absl.testing import absltest
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vgrad import activations
+from vgrad import data
+from vgrad import meanfield
+from vgrad import models
+from vgrad import phase_diagram
+from vgrad import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = phase_diagram.PhaseConfig(
+    sigma_w2=(0.5, 1.5, 3.0), depths=(2,), width=8, steps=15, batch_size=32,
+    seeds=2, theory_points=20, plane_sigma_w2=(0.5, 4.0, 12),
+    plane_sigma_b2=(0.0, 2.0, 10))
+
+
+def _run(module, *args, cwd):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg",
+             PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd,
+                        env=env, capture_output=True, text=True, timeout=300)
+
+
+class TrainabilityTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.digits = data.load_dataset("digits")
+
+  def test_grid_cell_equals_the_network_trained_alone(self):
+    # Column g of the vmapped grid must be exactly the network one would
+    # build with init='gaussian', sigma_w = sqrt(sigma_w2[g]): same draws
+    # (the Gaussian init is linear in sigma_w), same minibatches.
+    config = TINY
+    cells = phase_diagram.train_depth(config, self.digits, 2)
+    for key in cells:
+      chex.assert_shape(cells[key], (3, 2))
+    g, s = 2, 1
+    model = models.make_mlp(
+        depth=2, width=8, activation="tanh", init="gaussian",
+        sigma_w=math.sqrt(config.sigma_w2[g]),
+        sigma_b=math.sqrt(config.sigma_b2), num_outputs=10)
+    opt = train.make_optimizer("sgd", config.lr)
+    init_key, train_key = jax.random.split(jax.random.key(config.seed + s))
+    x, y = jnp.asarray(self.digits.x_train), jnp.asarray(self.digits.y_train)
+    state = train.init_states(model, opt, init_key[None], x)
+    loss = "categorical_cross_entropy"
+    step = train.make_step_fn(model, opt, loss, "multiclass", 32)
+    state, _, _ = train.make_train_chunk(step, config.steps)(
+        state, train_key[None], 0, x, y)
+    acc = train.make_evaluate(model, loss, "multiclass")(state.params, x, y)
+    self.assertAlmostEqual(float(acc["accuracy"][0]),
+                           float(cells["train_accuracy"][g, s]), places=6)
+
+  def test_summary_counts_cells_against_six_xi_c(self):
+    config = phase_diagram.PhaseConfig(sigma_w2=(1.0, 2.0), depths=(4, 16),
+                                       seeds=3, threshold=0.5)
+    # depth x sigma_w2 x seeds; medians: [[0.9, 0.2], [0.1, 0.8]].
+    acc = [[[0.9, 0.9, 0.1], [0.2, 0.1, 0.6]],
+           [[0.1, 0.1, 0.9], [0.8, 0.9, 0.5]]]
+    cells = {"train_accuracy": acc,
+             "diverged_at": np.zeros((2, 2, 3), int).tolist()}
+    # 6 xi_c = 6 and inf: predicted trainable (L <= 6 xi_c) only at
+    # (4, 1.0), (4, 2.0), (16, 2.0).
+    s = phase_diagram.summarize(config, cells, np.array([1.0, np.inf]))
+    self.assertEqual(s["trainable"], [[True, False], [False, True]])
+    self.assertEqual(s["predicted_trainable"], [[True, True], [False, True]])
+    self.assertAlmostEqual(s["agreement"], 0.75)
+    self.assertEqual(s["deepest_trainable"], [4, 16])
+    self.assertEqual(s["six_xi_c"], [6.0, None])
+    self.assertEqual(s["best_sigma_w2"], 2.0)
+
+
+class TheoryTest(absltest.TestCase):
+
+  def test_theory_matches_meanfield_and_marks_the_critical_point(self):
+    t = phase_diagram.theory(TINY)
+    tanh = activations.get_activation("tanh")
+    critical = t["critical_sigma_w2"]
+    # chi_1 = 1 at the critical point (to the bisection's precision).
+    q = meanfield.fixed_point_q(tanh, critical, TINY.sigma_b2)
+    self.assertAlmostEqual(
+        float(meanfield.chi_1(tanh, critical, TINY.sigma_b2, q)), 1.0,
+        places=4)
+    # Schoenholz et al. (2017), Fig. 5: about 1.76 at sigma_b^2 = 0.05.
+    self.assertAlmostEqual(critical, 1.76, delta=0.02)
+    plane = np.array(t["plane"]["log10_chi_1"], dtype=float)
+    chex.assert_shape(plane, (12, 10))
+    # chi_1 grows with sigma_w^2 at fixed sigma_b^2 for tanh.
+    self.assertTrue(np.all(np.diff(plane, axis=0) > 0))
+    # The ordered side is below the line, the chaotic side above.
+    sw2 = np.array(t["plane"]["sigma_w2"])
+    b0 = t["plane"]["critical_sigma_w2"][0]
+    self.assertTrue(np.all(plane[sw2 < b0 - 0.05, 0] < 0))
+    self.assertTrue(np.all(plane[sw2 > b0 + 0.05, 0] > 0))
+    xi = np.array([np.inf if v is None else v for v in t["xi_c"]])
+    fine = np.array(t["sigma_w2"])
+    self.assertLess(abs(fine[np.argmax(xi)] - critical), 0.2)
+
+
+class CommandLineTest(absltest.TestCase):
+
+  def test_run_report_figure_and_replot(self):
+    tmp = self.create_tempdir().full_path
+    out = os.path.join(tmp, "run")
+    r = _run("experiments.phase_diagram", "--sigma_w2=1,2.5", "--depths=2,3",
+             "--width=8", "--steps=5", "--seeds=1", f"--out_dir={out}",
+             cwd=tmp)
+    self.assertEqual(r.returncode, 0, r.stderr)
+    self.assertEqual(sorted(os.listdir(out)), [
+        "config.json", "phase_diagram.pdf", "phase_diagram.png",
+        "report.md", "results.json"])
+    with open(os.path.join(out, "results.json")) as f:
+      results = json.load(f)
+    self.assertEqual(np.shape(results["cells"]["train_accuracy"]), (2, 2, 1))
+    self.assertIn("critical point (chi_1 = 1): sigma_w^2 = 1.7", r.stdout)
+    os.remove(os.path.join(out, "phase_diagram.png"))
+    r = _run("experiments.plot_phase_diagram", f"--run_dir={out}", cwd=tmp)
+    self.assertEqual(r.returncode, 0, r.stderr)
+    self.assertTrue(os.path.exists(os.path.join(out, "phase_diagram.png")))
+    # An existing run directory is never replaced silently.
+    r = _run("experiments.phase_diagram", "--sigma_w2=1", "--depths=2",
+             "--width=4", "--steps=2", "--seeds=1", f"--out_dir={out}",
+             cwd=tmp)
+    self.assertEqual(r.returncode, 2)
+    self.assertIn("--overwrite", r.stderr)
+
+  def test_bad_input_is_one_line_and_writes_nothing(self):
+    tmp = self.create_tempdir().full_path
+    cases = {
+        "--sigma_w2=abc": "--sigma_w2",
+        "--sigma_w2=0,1": "sigma_w2",
+        "--depths=0": "depths",
+        "--depths=2.5": "--depths",
+        "--width=0": "width",
+        "--act=maxout": "--act",
+        "--act=sigmod": "--act",
+        "--threshold=2": "threshold",
+        "--lr=0": "--lr",
+    }
+    for arg, flag in cases.items():
+      r = _run("experiments.phase_diagram", arg, "--steps=1",
+               f"--out_dir={tmp}/x", cwd=tmp)
+      self.assertEqual(r.returncode, 2, (arg, r.stderr))
+      self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+      self.assertIn(flag, r.stderr)
+      self.assertNotIn("Traceback", r.stderr)
+    self.assertEqual(os.listdir(tmp), [])
+
+
+if __name__ == "__main__":
+  absltest.main()
