@@ -13,12 +13,11 @@ edge, and the Kolmogorov-Smirnov distance. Expect orthogonal tanh with small
 q* to stay isometric at every depth while Gaussian and ReLU nets spread.
 
 Writes config.json, results.json, report.md and isometry.png/.pdf into a
-fresh run directory (``--out_dir``); ``experiments.plot_dynamical_isometry``
+fresh run directory (``--out_dir``); ``experiments.replot --run_dir=RUN``
 redraws figure and report from results.json.
 """
 
 import dataclasses
-import os
 import sys
 import time
 
@@ -26,14 +25,14 @@ from absl import flags
 import jax
 
 from experiments import cli
+from experiments import reproduction
 from vgrad import activations
 from vgrad import free_probability
-from vgrad import isometry_plots
 from vgrad import isometry_study
-from vgrad import plotting
 from vgrad import rundir
 
 FLAGS = flags.FLAGS
+SCHEMA = "vgrad.dynamical_isometry/1"
 _D = isometry_study.IsometryConfig()
 ELEMENTWISE = sorted(set(activations.ACTIVATIONS) - {"maxout"})
 
@@ -118,26 +117,13 @@ def make_config() -> isometry_study.IsometryConfig:
   return config
 
 
-def write_run(out_dir: str, results: dict, overwrite: bool) -> None:
-  with rundir.staged_run_dir(out_dir, overwrite=overwrite) as stage:
-    rundir.write_json(os.path.join(stage, "config.json"), results["config"])
-    rundir.write_json(os.path.join(stage, "results.json"), results)
-    rundir.write_text(os.path.join(stage, "report.md"),
-                      isometry_study.format_report(results))
-    plotting.save_figure(isometry_plots.plot_isometry(results),
-                         os.path.join(stage, "isometry"))
-
-
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments {' '.join(argv[1:])}")
   config = make_config()
   out_dir = FLAGS.out_dir or rundir.default_run_dir(
       "runs/dynamical_isometry", f"N{config.width}")
-  try:
-    rundir.check_writable(out_dir, FLAGS.overwrite)
-  except rundir.RunDirExistsError as e:
-    cli.fail(e)
+  reproduction.check_out_dir(out_dir, FLAGS.overwrite)
   if config.dtype == "float64":
     jax.config.update("jax_enable_x64", True)
   start = time.perf_counter()
@@ -147,17 +133,14 @@ def main(argv):
           file=sys.stderr, flush=True)
 
   arms = isometry_study.run_study(config, progress)
-  results = {"schema": "vgrad.dynamical_isometry/1",
+  results = {"schema": SCHEMA,
              "config": dataclasses.asdict(config) | {"out_dir": out_dir},
              "device": jax.devices()[0].platform,
              "seconds": time.perf_counter() - start, "arms": arms}
   print(isometry_study.format_report(results))
-  try:
-    write_run(out_dir, results, FLAGS.overwrite)
-  except rundir.RunDirExistsError as e:
-    cli.fail(e)
-  print(f"took {results['seconds']:.0f} s; wrote {out_dir}/{{config.json,"
-        f"results.json,report.md,isometry.png,isometry.pdf}}")
+  reproduction.write_run(out_dir, results, FLAGS.overwrite)
+  print(f"took {results['seconds']:.0f} s; wrote {out_dir}/"
+        f"{reproduction.output_names(SCHEMA)}")
 
 
 if __name__ == "__main__":

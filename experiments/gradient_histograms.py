@@ -21,18 +21,15 @@ default ``runs/gradient_histograms/<time>_L<depth>_N<width>``).
 results.json alone.
 """
 
-import json
-import os
 import time
 
 from absl import flags
 import jax
 
 from experiments import cli
+from experiments import reproduction
 from vgrad import data
 from vgrad import gradient_histograms as gh
-from vgrad import histogram_plots
-from vgrad import plotting
 from vgrad import rundir
 
 FLAGS = flags.FLAGS
@@ -70,32 +67,11 @@ STUDY_FLAGS = ("acts", "inits", "depth", "width", "num_examples", "num_bins",
                "seed", "out_dir", "overwrite")
 
 
-def write_outputs(directory: str, results: dict) -> list[str]:
-  """report.md and histograms.png/.pdf from ``results``; returns paths."""
-  text = gh.format_report(results)  # both built before either is written
-  fig = histogram_plots.plot_histograms(results)
-  report = os.path.join(directory, "report.md")
-  rundir.write_text(report, text)
-  return [report] + plotting.save_figure(fig,
-                                         os.path.join(directory, "histograms"))
-
-
 def replot(run_dir: str):
   given = [f"--{f}" for f in STUDY_FLAGS if FLAGS[f].present]
   if given:
     cli.fail(f"--replot takes no other flag; got {' '.join(given)}")
-  path = os.path.join(run_dir, "results.json")
-  try:
-    with open(path) as f:
-      results = json.load(f)
-  except (OSError, json.JSONDecodeError) as e:
-    cli.fail(f"--replot: cannot read {path}: {e}")
-  try:
-    paths = write_outputs(run_dir, results)
-  except (KeyError, TypeError, IndexError, ValueError) as e:
-    cli.fail(f"--replot: {path} is not a gradient_histograms results file "
-             f"(missing or malformed field {e})")
-  print(f"wrote {', '.join(paths)}")
+  print(f"wrote {', '.join(reproduction.redraw(run_dir, '--replot'))}")
 
 
 def make_config() -> gh.HistogramConfig:
@@ -129,16 +105,9 @@ def main(argv):
   results["platform"] = jax.devices()[0].platform
   results["config"] |= {"out_dir": out_dir, "overwrite": FLAGS.overwrite}
   print(gh.format_report(results))
-  try:
-    with rundir.staged_run_dir(out_dir, overwrite=FLAGS.overwrite) as stage:
-      rundir.write_json(os.path.join(stage, "config.json"), results["config"])
-      rundir.write_json(os.path.join(stage, "results.json"), results)
-      write_outputs(stage, results)
-  except rundir.RunDirExistsError as e:
-    cli.fail(e)
+  reproduction.write_run(out_dir, results, FLAGS.overwrite)
   print(f"took {results['seconds']:.1f} s on {results['platform']}; wrote "
-        f"{out_dir}/{{config.json,results.json,report.md,histograms.png,"
-        f"histograms.pdf}}")
+        f"{out_dir}/{reproduction.output_names(gh.SCHEMA)}")
 
 
 if __name__ == "__main__":

@@ -12,12 +12,11 @@ sigma_w^2 ~ 1.76 and the trainable region to follow 6 xi_c.
 
 Writes config.json, results.json, report.md and phase_diagram.png/.pdf into
 a fresh run directory (``--out_dir``, default
-``runs/phase_diagram/<time>_<act>``); ``experiments.plot_phase_diagram``
+``runs/phase_diagram/<time>_<act>``); ``experiments.replot --run_dir=RUN``
 redraws the figure and the report from results.json.
 """
 
 import dataclasses
-import os
 import sys
 import time
 
@@ -26,14 +25,14 @@ import jax
 import numpy as np
 
 from experiments import cli
+from experiments import reproduction
 from experiments import training_run
 from vgrad import activations
 from vgrad import phase_diagram
-from vgrad import phase_plots
-from vgrad import plotting
 from vgrad import rundir
 
 FLAGS = flags.FLAGS
+SCHEMA = "vgrad.phase_diagram/1"
 _D = phase_diagram.PhaseConfig()
 ELEMENTWISE = sorted(set(activations.ACTIVATIONS) - {"maxout"})
 
@@ -93,26 +92,13 @@ def make_config() -> phase_diagram.PhaseConfig:
   return config
 
 
-def write_run(out_dir: str, results: dict, overwrite: bool) -> None:
-  with rundir.staged_run_dir(out_dir, overwrite=overwrite) as stage:
-    rundir.write_json(os.path.join(stage, "config.json"), results["config"])
-    rundir.write_json(os.path.join(stage, "results.json"), results)
-    rundir.write_text(os.path.join(stage, "report.md"),
-                      phase_diagram.format_report(results))
-    plotting.save_figure(phase_plots.plot_phase_diagram(results),
-                         os.path.join(stage, "phase_diagram"))
-
-
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments {' '.join(argv[1:])}")
   config = make_config()
   out_dir = FLAGS.out_dir or rundir.default_run_dir("runs/phase_diagram",
                                                     config.act)
-  try:
-    rundir.check_writable(out_dir, FLAGS.overwrite)
-  except rundir.RunDirExistsError as e:
-    cli.fail(e)
+  reproduction.check_out_dir(out_dir, FLAGS.overwrite)
   dataset = training_run.load(config.dataset)
 
   start = time.perf_counter()
@@ -128,19 +114,16 @@ def main(argv):
   cells = phase_diagram.run_trainability(config, dataset, progress)
   xi_c = phase_diagram.xi_c_at(config)
   results = {
-      "schema": "vgrad.phase_diagram/1",
+      "schema": SCHEMA,
       "config": dataclasses.asdict(config) | {"out_dir": out_dir},
       "device": jax.devices()[0].platform,
       "seconds": time.perf_counter() - start,
       "theory": theory, "cells": cells,
       "summary": phase_diagram.summarize(config, cells, xi_c)}
   print(phase_diagram.format_report(results))
-  try:
-    write_run(out_dir, results, FLAGS.overwrite)
-  except rundir.RunDirExistsError as e:
-    cli.fail(e)
-  print(f"took {results['seconds']:.0f} s; wrote {out_dir}/{{config.json,"
-        f"results.json,report.md,phase_diagram.png,phase_diagram.pdf}}")
+  reproduction.write_run(out_dir, results, FLAGS.overwrite)
+  print(f"took {results['seconds']:.0f} s; wrote {out_dir}/"
+        f"{reproduction.output_names(SCHEMA)}")
 
 
 if __name__ == "__main__":

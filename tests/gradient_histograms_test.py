@@ -12,8 +12,6 @@ import functools
 import json
 import math
 import os
-import subprocess
-import sys
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -27,8 +25,9 @@ from vgrad import data
 from vgrad import gradient_histograms as gh
 from vgrad import histogram_plots
 from vgrad import models
+import cli_testing  # tests/cli_testing.py
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 RUN_FILES = ["config.json", "histograms.pdf", "histograms.png", "report.md",
              "results.json"]
 TINY = ["--acts=tanh", "--depth=2", "--width=8", "--num_examples=16",
@@ -262,12 +261,8 @@ class ReportTest(parameterized.TestCase):
 
 
 def _run_cli(*args, cwd):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg",
-             PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-  return subprocess.run(
-      [sys.executable, "-m", "experiments.gradient_histograms", *args],
-      cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
-      check=False)
+  return cli_testing.run_module("experiments.gradient_histograms", *args,
+                                cwd=cwd)
 
 
 def _read(path):

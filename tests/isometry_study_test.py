@@ -1,12 +1,10 @@
 """Tests for vgrad.isometry_study, vgrad.isometry_plots and the entry points
-``experiments.dynamical_isometry`` / ``experiments.plot_dynamical_isometry``.
+``experiments.dynamical_isometry`` / ``experiments.replot``.
 """
 
 import json
 import math
 import os
-import subprocess
-import sys
 
 from absl.testing import absltest
 import chex
@@ -15,15 +13,8 @@ import numpy as np
 
 from vgrad import isometry_plots
 from vgrad import isometry_study
+import cli_testing  # tests/cli_testing.py
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _run(module, *args, cwd):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg",
-             PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-  return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd,
-                        env=env, capture_output=True, text=True, timeout=300)
 
 
 class DistanceTest(absltest.TestCase):
@@ -113,7 +104,7 @@ class CommandLineTest(absltest.TestCase):
   def test_run_and_replot(self):
     tmp = self.create_tempdir().full_path
     out = os.path.join(tmp, "run")
-    r = _run("experiments.dynamical_isometry", "--width=16", "--depths=1,3",
+    r = cli_testing.run_module("experiments.dynamical_isometry", "--width=16", "--depths=1,3",
              "--seeds=1", "--sigma_b2=0.05", "--weights=orthogonal",
              f"--out_dir={out}", cwd=tmp)
     self.assertEqual(r.returncode, 0, r.stderr)
@@ -126,7 +117,7 @@ class CommandLineTest(absltest.TestCase):
     self.assertEqual([a["label"] for a in results["arms"]], [
         "tanh, orthogonal, sigma_b^2=0.05", "relu, orthogonal, sigma_b^2=0"])
     os.remove(os.path.join(out, "isometry.png"))
-    r = _run("experiments.plot_dynamical_isometry", f"--run_dir={out}",
+    r = cli_testing.run_module("experiments.replot", f"--run_dir={out}",
              cwd=tmp)
     self.assertEqual(r.returncode, 0, r.stderr)
     self.assertTrue(os.path.exists(os.path.join(out, "isometry.png")))
@@ -137,7 +128,7 @@ class CommandLineTest(absltest.TestCase):
              "--depths=0": "depths", "--width=1": "width",
              "--sigma_b2=-1": "--sigma_b2", "--sigma_b2=x": "--sigma_b2"}
     for arg, flag in cases.items():
-      r = _run("experiments.dynamical_isometry", arg, f"--out_dir={tmp}/x",
+      r = cli_testing.run_module("experiments.dynamical_isometry", arg, f"--out_dir={tmp}/x",
                cwd=tmp)
       self.assertEqual(r.returncode, 2, (arg, r.stderr))
       self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)

@@ -1,11 +1,9 @@
 """Tests for vgrad.phase_diagram, vgrad.phase_plots and the two entry points
-``experiments.phase_diagram`` / ``experiments.plot_phase_diagram``."""
+``experiments.phase_diagram`` / ``experiments.replot``."""
 
 import json
 import math
 import os
-import subprocess
-import sys
 
 from absl.testing import absltest
 import chex
@@ -19,19 +17,12 @@ from vgrad import meanfield
 from vgrad import models
 from vgrad import phase_diagram
 from vgrad import train
+import cli_testing  # tests/cli_testing.py
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = phase_diagram.PhaseConfig(
     sigma_w2=(0.5, 1.5, 3.0), depths=(2,), width=8, steps=15, batch_size=32,
     seeds=2, theory_points=20, plane_sigma_w2=(0.5, 4.0, 12),
     plane_sigma_b2=(0.0, 2.0, 10))
-
-
-def _run(module, *args, cwd):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg",
-             PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-  return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd,
-                        env=env, capture_output=True, text=True, timeout=300)
 
 
 class TrainabilityTest(absltest.TestCase):
@@ -117,7 +108,7 @@ class CommandLineTest(absltest.TestCase):
   def test_run_report_figure_and_replot(self):
     tmp = self.create_tempdir().full_path
     out = os.path.join(tmp, "run")
-    r = _run("experiments.phase_diagram", "--sigma_w2=1,2.5", "--depths=2,3",
+    r = cli_testing.run_module("experiments.phase_diagram", "--sigma_w2=1,2.5", "--depths=2,3",
              "--width=8", "--steps=5", "--seeds=1", f"--out_dir={out}",
              cwd=tmp)
     self.assertEqual(r.returncode, 0, r.stderr)
@@ -129,11 +120,11 @@ class CommandLineTest(absltest.TestCase):
     self.assertEqual(np.shape(results["cells"]["train_accuracy"]), (2, 2, 1))
     self.assertIn("critical point (chi_1 = 1): sigma_w^2 = 1.7", r.stdout)
     os.remove(os.path.join(out, "phase_diagram.png"))
-    r = _run("experiments.plot_phase_diagram", f"--run_dir={out}", cwd=tmp)
+    r = cli_testing.run_module("experiments.replot", f"--run_dir={out}", cwd=tmp)
     self.assertEqual(r.returncode, 0, r.stderr)
     self.assertTrue(os.path.exists(os.path.join(out, "phase_diagram.png")))
     # An existing run directory is never replaced silently.
-    r = _run("experiments.phase_diagram", "--sigma_w2=1", "--depths=2",
+    r = cli_testing.run_module("experiments.phase_diagram", "--sigma_w2=1", "--depths=2",
              "--width=4", "--steps=2", "--seeds=1", f"--out_dir={out}",
              cwd=tmp)
     self.assertEqual(r.returncode, 2)
@@ -153,7 +144,7 @@ class CommandLineTest(absltest.TestCase):
         "--lr=0": "--lr",
     }
     for arg, flag in cases.items():
-      r = _run("experiments.phase_diagram", arg, "--steps=1",
+      r = cli_testing.run_module("experiments.phase_diagram", arg, "--steps=1",
                f"--out_dir={tmp}/x", cwd=tmp)
       self.assertEqual(r.returncode, 2, (arg, r.stderr))
       self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)

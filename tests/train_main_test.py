@@ -9,8 +9,6 @@ import csv
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 
 from absl.testing import absltest
@@ -19,8 +17,8 @@ from absl.testing import parameterized
 from vgrad import presets
 from vgrad import tensorboard_log
 from vgrad import training_report
+import cli_testing  # tests/cli_testing.py
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 XOR = ["--dataset=xor", "--act=sigmoid,relu", "--depth=3", "--width=4",
        "--steps=20", "--log_every=10", "--seeds=2"]
 LABELS = ["layer_01", "layer_02", "layer_03", "readout"]
@@ -28,19 +26,12 @@ RUN_FILES = ["config.json", "curves.pdf", "curves.png", "gradient_flow.pdf",
              "gradient_flow.png", "metrics.json", "table.csv", "table.md"]
 
 
-def _run(module, *args, cwd):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg",
-             PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-  return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd,
-                        env=env, capture_output=True, text=True, timeout=300)
-
-
 def _train(*args, cwd):
-  return _run("experiments.train", *args, cwd=cwd)
+  return cli_testing.run_module("experiments.train", *args, cwd=cwd)
 
 
 def _lecture(*args, cwd):
-  return _run("experiments.lecture", *args, cwd=cwd)
+  return cli_testing.run_module("experiments.lecture", *args, cwd=cwd)
 
 
 def _no_nan(token):
@@ -252,7 +243,7 @@ class XorRunTest(absltest.TestCase):
     parent, out = self._copy_run()
     os.remove(os.path.join(out, "curves.png"))
     os.remove(os.path.join(out, "table.csv"))
-    proc = _run("experiments.plot_training", f"--run_dir={out}", cwd=parent)
+    proc = cli_testing.run_module("experiments.plot_training", f"--run_dir={out}", cwd=parent)
     self.assertEqual(proc.returncode, 0, proc.stderr)
     self.assertIn("wrote", proc.stdout)
     self.assertGreater(os.path.getsize(os.path.join(out, "curves.png")), 0)

@@ -55,6 +55,8 @@ from vgrad import data as data_lib
 from vgrad import initializers as initializers_lib
 from vgrad import models
 
+SCHEMA = "vgrad.gradient_histograms/1"
+
 # Output ranges of the bounded activations. A value counts as saturated when
 # it lies in the outer SATURATION_LEVEL of the half-range around the middle:
 # |x| > 0.9 for tanh and softsign, x < 0.05 or x > 0.95 for sigmoid.
@@ -365,6 +367,7 @@ def run_study(config: HistogramConfig, dataset: data_lib.Dataset,
       measured[init] = (model, *measure(model, params, x, y))
     runs += _histogram_runs(act, config, measured)
   return {
+      "schema": SCHEMA,
       "config": dataclasses.asdict(config),
       "dataset": {"name": dataset.name, "description": dataset.description,
                   "input_dim": dataset.input_dim,

@@ -53,7 +53,7 @@ class PhaseConfig:
   sigma_b2: float = 0.05
   sigma_w2: tuple[float, ...] = tuple(
       round(float(v), 4) for v in np.linspace(1.0, 4.0, 13))
-  depths: tuple[int, ...] = (4, 8, 16, 24, 32, 48, 64)
+  depths: tuple[int, ...] = (4, 8, 16, 24, 32, 48, 64, 96, 128)
   width: int = 64
   dataset: str = "digits"
   optimizer: str = "sgd"
