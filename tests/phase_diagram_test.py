@@ -71,6 +71,7 @@ class TrainabilityTest(absltest.TestCase):
     self.assertEqual(s["trainable"], [[True, False], [False, True]])
     self.assertEqual(s["predicted_trainable"], [[True, True], [False, True]])
     self.assertAlmostEqual(s["agreement"], 0.75)
+    self.assertEqual((s["violations"], s["untrained_in_budget"]), (0, 1))
     self.assertEqual(s["deepest_trainable"], [4, 16])
     self.assertEqual(s["six_xi_c"], [6.0, None])
     self.assertEqual(s["best_sigma_w2"], 2.0)

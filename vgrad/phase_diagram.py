@@ -237,6 +237,8 @@ def summarize(config: PhaseConfig, cells: dict, xi_c: np.ndarray) -> dict:
       "trainable": trainable.tolist(),
       "predicted_trainable": predicted.tolist(),
       "agreement": float(np.mean(trainable == predicted)),
+      "violations": int(np.sum(trainable & ~predicted)),
+      "untrained_in_budget": int(np.sum(~trainable & predicted)),
       "deepest_trainable": deepest,
       "six_xi_c": [None if not np.isfinite(v) else float(v)
                    for v in XI_C_MULTIPLE * xi_c],
@@ -275,6 +277,10 @@ def format_report(results: dict) -> str:
       "",
       f"Agreement of measured and predicted trainability: "
       f"{100 * s['agreement']:.0f} % of {len(c['depths'])} x "
-      f"{len(c['sigma_w2'])} cells. Diverged networks: "
-      f"{s['diverged_networks']} of {s['networks']}.", ""]
+      f"{len(c['sigma_w2'])} cells: {s['violations']} cells trained "
+      f"beyond L = 6 xi_c (violations of the bound), "
+      f"{s['untrained_in_budget']} cells within it did not reach the "
+      f"threshold in {c['steps']} steps (the bound is necessary, not "
+      f"sufficient). Diverged networks: {s['diverged_networks']} of "
+      f"{s['networks']}.", ""]
   return "\n".join(lines)
