@@ -62,7 +62,7 @@ class IsometryConfig:
   arms: tuple[Arm, ...] = DEFAULT_ARMS
   depths: tuple[int, ...] = (2, 8, 32, 128)
   width: int = 1000
-  seeds: int = 2
+  seeds: int = 1
   seed: int = 0
   dtype: str = "float64"
   density_points: int = 400
