@@ -10,6 +10,13 @@ statistics and a verdict. Expected with the defaults (sigmoid, Glorot uniform,
 width 256): vanishing, input-output gain about 1e-6, each layer shrinking the
 signal about 4x (sigmoid' <= 1/4).
 
+``--method`` picks how: ``dense`` multiplies the Jacobians out (float32
+resolves only singular values within ~3e4 of the largest), ``qr`` computes
+exact log singular values at ``--qr_layers`` by QR without forming the
+product (any depth: ``--depth=10000`` works in float32), and ``auto`` (the
+default) runs the cheap QR pass first and uses ``qr`` exactly when ``dense``
+would lose values, printing which it chose and why.
+
 Writes ``config.json``, ``results.json`` (schema in README.md) and
 ``spectrum.png``/``.pdf`` into a fresh run directory (``--out_dir``, default
 ``runs/jacobian_spectrum/<time>_<act>_<init>_L<depth>_N<width>``).
@@ -23,6 +30,7 @@ from absl import flags
 import jax
 
 from experiments import cli
+from vgrad import log_spectrum
 from vgrad import plotting
 from vgrad import rundir
 from vgrad import spectrum_study
@@ -35,10 +43,43 @@ flags.DEFINE_integer("num_inputs", 16, "Inputs x_0 ~ N(0, I) to probe, >= 1.")
 flags.DEFINE_integer("seed", 0, "Seed of the weights and the inputs.")
 flags.DEFINE_enum("dtype", "float32", ["float32", "float64"],
                   "Working precision of the network and the probe.")
+flags.DEFINE_enum("method", "auto", list(spectrum_study.METHODS),
+                  "dense: multiply the Jacobians out and take SVDs; qr: "
+                  "exact log singular values by QR, at any depth; auto: qr "
+                  "where dense would lose values, else dense.")
+flags.DEFINE_list("qr_layers", None, "Layers whose exact log spectra "
+                  "--method=qr computes (comma-separated; --depth is always "
+                  "added). Default: about 12 log-spaced layers.")
+flags.DEFINE_integer("qr_sweeps", None, "Most Jacobi sweeps per layer for "
+                     "--method=qr (default "
+                     f"{log_spectrum.DEFAULT_MAX_SWEEPS}).")
 cli.define_run_dir_flags()
 flags.adopt_module_key_flags(cli)  # --helpshort lists the network flags too
 flags.register_validator("num_inputs", lambda v: v >= 1,
                          message="--num_inputs must be an integer >= 1")
+flags.register_validator("qr_sweeps", lambda v: v is None or v >= 1,
+                         message="--qr_sweeps must be an integer >= 1")
+
+
+def qr_flags() -> dict:
+  """``qr_layers``/``qr_sweeps`` for the config, or a one-line error when
+  they are given with --method=dense or out of range."""
+  given = [f"--{name}" for name in ("qr_layers", "qr_sweeps")
+           if FLAGS[name].value is not None]
+  if given and FLAGS.method == "dense":
+    cli.fail(f"{' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'}"
+             f" only to --method=qr or auto, not --method=dense")
+  layers = None
+  if FLAGS.qr_layers is not None:
+    try:
+      layers = tuple(int(v) for v in FLAGS.qr_layers)
+    except ValueError:
+      layers = ()
+    if not layers or not all(1 <= l <= FLAGS.depth for l in layers):
+      cli.fail(f"--qr_layers must be comma-separated integers in [1, "
+               f"--depth={FLAGS.depth}], got {','.join(FLAGS.qr_layers)}")
+  return {"qr_layers": layers,
+          "qr_sweeps": FLAGS.qr_sweeps or log_spectrum.DEFAULT_MAX_SWEEPS}
 
 
 def make_config() -> spectrum_study.SpectrumConfig:
@@ -46,7 +87,7 @@ def make_config() -> spectrum_study.SpectrumConfig:
       act=FLAGS.act, init=FLAGS.init, depth=FLAGS.depth, width=FLAGS.width,
       sigma_w=FLAGS.sigma_w, sigma_b=FLAGS.sigma_b,
       num_inputs=FLAGS.num_inputs, seed=FLAGS.seed, dtype=FLAGS.dtype,
-      act_params=cli.activation_params())
+      act_params=cli.activation_params(), method=FLAGS.method, **qr_flags())
 
 
 def write_run(out_dir: str, results: dict, overwrite: bool) -> str:
@@ -80,6 +121,7 @@ def main(argv):
   results["config"] |= {"out_dir": out_dir, "overwrite": FLAGS.overwrite} | {
       flag: FLAGS[flag].value for flag in cli.ACT_PARAM_FLAGS}
   print(f"Jacobian spectra: {json.dumps(results['config'])}")
+  print(f"method: {spectrum_study.method_line(results)}")
   print(spectrum_study.format_table(results))
   note = spectrum_study.precision_note(results)
   if note:

@@ -3,7 +3,10 @@
     python -m experiments.plot_jacobian_spectrum --run_dir=runs/jacobian_spectrum/RUN
 
 Writes ``spectrum.png`` and ``spectrum.pdf`` into ``--run_dir`` (or
-``--out_stem``.png/.pdf).
+``--out_stem``.png/.pdf). Both kinds of run: ``--method=dense`` results get
+the singular-value spread and the input-output density, ``--method=qr``
+ones the log10 spread (exact at the target layers, Lyapunov sums at every
+layer) and the Lyapunov spectrum.
 """
 
 import os

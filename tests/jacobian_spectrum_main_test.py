@@ -32,6 +32,9 @@ class MainTest(absltest.TestCase):
     proc = _spectrum(*TINY, "--seed=3", f"--out_dir={out}", cwd=cwd)
     self.assertEqual(proc.returncode, 0, proc.stderr)
     self.assertIn("verdict:", proc.stdout)
+    # A 3-layer tanh net of width 8 fits float32: auto keeps dense.
+    self.assertIn("\nmethod: auto chose dense: float32 resolves",
+                  proc.stdout)
     self.assertEqual(sorted(os.listdir(out)), [
         "config.json", "results.json", "spectrum.pdf", "spectrum.png"])
     with open(os.path.join(out, "results.json")) as f:
@@ -41,7 +44,8 @@ class MainTest(absltest.TestCase):
     self.assertEqual(results["config"], {
         "act": "tanh", "init": "glorot_uniform", "depth": 3, "width": 8,
         "sigma_w": None, "sigma_b": None, "num_inputs": 2, "seed": 3,
-        "dtype": "float32", "act_params": {}, "out_dir": out,
+        "dtype": "float32", "act_params": {}, "method": "auto",
+        "qr_layers": None, "qr_sweeps": 30, "out_dir": out,
         "overwrite": False, "leaky_slope": None, "elu_alpha": None,
         "swish_beta": None, "maxout_k": None})
     for section in ("layers", "per_layer"):
@@ -95,6 +99,52 @@ class MainTest(absltest.TestCase):
     self.assertEqual(sorted(os.listdir(cwd)), ["run"])
 
 
+class MethodTest(absltest.TestCase):
+
+  def test_auto_chooses_qr_and_the_figure_redraws(self):
+    """Sigmoid at depth 12: float32 loses the small singular values, so
+    auto says it uses qr and why; results.json holds log spectra."""
+    cwd = self.create_tempdir().full_path
+    out = os.path.join(cwd, "run")
+    proc = _spectrum("--act=sigmoid", "--depth=12", "--width=8",
+                     "--num_inputs=2", "--qr_layers=6,2", "--qr_sweeps=25",
+                     f"--out_dir={out}", cwd=cwd)
+    self.assertEqual(proc.returncode, 0, proc.stderr)
+    (line,) = [l for l in proc.stdout.splitlines()
+               if l.startswith("method:")]
+    self.assertStartsWith(line, "method: auto chose qr: float32 resolves "
+                          "singular values within a factor")
+    self.assertIn("verdict: vanishing", proc.stdout)
+    self.assertNotIn("note:", proc.stdout)  # nothing unresolved
+    with open(os.path.join(out, "results.json")) as f:
+      results = json.load(f)
+    self.assertEqual(results["method"], "qr")
+    self.assertEqual(results["config"]["qr_layers"], [6, 2])
+    self.assertEqual(results["config"]["qr_sweeps"], 25)
+    self.assertEqual([r["layer"] for r in results["layers"]], [2, 6, 12])
+    for record in results["layers"]:
+      self.assertLen(record["log_singular_values"], 2)
+      for row in record["log_singular_values"]:
+        self.assertNotIn(None, row)
+    self.assertLen(results["lyapunov"]["partial_sums"]["median"], 12)
+    os.remove(os.path.join(out, "spectrum.png"))
+    proc = _run("experiments.plot_jacobian_spectrum", f"--run_dir={out}",
+                cwd=cwd)
+    self.assertEqual(proc.returncode, 0, proc.stderr)
+    self.assertTrue(os.path.exists(os.path.join(out, "spectrum.png")))
+
+  def test_dense_still_works_where_float32_loses_values(self):
+    cwd = self.create_tempdir().full_path
+    proc = _spectrum("--act=sigmoid", "--depth=12", "--width=8",
+                     "--num_inputs=2", "--method=dense",
+                     f"--out_dir={cwd}/run", cwd=cwd)
+    self.assertEqual(proc.returncode, 0, proc.stderr)
+    self.assertIn("method: dense (requested)", proc.stdout)
+    self.assertIn("note: float32 resolves only", proc.stdout)
+    with open(os.path.join(cwd, "run", "results.json")) as f:
+      self.assertEqual(json.load(f)["method"], "dense")
+
+
 class BadInputTest(parameterized.TestCase):
 
   @parameterized.parameters(
@@ -111,6 +161,13 @@ class BadInputTest(parameterized.TestCase):
       (["--num_inputs=0"], ["--num_inputs", ">= 1"]),
       (["--depth=ten"], ["--depth", "ten"]),
       (["--act=relu", "extra"], ["unexpected", "extra"]),
+      (["--method=svd"], ["--method", "auto", "dense", "qr"]),
+      (["--method=dense", "--qr_layers=2"],
+       ["--qr_layers", "--method=qr", "not --method=dense"]),
+      (["--method=dense", "--qr_sweeps=3"], ["--qr_sweeps", "--method=qr"]),
+      (["--qr_layers=2,x"], ["--qr_layers", "integers", "[1, --depth=10]"]),
+      (["--qr_layers=11", "--depth=10"], ["--qr_layers", "got 11"]),
+      (["--qr_sweeps=0"], ["--qr_sweeps", ">= 1"]),
   )
   def test_one_line_error_and_nothing_written(self, args, needles):
     cwd = self.create_tempdir().full_path

@@ -1,6 +1,7 @@
 """Tests for vgrad.spectrum_study and vgrad.plotting on real probes."""
 
 import json
+import math
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -8,6 +9,7 @@ import jax
 import numpy as np
 
 from vgrad import plotting
+from vgrad import spectrum
 from vgrad import spectrum_study
 
 STAT_FIELDS = {"layer", "singular_values", "mean_sq_singular_value",
@@ -18,7 +20,7 @@ STAT_FIELDS = {"layer", "singular_values", "mean_sq_singular_value",
 
 
 def _study(**kw):
-  defaults = dict(depth=6, width=32, num_inputs=3)
+  defaults = dict(depth=6, width=32, num_inputs=3, method="dense")
   return spectrum_study.run_study(
       spectrum_study.SpectrumConfig(**(defaults | kw)))
 
@@ -70,7 +72,9 @@ class VerdictTest(parameterized.TestCase):
                      act_params={"k": 3})
     self.assertEqual(set(results),
                      {"config", "convention", "dtype_eps", "layers",
-                      "per_layer", "input_output"})
+                      "per_layer", "input_output", "method",
+                      "method_reason"})
+    self.assertEqual(results["method"], "dense")
     self.assertLen(results["layers"], 6)
     self.assertLen(results["per_layer"], 6)
     for record in results["layers"] + results["per_layer"] + [
@@ -93,6 +97,136 @@ class VerdictTest(parameterized.TestCase):
     self.assertLess(n32, n64)
     self.assertIn("--dtype=float64 resolves more",
                   spectrum_study.precision_note(r32))
+
+
+class MethodTest(parameterized.TestCase):
+  """--method: auto picks qr exactly when the dense product loses values."""
+
+  def test_auto_picks_qr_and_agrees_with_dense_where_dense_resolves(self):
+    kw = {"act": "sigmoid", "init": "glorot_normal", "depth": 10,
+          "width": 32}
+    auto = _study(method="auto", **kw)
+    dense = _study(**kw)
+    self.assertEqual(auto["method"], "qr")
+    self.assertStartsWith(auto["method_reason"],
+                          "float32 resolves singular values within")
+    # The dense path really does lose values here (its own floor).
+    self.assertNotEmpty(spectrum_study.unresolved_layers(dense))
+    self.assertEqual(spectrum_study.unresolved_layers(auto), [])
+    self.assertStartsWith(spectrum_study.method_line(auto), "auto chose qr: ")
+    by_layer = {r["layer"]: r for r in dense["layers"]}
+    u = np.finfo(np.float32).eps / 2
+    for record in auto["layers"]:
+      ref = by_layer[record["layer"]]
+      # A float32 dense value is off by up to ~N u per factor of the
+      # product (Higham 2002, sec. 3.5) plus the SVD's N u s_1, i.e.
+      # N u (l + s_1 / s) relative; the QR values are far closer.
+      for got, want in zip(record["log_singular_values"],
+                           ref["singular_values"]):
+        for g, w in zip(got, want):
+          if w:
+            tol = 32 * u * (record["layer"] + want[0] / w)
+            self.assertAlmostEqual(g, math.log(w), delta=tol)
+      self.assertAlmostEqual(spectrum_study.log_gain(record),
+                             math.log(spectrum_study.gain(ref)),
+                             delta=32 * u * (record["layer"] + 1))
+    self.assertEqual(spectrum_study.verdict(auto).split(":")[0],
+                     spectrum_study.verdict(dense).split(":")[0])
+
+  def test_auto_keeps_dense_when_float32_resolves_everything(self):
+    results = _study(method="auto", act="linear", init="orthogonal",
+                     depth=5)
+    self.assertEqual(results["method"], "dense")
+    self.assertIn("resolves the predicted spread", results["method_reason"])
+    self.assertIn("per_layer", results)
+
+  def test_auto_picks_qr_beyond_the_float32_range(self):
+    """tanh with N(0, 1) weights is chaotic: its activations stay in
+    [-1, 1] while each layer multiplies the Jacobian by ~sqrt(chi) ~ 2
+    (chi = N E[tanh'(h)^2] with h ~ N(0, O(N))), past float32's e^88
+    within 150 layers, where the dense product overflows."""
+    kw = {"act": "tanh", "init": "large_normal", "depth": 150, "width": 64,
+          "num_inputs": 2}
+    dense = _study(**kw)
+    self.assertNotEmpty(spectrum_study.nonfinite_layers(dense))
+    results = _study(method="auto", **kw)
+    self.assertEqual(results["method"], "qr")
+    self.assertStartsWith(results["method_reason"],
+                          "the singular values leave the float32 range")
+    self.assertEqual(spectrum_study.nonfinite_layers(results), [])
+    self.assertRegex(spectrum_study.verdict(results),
+                     r"^exploding: input-output gain \d\.\d+e\+\d+ ")
+    self.assertGreater(spectrum_study.log_gain(results["input_output"]),
+                       math.log(np.finfo(np.float32).max))
+    json.dumps(results, allow_nan=False)
+
+  def test_overflowing_activations_are_reported_as_overflow(self):
+    """ReLU with N(0, 1) weights: the activations themselves overflow
+    float32 (x grows like sqrt(N/2)^l); the QR path says so (NaN, not the
+    zero derivatives relu'(NaN) would give)."""
+    results = _study(method="qr", act="relu", init="large_normal",
+                     depth=60, width=64, num_inputs=2, qr_layers=(10,))
+    self.assertEqual(spectrum_study.nonfinite_layers(results), [60])
+    self.assertTrue(results["layers"][0]["finite"])
+    self.assertIn("overflowed", spectrum_study.verdict(results))
+    json.dumps(results, allow_nan=False)
+
+  def test_qr_schema_table_and_figure(self):
+    results = json.loads(json.dumps(_study(
+        method="qr", act="relu", init="he_normal", depth=12, width=16,
+        qr_layers=(3, 1, 3), qr_sweeps=20), allow_nan=False))
+    self.assertEqual(set(results),
+                     {"config", "convention", "dtype_eps", "layers",
+                      "lyapunov", "input_output", "method", "method_reason"})
+    self.assertEqual(results["method_reason"], "requested")
+    self.assertEqual([r["layer"] for r in results["layers"]], [1, 3, 12])
+    self.assertEqual(results["input_output"], results["layers"][-1])
+    for record in results["layers"]:
+      self.assertContainsSubset(
+          set(spectrum.LOG_STAT_KEYS) | {"log_singular_values", "sweeps",
+                                         "error_bound", "num_exact_zeros"},
+          set(record))
+      self.assertLen(record["log_singular_values"], 3)
+      # ReLU: exact zeros (inactive units) are null, at the end, and counted.
+      for row, zeros in zip(record["log_singular_values"],
+                            record["num_exact_zeros"]):
+        self.assertGreater(zeros, 0)
+        self.assertEqual(row[16 - zeros:], [None] * zeros)
+        self.assertNotIn(None, row[:16 - zeros])
+      self.assertTrue(all(s <= 20 for s in record["sweeps"]))
+    lyap = results["lyapunov"]
+    for key in spectrum_study.QUANTILES:
+      self.assertLen(lyap["partial_sums"][key], 12)
+    self.assertLen(lyap["exponents"], 3)
+    self.assertIn("rank-deficient", spectrum_study.verdict(results))
+    table = spectrum_study.format_table(results)
+    self.assertLen(table.splitlines(), 2 + 3)
+    self.assertIsNone(spectrum_study.precision_note(results))
+    fig = plotting.plot_jacobian_spectrum(results)
+    left, right = fig.axes
+    self.assertIn("log_{10}", left.get_ylabel())
+    self.assertIn("nats per layer", right.get_ylabel())
+    for ax in (left, right):
+      self.assertNotEmpty(ax.get_xlabel())
+
+  @parameterized.parameters(
+      ({"method": "svd"}, "method must be one of auto, dense, qr"),
+      ({"qr_layers": (0, 2)}, r"qr_layers must be integers in \[1, depth=6"),
+      ({"qr_sweeps": 0}, "qr_sweeps must be an integer >= 1"),
+  )
+  def test_bad_config(self, kw, message):
+    with self.assertRaisesRegex(ValueError, message):
+      _study(**kw)
+
+  @parameterized.parameters(
+      (math.log(4.74e-07), "4.74e-07"),
+      (-4521.3 * math.log(10), "5.01e-4522"),
+      (1000 * math.log(10), "1e+1000"),
+      (-math.inf, "0"),
+      (None, "-"),
+  )
+  def test_format_power(self, value, text):
+    self.assertEqual(spectrum_study.format_power(value), text)
 
 
 class PlottingTest(absltest.TestCase):

@@ -86,5 +86,65 @@ class SpectrumStatsTest(absltest.TestCase):
     self.assertLessEqual(len(repr(record["singular_values"][0][0])), 11)
 
 
+class LogStatsTest(absltest.TestCase):
+
+  def test_log_stats_match_the_linear_ones(self):
+    # An odd number of pooled values: the median is one of them (for an
+    # even number the log median averages logs, a geometric mean).
+    sv = np.array([[4.0, 2.0, 1.0], [2.0, 1.0, 0.5], [8.0, 3.0, 0.25]])
+    linear = spectrum.compute_stats(sv, (3, 3), np.float64)
+    logs = spectrum.compute_log_stats(np.log(sv))
+    self.assertAlmostEqual(logs["log_rms_gain"],
+                           0.5 * math.log(linear["mean_sq_singular_value"]))
+    for key in ("min", "median", "max"):
+      self.assertAlmostEqual(logs[f"{key}_log_singular_value"],
+                             math.log(linear[f"{key}_singular_value"]))
+    self.assertAlmostEqual(logs["log_condition_number"],
+                           math.log(linear["condition_number"]))
+    self.assertAlmostEqual(logs["mean_log_singular_value"],
+                           linear["mean_log_singular_value"])
+    self.assertEqual(logs["num_exact_zeros"], [0, 0, 0])
+
+  def test_far_beyond_the_float_range(self):
+    # e^-5000 and e^+5000: no overflow, and the rms gain is dominated by
+    # the largest value: (1/2) log((e^10000 + e^-10000) / 2).
+    logs = spectrum.compute_log_stats(np.array([[5000.0, -5000.0]]))
+    self.assertTrue(logs["finite"])
+    self.assertAlmostEqual(logs["log_rms_gain"], 5000 - 0.5 * math.log(2))
+    self.assertAlmostEqual(logs["log_condition_number"], 10000.0)
+
+  def test_exact_zeros(self):
+    log_sv = np.array([[1.0, -2.0, -np.inf, -np.inf],
+                       [0.5, -np.inf, -np.inf, -np.inf]])
+    logs = spectrum.compute_log_stats(log_sv)
+    self.assertEqual(logs["num_exact_zeros"], [2, 3])
+    self.assertEqual(logs["min_log_singular_value"], -2.0)
+    self.assertIsNone(logs["median_log_singular_value"])  # on a zero
+    self.assertIsNone(logs["log_condition_number"])
+    self.assertIsNone(logs["mean_log_singular_value"])
+    self.assertAlmostEqual(logs["log_rms_gain"], 0.5 * math.log(
+        (math.exp(2) + math.exp(-4) + math.exp(1)) / 8))
+    record = spectrum.log_spectrum_record(log_sv, np.float32, layer=4)
+    self.assertEqual(record["layer"], 4)
+    self.assertEqual(record["log_singular_values"],
+                     [[1.0, -2.0, None, None], [0.5, None, None, None]])
+
+  def test_all_zero_and_non_finite(self):
+    zero = spectrum.log_spectrum_record(np.full((1, 2), -np.inf), np.float32)
+    self.assertTrue(zero["finite"])
+    self.assertIsNone(zero["log_rms_gain"])  # log 0; JSON has no -inf
+    self.assertEqual(zero["num_exact_zeros"], [2])
+    bad = spectrum.compute_log_stats(np.array([[np.nan, 1.0]]))
+    self.assertFalse(bad["finite"])
+    for key in spectrum.LOG_STAT_KEYS:
+      self.assertIsNone(bad[key])
+
+  def test_json_float(self):
+    self.assertIsNone(spectrum.json_float(np.inf, np.float32))
+    self.assertIsNone(spectrum.json_float(np.nan, np.float64))
+    self.assertEqual(spectrum.json_float(np.float32(1 / 3), np.float32),
+                     0.333333343)
+
+
 if __name__ == "__main__":
   absltest.main()

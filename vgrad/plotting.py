@@ -67,7 +67,13 @@ def _title(results: dict) -> str:
 
 def plot_jacobian_spectrum(results: dict) -> Figure:
   """Two panels: the spread of J_{<=l}'s singular values against l, and the
-  density of the input-output singular values (both on log axes)."""
+  density of the input-output singular values (both on log axes).
+
+  Results of the ``qr`` method (``results['method'] == 'qr'``) get
+  :func:`plot_log_spectrum` instead.
+  """
+  if results.get("method") == "qr":
+    return plot_log_spectrum(results)
   with style_context():
     fig = Figure(figsize=(7.2, 3.6), layout="constrained")
     left, right = fig.subplots(1, 2)
@@ -141,6 +147,94 @@ def _draw_density(ax, results):
     ax.set_title(f"{ax.get_title()}\n(not shown: {', '.join(notes)})",
                  fontsize=8)
   ax.legend(loc="upper left", frameon=False)
+
+
+LN10 = np.log(10.0)
+
+
+def plot_log_spectrum(results: dict) -> Figure:
+  """The ``qr`` method's figure, on log10 axes that never overflow.
+
+  Left: log10 of the singular values of J_{<=l} against l: exact at the
+  target layers (median, min/max, 10th-90th percentile), and the
+  finite-time Lyapunov sums S_l / ln 10 at every layer as a lighter band
+  (estimates, O(log N) off at the ends). Right: the Lyapunov spectrum
+  S_{L,i} / L per input against i / N, with log sigma_i(J_{<=L}) / L.
+  """
+  with style_context():
+    fig = Figure(figsize=(7.2, 3.6), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    _draw_log_spread(left, results)
+    _draw_lyapunov(right, results)
+    fig.legend(*left.get_legend_handles_labels(), loc="outside lower center",
+               ncol=3, frameon=False)
+    fig.suptitle(_title(results) + ", QR")
+  return fig
+
+
+def _log10_quantiles(record: dict, qs) -> np.ndarray:
+  """Quantiles of the pooled nonzero log10 singular values of a record."""
+  pooled = np.array([v for row in record["log_singular_values"] for v in row
+                     if v is not None], np.float64) / LN10
+  return (np.quantile(pooled, qs, method="nearest") if pooled.size
+          else np.full(len(qs), np.nan))
+
+
+def _none_to_nan(values) -> np.ndarray:
+  return np.array([np.nan if v is None else v for v in values], np.float64)
+
+
+def _draw_log_spread(ax, results):
+  sums = results["lyapunov"]["partial_sums"]
+  every = np.arange(1, len(sums["max"]) + 1)
+  ax.fill_between(every, _none_to_nan(sums["min"]) / LN10,
+                  _none_to_nan(sums["max"]) / LN10, color=PALETTE[5],
+                  alpha=0.25, lw=0,
+                  label=r"Lyapunov sums $S_l/\ln 10$ (min to max, estimate)")
+  ax.plot(every, _none_to_nan(sums["median"]) / LN10, color=PALETTE[5],
+          lw=0.8, label="Lyapunov sums, median")
+  records = results["layers"]
+  layers = np.array([r["layer"] for r in records])
+  q = np.array([_log10_quantiles(r, [0.0, 0.1, 0.5, 0.9, 1.0])
+                for r in records])
+  has_zeros = any(max(r["num_exact_zeros"]) for r in records)
+  ax.fill_between(layers, q[:, 1], q[:, 3], color=PALETTE[0], alpha=0.35,
+                  lw=0, label="exact, 10th to 90th percentile" + (
+                      " (nonzero values)" if has_zeros else ""))
+  ax.plot(layers, q[:, 2], color=PALETTE[0], marker="o", ms=3,
+          label="exact, median")
+  ax.plot(layers, q[:, 4], color=PALETTE[0], lw=0.8, marker="^", ms=2.5,
+          label="exact, max")
+  ax.plot(layers, q[:, 0], color=PALETTE[0], lw=0.8, ls="-.", marker="v",
+          ms=2.5, label="exact, min")
+  ax.axhline(0.0, color="0.7", lw=0.6, zorder=0)
+  if results["config"]["depth"] >= 100:
+    ax.set_xscale("log")
+  ax.set_xlabel("layer $l$ (hidden layers from the input)")
+  ax.set_ylabel(r"$\log_{10}\sigma$ of $J_{\leq l}$ (decades)")
+  ax.set_title(r"Input-to-layer-$l$ Jacobian spectrum")
+
+
+def _draw_lyapunov(ax, results):
+  lyap, depth = results["lyapunov"], results["config"]["depth"]
+  io = results["input_output"]
+  for b, row in enumerate(lyap["exponents"]):
+    values = _none_to_nan(row)
+    rank = np.arange(1, len(values) + 1) / len(values)
+    ax.plot(rank, values, color=PALETTE[1], lw=0.8, alpha=0.7,
+            label=r"Lyapunov $S_{L,i}/L$" if b == 0 else None)
+    exact = _none_to_nan(io["log_singular_values"][b]) / depth
+    ax.plot(rank, exact, color=PALETTE[0], lw=0.8, ls="--", alpha=0.7,
+            label=r"exact $\log\sigma_i(J_{\leq L})/L$" if b == 0 else None)
+  ax.axhline(0.0, color="0.7", lw=0.6, zorder=0)
+  ax.set_xlabel(r"rank $i/N$ (largest first)")
+  ax.set_ylabel("exponent (nats per layer)")
+  zeros = max(lyap["num_exact_zeros"][-1:] or [0])
+  title = f"Lyapunov spectrum, depth {depth}"
+  if zeros:
+    title += f"\n(not shown: up to {zeros} exact zeros per input)"
+  ax.set_title(title, fontsize=8 if zeros else None)
+  ax.legend(loc="lower left", frameon=False)
 
 
 def save_figure(fig: Figure, stem: str) -> list[str]:

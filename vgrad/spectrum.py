@@ -143,3 +143,76 @@ def spectrum_record(sv_BxR: np.ndarray, matrix_shape: tuple[int, int],
   stats["resolution_floor"] = [None if f is None else _round(f, dtype)
                                for f in stats["resolution_floor"]]
   return extra | stats | {"singular_values": values}
+
+
+# --------------------------------------------------------------------------
+# Log spectra (vgrad.log_spectrum): every value is measured, none overflows.
+
+LOG_STAT_KEYS = ("log_rms_gain", "min_log_singular_value",
+                 "median_log_singular_value", "max_log_singular_value",
+                 "log_condition_number", "mean_log_singular_value")
+
+
+def _log_mean_exp(values: np.ndarray) -> float:
+  """``log mean exp(values)`` without overflow (``-inf`` entries are 0)."""
+  top = np.max(values)
+  if not np.isfinite(top):
+    return float(top)
+  return float(top + np.log(np.mean(np.exp(values - top))))
+
+
+def compute_log_stats(log_sv_BxR: np.ndarray) -> dict:
+  """Statistics of B descending log spectra (nats; ``-inf``: exact zero).
+
+  The log analogues of :func:`compute_stats`, pooled over inputs the same
+  way: ``log_rms_gain = (1/2) log mean s^2`` (exact zeros count as 0, so it
+  is the log of the dense path's rms gain); ``min``/``max`` of the nonzero
+  values; the pooled ``median`` (None when it falls on an exact zero);
+  ``log_condition_number``, the mean over inputs of ``log(s_max/s_min)``,
+  and ``mean_log_singular_value`` (both None with exact zeros).
+
+  Returns:
+    A dict with ``LOG_STAT_KEYS``, ``finite`` (no NaN or +inf),
+    ``num_singular_values`` and ``num_exact_zeros`` (per input).
+  """
+  log_sv = np.asarray(log_sv_BxR, np.float64)
+  zeros = np.isneginf(log_sv)
+  finite = bool(np.all(np.isfinite(log_sv) | zeros))
+  stats = {"finite": finite,
+           "num_singular_values": int(log_sv.shape[1]),
+           "num_exact_zeros": zeros.sum(axis=1).tolist()}
+  nonzero = log_sv[~zeros]
+  if not finite or not nonzero.size:
+    return stats | {key: None for key in LOG_STAT_KEYS} | (
+        {"log_rms_gain": float("-inf")} if finite else {})
+  any_zero = bool(zeros.any())
+  median = float(np.median(log_sv))
+  return stats | {
+      "log_rms_gain": 0.5 * _log_mean_exp(2 * log_sv.ravel()),
+      "min_log_singular_value": float(nonzero.min()),
+      "median_log_singular_value": median if np.isfinite(median) else None,
+      "max_log_singular_value": float(nonzero.max()),
+      "log_condition_number": None if any_zero else float(
+          np.mean(log_sv[:, 0] - log_sv[:, -1])),
+      "mean_log_singular_value": None if any_zero else float(np.mean(log_sv)),
+  }
+
+
+def json_float(value, dtype) -> float | None:
+  """``value`` rounded to the digits that round-trip ``dtype``; None when
+  not finite (JSON has no inf or NaN)."""
+  value = float(value)
+  return _round(value, dtype) if math.isfinite(value) else None
+
+
+def log_spectrum_record(log_sv_BxR: np.ndarray, dtype, **extra) -> dict:
+  """:func:`compute_log_stats` plus ``log_singular_values`` (nats, per input,
+  descending; ``null`` for exact zeros, which JSON cannot write as -inf),
+  rounded to the digits that round-trip ``dtype``."""
+  log_sv = np.asarray(log_sv_BxR, np.float64)
+  stats = compute_log_stats(log_sv)
+  for key in LOG_STAT_KEYS:  # log_rms_gain -inf (all zero) becomes None
+    if stats[key] is not None:
+      stats[key] = json_float(stats[key], dtype)
+  values = [[json_float(v, dtype) for v in row] for row in log_sv]
+  return extra | stats | {"log_singular_values": values}
