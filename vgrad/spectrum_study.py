@@ -27,6 +27,7 @@ import numpy as np
 
 from vgrad import jacobian
 from vgrad import log_spectrum
+from vgrad import lsuv
 from vgrad import models
 from vgrad import spectrum
 
@@ -103,6 +104,8 @@ def run_study(config: SpectrumConfig) -> dict:
   """Initialises the net, probes ``num_inputs`` inputs, returns results.
 
   float64 needs ``jax_enable_x64``; the caller sets it before calling.
+  With ``init='lsuv'`` the orthonormal net is rescaled on the probe inputs
+  (:func:`vgrad.lsuv.initialize`) before it is probed.
   """
   check_config(config)
   dtype = jnp.dtype(config.dtype)
@@ -111,8 +114,9 @@ def run_study(config: SpectrumConfig) -> dict:
                      "'jax_enable_x64', True) before the study runs")
   model = build_model(config)
   init_key, data_key = jax.random.split(jax.random.key(config.seed))
-  params = model.init(init_key, jnp.zeros((config.width,), dtype))
   xs = jax.random.normal(data_key, (config.num_inputs, config.width), dtype)
+  # A data-dependent init (LSUV) is fitted to the probe's own inputs.
+  params = lsuv.initialize(model, init_key, xs)
   method, reason = config.method, "requested"
   if method == "auto":
     sums = jax.device_get(log_spectrum.make_lyapunov_probe(model)(params, xs))
