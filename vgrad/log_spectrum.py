@@ -515,25 +515,10 @@ def _default_tol(dtype) -> float:
 # Public probes.
 
 def stack_layers(model: models.MLP, params):
-  """``(layer 1's params, layers 2..L's params stacked on a leading axis)``.
+  """``(layer 1's params, layers 2..L's params stacked on a leading axis)``,
+  stacked on the host: :func:`vgrad.jacobian.stack_hidden_layers`."""
+  return jacobian.stack_hidden_layers(model, params)
 
-  Stacks on the host with NumPy when the parameters are concrete: one XLA
-  concatenation of thousands of operands takes minutes to compile (~6 min
-  for 10 000 layers), NumPy takes milliseconds. Under an outer ``jit`` it
-  falls back to the dense probe's in-graph stacking. ``rest`` is None for
-  depth 1.
-  """
-  first = models.layer_params(params, 1)
-  if model.depth == 1:
-    return first, None
-  if any(isinstance(leaf, jax.core.Tracer)
-         for leaf in jax.tree.leaves(params)):
-    stack = jacobian._stack_layer_params  # pylint: disable=protected-access
-    return first, stack(params, 2, model.depth)
-  host = jax.device_get([models.layer_params(params, l)
-                         for l in range(2, model.depth + 1)])
-  return first, jax.tree.map(lambda *leaves: jnp.asarray(np.stack(leaves)),
-                             *host)
 
 def _check_model(model: models.MLP):
   if model.depth < 1:
