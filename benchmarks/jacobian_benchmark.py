@@ -384,11 +384,7 @@ def plain_table(rows) -> str:
 
 
 def markdown_table(rows) -> str:
-  lines = ["| " + " | ".join(HEADER) + " |",
-           "|" + "|".join("---:" if i > 0 else "---"
-                          for i in range(len(HEADER))) + "|"]
-  lines += ["| " + " | ".join(r) + " |" for r in table_rows(rows)]
-  return "\n".join(lines)
+  return provenance.markdown_table(HEADER, table_rows(rows))
 
 
 # --------------------------------------------------------------------------

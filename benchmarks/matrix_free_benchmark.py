@@ -212,10 +212,7 @@ def table_rows(rows):
 
 
 def markdown_table(rows) -> str:
-  lines = ["| " + " | ".join(HEADER) + " |",
-           "|" + "|".join("---:" for _ in HEADER) + "|"]
-  lines += ["| " + " | ".join(r) + " |" for r in table_rows(rows)]
-  return "\n".join(lines)
+  return provenance.markdown_table(HEADER, table_rows(rows), left_columns=0)
 
 
 def parse_args(argv=None):

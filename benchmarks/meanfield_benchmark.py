@@ -199,25 +199,11 @@ def compare(name, grid, sw2, sb2, picks, rules):
   return sum(seconds) / len(seconds), diffs, skipped
 
 
-def load_line(when: str) -> str:
-  try:
-    loads = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-  except OSError:
-    loads = "n/a"
-  return f"load average {when}: {loads}"
 
 
 HEADER = ["activation", "grid", "vgrad compile s", "vgrad run s",
           "vgrad us/point", "numpy points", "numpy ms/point", "speed-up",
           "max rel dq*", "max |dchi_1|", "max |dc*|", "excluded"]
-
-
-def markdown_table(header, body) -> str:
-  lines = ["| " + " | ".join(header) + " |",
-           "|" + "|".join("---" if i == 0 else "---:"
-                          for i in range(len(header))) + "|"]
-  lines += ["| " + " | ".join(r) + " |" for r in body]
-  return "\n".join(lines)
 
 
 def main(argv):
@@ -243,7 +229,7 @@ def main(argv):
        f"{np.__version__}, devices {jax.devices()}, dtype "
        f"{jnp.result_type(float)}"),
       provenance.code_version(meanfield),
-      load_line("at start"),
+      provenance.load_line("at start"),
   ]
   print(command)
   for line in env:
@@ -280,10 +266,10 @@ def main(argv):
       ("Differences on the sampled points: q* relative, chi_1 and c* "
        "absolute; excluded: NumPy iteration unconverged after 1000 steps "
        "(q* = inf, slow approach near criticality) or |chi_1 - 1| < 1e-3."),
-      load_line("at the end") + " (other processes slow both peers)",
+      provenance.load_line("at the end") + " (other processes slow both peers)",
       f"total time {elapsed:.0f} s",
   ]
-  table = markdown_table(HEADER, body)
+  table = provenance.markdown_table(HEADER, body)
   print("\n" + table + "\n")
   for line in notes:
     print(line)

@@ -36,3 +36,22 @@ def code_version(module) -> str:
             + f"; {name} sha256 {digest}")
   except (OSError, subprocess.SubprocessError):
     return f"{name} sha256 {digest} (git unavailable)"
+
+
+def load_line(when: str) -> str:
+  """The 1, 5 and 15 minute load averages (other work on the machine)."""
+  try:
+    loads = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+  except OSError:
+    loads = "n/a"
+  return f"load average {when}: {loads}"
+
+
+def markdown_table(header, body, left_columns: int = 1) -> str:
+  """A Markdown table; the first ``left_columns`` columns are left-aligned,
+  the rest (numbers) right-aligned. ``body`` holds rows of strings."""
+  lines = ["| " + " | ".join(header) + " |",
+           "|" + "|".join("---" if i < left_columns else "---:"
+                          for i in range(len(header))) + "|"]
+  lines += ["| " + " | ".join(r) + " |" for r in body]
+  return "\n".join(lines)

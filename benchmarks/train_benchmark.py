@@ -498,14 +498,6 @@ def plain_table(header, body) -> str:
   return "\n".join(lines)
 
 
-def markdown_table(header, body) -> str:
-  lines = ["| " + " | ".join(header) + " |",
-           "|" + "|".join("---" if i == 0 else "---:"
-                          for i in range(len(header))) + "|"]
-  lines += ["| " + " | ".join(r) + " |" for r in body]
-  return "\n".join(lines)
-
-
 def target_lines(rows, k: int) -> list[str]:
   """Whether S = 8 vmapped reaches 4x the loop, per workload and calls."""
   out = []
@@ -521,15 +513,6 @@ def target_lines(rows, k: int) -> list[str]:
 
 # --------------------------------------------------------------------------
 # Environment and output.
-
-def load_line(when: str) -> str:
-  """The 1, 5 and 15 minute load averages (other work on the machine)."""
-  try:
-    loads = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-  except OSError:
-    loads = "n/a"
-  return f"load average {when}: {loads}"
-
 
 def main(argv):
   if len(argv) > 1:
@@ -552,7 +535,7 @@ def main(argv):
          + (", XLA multi-threaded Eigen off" if args.threads == 1 else ""))
       + f"); XLA_FLAGS={os.environ.get('XLA_FLAGS', '').strip() or 'unset'}",
   ]
-  env.append(load_line("at start"))
+  env.append(provenance.load_line("at start"))
   print(command)
   for line in env:
     print(line)
@@ -591,7 +574,7 @@ def main(argv):
                  "a lax.scan (no dispatch), batched over S seeds as vmap "
                  f"lowers it; 1024x1024 @ 1024x1024 matmul: {peak:.0f} "
                  "GFLOP/s.")
-  notes.append(load_line("at the end") + " (other processes on the "
+  notes.append(provenance.load_line("at the end") + " (other processes on the "
                "machine slow both peers: their runs alternate)")
   targets = target_lines(rows, k)
 
@@ -607,9 +590,9 @@ def main(argv):
   if args.out:
     section = [f"## `{command.strip()}`", ""]
     section += [f"- {line}" for line in env + infos]
-    section += ["", markdown_table(HEADER, body), ""]
+    section += ["", provenance.markdown_table(HEADER, body), ""]
     if gemm_body:
-      section += [markdown_table(GEMM_HEADER, gemm_body), ""]
+      section += [provenance.markdown_table(GEMM_HEADER, gemm_body), ""]
     section += [f"- {line}" for line in notes]
     section += [f"- Target ({TARGET_SEEDS} seeds vmapped >= "
                 f"{TARGET_RATIO:g}x the loop): " + "; ".join(targets)
