@@ -175,7 +175,8 @@ def theory(config: PhaseConfig) -> dict:
   """Mean-field curves on the heat map's axis and the chi_1 phase plane.
 
   Returns ``{'sigma_w2', 'xi_c', 'chi_1', 'q_star', 'critical_sigma_w2',
-  'plane': {'sigma_w2', 'sigma_b2', 'log10_chi_1', 'critical_sigma_w2'}}``
+  'plane': {'sigma_w2', 'sigma_b2', 'log10_chi_1', 'critical_sigma_b2',
+  'critical_sigma_w2'}}`` (the last two: the critical line at 51 points)
   with non-finite values (xi_c on the critical line) as None.
   """
   act = activations_lib.get_activation(config.act)
@@ -186,8 +187,11 @@ def theory(config: PhaseConfig) -> dict:
   p_w2 = jnp.linspace(*config.plane_sigma_w2[:2], config.plane_sigma_w2[2])
   p_b2 = jnp.linspace(*config.plane_sigma_b2[:2], config.plane_sigma_b2[2])
   plane = meanfield.solve_grid(act, p_w2, p_b2)
+  # The line is smooth: 51 bisections draw it (one per sigma_b2 of the
+  # plane would cost 64 solves each for nothing visible).
+  line_b2 = jnp.linspace(*config.plane_sigma_b2[:2], 51)
   plane_critical = jax.vmap(
-      lambda b2: meanfield.critical_sigma_w2(act, b2))(p_b2)
+      lambda b2: meanfield.critical_sigma_w2(act, b2))(line_b2)
   return {
       "sigma_w2": _finite_or_none(sw2),
       "xi_c": _finite_or_none(line.xi_c[:, 0]),
@@ -201,6 +205,7 @@ def theory(config: PhaseConfig) -> dict:
           "log10_chi_1": np.asarray(
               [_finite_or_none(row) for row in np.log10(
                   np.asarray(plane.chi_1))]).tolist(),
+          "critical_sigma_b2": _finite_or_none(line_b2),
           "critical_sigma_w2": _finite_or_none(plane_critical),
       },
   }

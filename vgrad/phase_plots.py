@@ -59,7 +59,8 @@ def _draw_plane(ax, fig, results):
   mesh = ax.pcolormesh(_edges(sw2), _edges(sb2), log_chi.T, cmap="RdBu_r",
                        norm=colors.TwoSlopeNorm(0.0, -limit, limit))
   fig.colorbar(mesh, ax=ax, label=r"$\log_{10}\chi_1$")
-  ax.plot(_array(p["critical_sigma_w2"]), sb2, color="black", lw=1.4,
+  ax.plot(_array(p["critical_sigma_w2"]), _array(p["critical_sigma_b2"]),
+          color="black", lw=1.4,
           label=r"$\chi_1 = 1$ (order $\leftrightarrow$ chaos)")
   ax.axhline(c["sigma_b2"], color="black", lw=0.8, ls=":",
              label=rf"$\sigma_b^2$ = {c['sigma_b2']:g} (panel a)")
