@@ -73,6 +73,15 @@ def _check_names(flag: str, valid) -> list[str]:
   return FLAGS[flag].value
 
 
+def _has_operating_point(act: str, sigma_b2: float) -> bool:
+  try:
+    isometry_study.operating_point(isometry_study.Arm(act, "gaussian",
+                                                      sigma_b2))
+    return True
+  except ValueError:
+    return False
+
+
 def make_arms() -> tuple[tuple[isometry_study.Arm, ...], list[str]]:
   """Every (act, weights, sigma_b2) with a finite fixed point, and notes:
   acts with none at sigma_b2 > 0 on the critical line get sigma_b2 = 0."""
@@ -83,15 +92,12 @@ def make_arms() -> tuple[tuple[isometry_study.Arm, ...], list[str]]:
     cli.fail("--sigma_b2 must be >= 0")
   arms, notes = [], []
   for act in acts:
-    finite = []
-    for b2 in sigma_b2:
-      try:
-        isometry_study.operating_point(isometry_study.Arm(act, weights[0],
-                                                          b2))
-        finite.append(b2)
-      except ValueError:
-        pass
+    finite = [b2 for b2 in sigma_b2 if _has_operating_point(act, b2)]
     if not finite:
+      if not _has_operating_point(act, 0.0):
+        cli.fail(f"--acts: {act} has no critical point (chi_1 = 1 with a "
+                 f"finite q*) at any of --sigma_b2 or at 0; use e.g. "
+                 f"tanh, erf, relu")
       notes.append(f"note: {act} has no finite fixed point on the critical "
                    f"line at sigma_b^2 > 0; using sigma_b^2 = 0")
       finite = [0.0]

@@ -103,7 +103,7 @@ def main(argv):
 
   start = time.perf_counter()
   theory = phase_diagram.theory(config)
-  print(f"mean field: critical sigma_w^2 = {theory['critical_sigma_w2']:.4f} "
+  print(f"mean field: critical point {phase_diagram.critical_text(theory)} "
         f"at sigma_b^2 = {config.sigma_b2:g} "
         f"({time.perf_counter() - start:.1f} s)", file=sys.stderr)
 

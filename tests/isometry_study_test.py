@@ -124,7 +124,8 @@ class CommandLineTest(absltest.TestCase):
 
   def test_bad_input_is_one_line_and_writes_nothing(self):
     tmp = self.create_tempdir().full_path
-    cases = {"--acts=maxout": "--acts", "--weights=uniform": "--weights",
+    cases = {"--acts=maxout": "--acts", "--acts=sigmoid": "--acts",
+             "--weights=uniform": "--weights",
              "--depths=0": "depths", "--width=1": "width",
              "--sigma_b2=-1": "--sigma_b2", "--sigma_b2=x": "--sigma_b2"}
     for arg, flag in cases.items():

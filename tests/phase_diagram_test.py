@@ -1,6 +1,7 @@
 """Tests for vgrad.phase_diagram, vgrad.phase_plots and the two entry points
 ``experiments.phase_diagram`` / ``experiments.replot``."""
 
+import dataclasses
 import json
 import math
 import os
@@ -102,6 +103,15 @@ class TheoryTest(absltest.TestCase):
     xi = np.array([np.inf if v is None else v for v in t["xi_c"]])
     fine = np.array(t["sigma_w2"])
     self.assertLess(abs(fine[np.argmax(xi)] - critical), 0.2)
+
+
+  def test_an_activation_without_a_critical_point_is_reported(self):
+    # sigmoid' <= 1/4 keeps chi_1 < 1 for every sigma_w^2 searched: the
+    # theory says so instead of writing an infinite (non-JSON) number.
+    t = phase_diagram.theory(dataclasses.replace(TINY, act="sigmoid"))
+    self.assertIsNone(t["critical_sigma_w2"])
+    json.dumps(t, allow_nan=False)
+    self.assertIn("none, chi_1 < 1", phase_diagram.critical_text(t))
 
 
 class CommandLineTest(absltest.TestCase):

@@ -95,6 +95,9 @@ def operating_point(arm: Arm) -> dict:
   act = activations_lib.get_activation(arm.act)
   sw2 = (float(meanfield.critical_sigma_w2(act, arm.sigma_b2))
          if arm.sigma_w2 is None else float(arm.sigma_w2))
+  if not math.isfinite(sw2):
+    raise ValueError(f"{arm.label()}: no critical point (chi_1 < 1 for "
+                     f"every sigma_w^2 searched)")
   q = float(meanfield.fixed_point_q(act, sw2, arm.sigma_b2))
   if not math.isfinite(q) or q <= 0:
     raise ValueError(f"{arm.label()}: no finite fixed point q* at "

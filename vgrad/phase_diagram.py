@@ -183,7 +183,9 @@ def theory(config: PhaseConfig) -> dict:
   lo, hi = min(config.sigma_w2), max(config.sigma_w2)
   sw2 = jnp.linspace(lo, hi, config.theory_points)
   line = meanfield.solve_grid(act, sw2, jnp.asarray([config.sigma_b2]))
-  critical = float(meanfield.critical_sigma_w2(act, config.sigma_b2))
+  # None where chi_1 < 1 for every sigma_w2 searched (e.g. sigmoid).
+  critical = _finite_or_none([meanfield.critical_sigma_w2(
+      act, config.sigma_b2)])[0]
   p_w2 = jnp.linspace(*config.plane_sigma_w2[:2], config.plane_sigma_w2[2])
   p_b2 = jnp.linspace(*config.plane_sigma_b2[:2], config.plane_sigma_b2[2])
   plane = meanfield.solve_grid(act, p_w2, p_b2)
@@ -253,6 +255,15 @@ def summarize(config: PhaseConfig, cells: dict, xi_c: np.ndarray) -> dict:
   }
 
 
+def critical_text(theory_record: dict) -> str:
+  """``sigma_w^2 = 1.7610``, or why there is none."""
+  critical = theory_record["critical_sigma_w2"]
+  if critical is None:
+    return ("none, chi_1 < 1 for every sigma_w^2 <= "
+            f"{meanfield.SIGMA_W2_MAX:g} (always ordered)")
+  return f"sigma_w^2 = {critical:.4f}"
+
+
 def format_report(results: dict) -> str:
   """Markdown: setup, measured against predicted per sigma_w2, verdict."""
   c, s, t = results["config"], results["summary"], results["theory"]
@@ -265,8 +276,8 @@ def format_report(results: dict) -> str:
       f"{c['steps']} steps on {c['dataset']}, {c['seeds']} seeds per cell. "
       f"Trainable: median training accuracy >= {c['threshold']:g} "
       f"(chance 0.1). Predicted trainable: L <= 6 xi_c.", "",
-      f"Mean-field critical point (chi_1 = 1): sigma_w^2 = "
-      f"{t['critical_sigma_w2']:.4f}. Deepest trainable network measured at "
+      f"Mean-field critical point (chi_1 = 1): {critical_text(t)}. "
+      f"Deepest trainable network measured at "
       f"sigma_w^2 = {s['best_sigma_w2']:g}.", "",
       "| sigma_w^2 | chi_1 | 6 xi_c | deepest trainable L (measured) |",
       "|---:|---:|---:|---:|"]

@@ -41,8 +41,9 @@ def _draw_trainability(ax, fig, results):
   six_xi = 6 * _array(t["xi_c"])
   ax.plot(sw2, six_xi, color="white", lw=1.6, ls="--",
           label=r"$6\,\xi_c$ (mean field)")
-  ax.axvline(t["critical_sigma_w2"], color=plotting.PALETTE[1], lw=1.2,
-             label=rf"critical $\sigma_w^2$ = {t['critical_sigma_w2']:.3f}")
+  if t["critical_sigma_w2"] is not None:
+    ax.axvline(t["critical_sigma_w2"], color=plotting.PALETTE[1], lw=1.2,
+               label=rf"critical $\sigma_w^2$ = {t['critical_sigma_w2']:.3f}")
   ax.set_ylim(_edges(depths)[0], _edges(depths)[-1])
   ax.set_xlabel(r"weight variance $\sigma_w^2$")
   ax.set_ylabel("depth L (hidden layers)")
