@@ -201,7 +201,10 @@ def derivative_moment(activation: ActivationLike, q, k,
                       num_points: int = DEFAULT_POINTS, dtype=None) -> Array:
   """``mu_k = E[phi'(sqrt(q) z)^(2k)]``, z ~ N(0, 1), by Gauss-Hermite.
 
-  ``chi = sigma_w2 mu_1`` is the mean-field gradient gain per layer.
+  ``chi = sigma_w2 mu_1`` is the mean-field gradient gain per layer. Taken
+  from the same discrete law as the density (not from
+  :func:`vgrad.meanfield.derivative_moment`'s finer 300-node rule), so the
+  predicted moments are exactly those of the predicted density.
   """
   values, weights = squared_derivative_distribution(activation, q,
                                                     num_points, dtype)

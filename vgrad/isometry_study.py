@@ -22,6 +22,7 @@ flags or writes files.
 """
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -91,19 +92,31 @@ def check_config(config: IsometryConfig) -> None:
 
 
 def operating_point(arm: Arm) -> dict:
-  """sigma_w2 (critical unless given), q* and chi_1 of an arm."""
-  act = activations_lib.get_activation(arm.act)
-  sw2 = (float(meanfield.critical_sigma_w2(act, arm.sigma_b2))
-         if arm.sigma_w2 is None else float(arm.sigma_w2))
+  """sigma_w2 (critical unless given), q* and chi_1 of an arm.
+
+  The same for both weight ensembles, and cached: the entry point checks
+  every arm before the study runs it, and a bisection for the critical line
+  takes a second or two. Callers must not mutate the returned dictionary.
+  """
+  return _operating_point(arm.act, arm.sigma_b2, arm.sigma_w2)
+
+
+@functools.lru_cache(maxsize=None)
+def _operating_point(act_name: str, sigma_b2: float,
+                     sigma_w2: float | None) -> dict:
+  label = f"{act_name}, sigma_b^2={sigma_b2:g}"
+  act = activations_lib.get_activation(act_name)
+  sw2 = (float(meanfield.critical_sigma_w2(act, sigma_b2))
+         if sigma_w2 is None else float(sigma_w2))
   if not math.isfinite(sw2):
-    raise ValueError(f"{arm.label()}: no critical point (chi_1 < 1 for "
-                     f"every sigma_w^2 searched)")
-  q = float(meanfield.fixed_point_q(act, sw2, arm.sigma_b2))
+    raise ValueError(f"{label}: no critical point (chi_1 < 1 for every "
+                     f"sigma_w^2 searched)")
+  q = float(meanfield.fixed_point_q(act, sw2, sigma_b2))
   if not math.isfinite(q) or q <= 0:
-    raise ValueError(f"{arm.label()}: no finite fixed point q* at "
-                     f"sigma_w^2 = {sw2:g} (the signal grows without bound)")
+    raise ValueError(f"{label}: no finite fixed point q* at sigma_w^2 = "
+                     f"{sw2:g} (the signal grows without bound)")
   return {"sigma_w2": sw2, "q_star": q,
-          "chi_1": float(meanfield.chi_1(act, sw2, arm.sigma_b2, q))}
+          "chi_1": float(meanfield.chi_1(act, sw2, sigma_b2, q))}
 
 
 def measure(config: IsometryConfig, arm: Arm, sigma_w2: float,
@@ -121,6 +134,9 @@ def measure(config: IsometryConfig, arm: Arm, sigma_w2: float,
 
   deepest = build(max(config.depths))
   out = {d: [] for d in config.depths}
+  # One compiled probe per depth, shared by the seeds.
+  probes = {d: jacobian.make_input_output_probe(build(d))
+            for d in config.depths}
   for s in range(config.seeds):
     init_key, input_key = jax.random.split(
         jax.random.key(config.seed + s))
@@ -130,7 +146,7 @@ def measure(config: IsometryConfig, arm: Arm, sigma_w2: float,
     for depth in config.depths:
       sub = {"params": {f"layers_{l}": params["params"][f"layers_{l}"]
                         for l in range(depth)}}
-      sv = jacobian.make_input_output_probe(build(depth))(sub, x0)
+      sv = probes[depth](sub, x0)
       out[depth].append(np.asarray(jax.device_get(sv))[0])
   return {d: np.stack(v) for d, v in out.items()}
 
