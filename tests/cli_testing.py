@@ -1,5 +1,6 @@
 """Running an entry point as a user does, for the end-to-end tests."""
 
+import json
 import os
 import subprocess
 import sys
@@ -18,3 +19,59 @@ def run_module(module: str, *args: str, cwd: str,
   return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd,
                         env=env, capture_output=True, text=True,
                         timeout=timeout, check=False)
+
+
+# The driver of run_cases: imports the entry point once, then runs every
+# case through the same absl app.run the command line uses, with the flags
+# reset to their defaults in between. Prints one JSON list.
+_DRIVER = r"""
+import contextlib, importlib, io, json, os, sys, traceback
+from absl import flags
+module = importlib.import_module(sys.argv[1])
+cases = json.loads(sys.argv[2])
+from experiments import cli
+results = []
+for cwd, args in cases:
+  flags.FLAGS.unparse_flags()
+  out, err = io.StringIO(), io.StringIO()
+  sys.argv = [module.__file__] + args
+  os.chdir(cwd)
+  code = 0
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    try:
+      cli.run(module.main)
+    except SystemExit as e:
+      code = e.code if isinstance(e.code, int) else (0 if e.code is None
+                                                     else 1)
+      if isinstance(e.code, str):
+        print(e.code, file=sys.stderr)
+    except BaseException:
+      traceback.print_exc()
+      code = 1
+  results.append([code, out.getvalue(), err.getvalue()])
+sys.stdout.write(json.dumps(results))
+"""
+
+
+def run_cases(module: str, cases: list[tuple[str, list[str]]],
+              timeout: float = 300) -> list[subprocess.CompletedProcess]:
+  """Runs ``python -m module args`` for every ``(cwd, args)`` in ONE process.
+
+  Each case goes through the entry point's own ``cli.run`` (absl parsing,
+  validators, ``main``) with every flag reset to its default first, so it
+  sees exactly what a fresh ``python -m`` would, minus the ~4 s interpreter
+  and JAX start-up per case. Meant for cases that end early (bad input).
+  Returns one CompletedProcess-like result per case.
+  """
+  env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg",
+             PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  proc = subprocess.run(
+      [sys.executable, "-c", _DRIVER, module,
+       json.dumps([[cwd, list(args)] for cwd, args in cases])],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+      check=False)
+  if proc.returncode != 0:
+    raise RuntimeError(f"run_cases driver failed:\n{proc.stderr}")
+  return [subprocess.CompletedProcess([module, *args], code, out, err)
+          for (_, args), (code, out, err) in zip(cases,
+                                                 json.loads(proc.stdout))]

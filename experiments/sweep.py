@@ -1,0 +1,205 @@
+r"""Sweep a grid of activation x init x depth x width x seed, on every device.
+
+    python -m experiments.sweep --task=spectrum --acts=tanh,relu,sigmoid \
+        --inits=glorot_normal,he_normal,orthogonal --depths=5,10,20,40
+
+computes each cell's exact input-output Jacobian spectrum for ``--seeds``
+seeds (``--task=spectrum``), or trains it on a dataset (``--task=train``,
+Optax, ``--steps`` steps), vmapping seeds and sharding the cells over every
+device JAX sees (``--devices`` to use fewer). See ``vgrad/sweep.py``.
+
+Resumable: every finished cell is written atomically to
+``OUT/cells/<cell>.json``; rerunning the same command (same ``--out_dir``,
+by default derived from the settings) computes only the missing cells, so a
+killed sweep loses at most the cells in flight. A larger grid with the same
+settings reuses the finished cells. At the end ``OUT/results.csv`` holds
+one row per (cell, seed) (``pandas.read_csv`` reads it as is),
+``OUT/summary.md`` the per-cell mean and std, and ``OUT/sweep.png/pdf``
+the figure.
+
+On a cluster, start the same command on every host with
+``--distributed``; see README.md ("Sweeps on a cluster").
+"""
+
+import hashlib
+import json
+import os
+import sys
+
+from absl import flags
+
+from experiments import cli, training_run
+from experiments import progress as progress_lib
+from vgrad import data, rundir, style, sweep, sweep_plots, train
+
+FLAGS = flags.FLAGS
+
+_DEFAULT = sweep.SweepConfig()
+flags.DEFINE_enum("task", "spectrum", list(sweep.TASKS), "What each cell "
+                  "computes: the input-output Jacobian spectrum, or training.")
+flags.DEFINE_list("acts", list(_DEFAULT.acts), "Activations; name:value sets "
+                  "a parameter, e.g. leaky_relu:0.3, maxout:3.")
+flags.DEFINE_list("inits", list(_DEFAULT.inits), "Initialisers.")
+flags.DEFINE_list("depths", [str(d) for d in _DEFAULT.depths],
+                  "Hidden-layer counts.")
+flags.DEFINE_list("widths", [str(w) for w in _DEFAULT.widths],
+                  "Hidden-layer widths.")
+flags.DEFINE_integer("seeds", _DEFAULT.seeds, "Seeds per cell (vmapped).")
+flags.DEFINE_integer("seed", 0, "First seed; seed s uses key(seed + s).")
+flags.DEFINE_float("sigma_w", None, "Weight scale for --inits=gaussian or "
+                   "orthogonal.")
+flags.DEFINE_float("sigma_b", None, "Bias standard deviation (default: zero "
+                   "biases).")
+flags.DEFINE_integer("num_inputs", _DEFAULT.num_inputs, "--task=spectrum: "
+                     "inputs x ~ N(0, I) probed per seed.")
+flags.DEFINE_enum("dataset", _DEFAULT.dataset, sorted(data.DATASETS),
+                  "--task=train: training data.")
+training_run.define_dataset_source_flags()
+flags.DEFINE_enum("optimizer", _DEFAULT.optimizer, sorted(train.OPTIMIZERS),
+                  "--task=train: Optax optimizer.")
+flags.DEFINE_float("lr", _DEFAULT.lr, "--task=train: learning rate.")
+flags.DEFINE_float("momentum", _DEFAULT.momentum, "--task=train: momentum "
+                   "of --optimizer=momentum.")
+flags.DEFINE_integer("steps", _DEFAULT.steps, "--task=train: steps.")
+flags.DEFINE_integer("batch_size", _DEFAULT.batch_size, "--task=train: "
+                     "minibatch size; 0 = full batch.")
+flags.DEFINE_integer("devices", 0, "Devices to shard cells over; 0 = all.")
+flags.DEFINE_string("out_dir", None, "Sweep directory (default runs/sweep/"
+                    "<task>-<hash of the settings>); an existing one with the "
+                    "same settings is resumed.")
+flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() "
+                  "first (multi-host: run the same command on every host).")
+flags.DEFINE_string("coordinator_address", None, "--distributed: host:port "
+                    "of process 0 (default: detected from the cluster).")
+flags.DEFINE_integer("num_processes", None, "--distributed: processes.")
+flags.DEFINE_integer("process_id", None, "--distributed: this process.")
+
+SPECTRUM_ONLY = ("num_inputs",)
+TRAIN_ONLY = ("dataset", "data_dir", "download", "optimizer", "lr",
+              "momentum", "steps", "batch_size")
+DISTRIBUTED_ONLY = ("coordinator_address", "num_processes", "process_id")
+
+
+def _ints(name: str) -> tuple[int, ...]:
+  try:
+    values = tuple(int(v) for v in FLAGS[name].value)
+  except ValueError:
+    cli.fail(f"--{name} must be comma-separated integers, got "
+             f"{','.join(FLAGS[name].value)}")
+  if any(v < 1 for v in values):
+    cli.fail(f"--{name} must be integers >= 1, got "
+             f"{','.join(FLAGS[name].value)}")
+  return values
+
+
+def _check_flag_conflicts() -> None:
+  other = {"spectrum": TRAIN_ONLY, "train": SPECTRUM_ONLY}[FLAGS.task]
+  for name in other:
+    if FLAGS[name].present:
+      cli.fail(f"--{name} does not apply to --task={FLAGS.task}")
+  if not FLAGS.distributed:
+    for name in DISTRIBUTED_ONLY:
+      if FLAGS[name].present:
+        cli.fail(f"--{name} applies only with --distributed")
+
+
+def make_config() -> sweep.SweepConfig:
+  """The sweep the flags describe; one-line error for a bad one."""
+  _check_flag_conflicts()
+  config = sweep.SweepConfig(
+      task=FLAGS.task, acts=tuple(FLAGS.acts), inits=tuple(FLAGS.inits),
+      depths=_ints("depths"), widths=_ints("widths"), seeds=FLAGS.seeds,
+      seed=FLAGS.seed, sigma_w=FLAGS.sigma_w, sigma_b=FLAGS.sigma_b,
+      num_inputs=FLAGS.num_inputs, dataset=FLAGS.dataset,
+      optimizer=FLAGS.optimizer, lr=FLAGS.lr, momentum=FLAGS.momentum,
+      steps=FLAGS.steps, batch_size=FLAGS.batch_size)
+  try:
+    sweep.check_config(config)
+  except ValueError as e:
+    cli.fail(f"--{_flag_of(str(e))}: {e}" if _flag_of(str(e)) else e)
+  return config
+
+
+def _flag_of(message: str) -> str | None:
+  """The flag a library error names (its first word), if it is one."""
+  word = message.split(" ", 1)[0]
+  aliases = {"task": "task", "acts": "acts", "inits": "inits",
+             "depths": "depths", "widths": "widths", "seeds": "seeds",
+             "seed": "seed", "sigma_w": "sigma_w", "sigma_b": "sigma_b",
+             "num_inputs": "num_inputs", "steps": "steps",
+             "batch_size": "batch_size", "lr": "lr"}
+  if word in aliases:
+    return aliases[word]
+  if message.startswith(("unknown activation", "activation")):
+    return "acts"
+  if message.startswith(("unknown initializer", "unknown init")):
+    return "inits"
+  return None
+
+
+def default_out_dir(config: sweep.SweepConfig) -> str:
+  """``runs/sweep/<task>-<8 hex digits of the settings>``: the same command
+  finds the same directory again, so rerunning it resumes."""
+  digest = hashlib.sha256(json.dumps(config.settings(), sort_keys=True)
+                          .encode()).hexdigest()[:8]
+  return os.path.join("runs", "sweep", f"{config.task}-{digest}")
+
+
+def _initialize_distributed() -> None:
+  import jax  # pylint: disable=import-outside-toplevel
+  kwargs = {k: FLAGS[k].value for k in DISTRIBUTED_ONLY
+            if FLAGS[k].value is not None}
+  try:
+    jax.distributed.initialize(**kwargs)
+  except (RuntimeError, ValueError) as e:
+    cli.fail(f"--distributed: jax.distributed.initialize failed: {e}")
+
+
+def write_outputs(out_dir: str, config: sweep.SweepConfig,
+                  rows: list[dict]) -> list[str]:
+  """summary.md and sweep.png/pdf from the consolidated rows."""
+  summary = os.path.join(out_dir, "summary.md")
+  rundir.write_text(summary, sweep.format_summary(rows, config.task))
+  fig = sweep_plots.plot_sweep(rows, config.task)
+  return [summary] + style.save_figure(fig, os.path.join(out_dir, "sweep"))
+
+
+def main(argv):
+  del argv
+  if FLAGS.distributed:
+    _initialize_distributed()
+  import jax  # pylint: disable=import-outside-toplevel
+  config = make_config()
+  out_dir = FLAGS.out_dir or default_out_dir(config)
+  if FLAGS.devices < 0 or FLAGS.devices > len(jax.devices()):
+    cli.fail(f"--devices must be in [0, {len(jax.devices())}] (0 = all "
+             f"devices JAX sees), got {FLAGS.devices}")
+  dataset = None
+  if config.task == "train":
+    dataset = training_run.load(config.dataset)
+  total = len(sweep.cells(config))
+  try:
+    result = sweep.run_sweep(config, out_dir,
+                             num_devices=FLAGS.devices or None,
+                             dataset=dataset,
+                             progress=progress_lib.ProgressBar())
+  except ValueError as e:
+    cli.fail(f"--out_dir: {e}" if str(e).startswith("out_dir") else e)
+  except OSError as e:
+    cli.fail(f"--out_dir: cannot write {out_dir}: {e}")
+  if jax.process_index() != 0:
+    return
+  paths = write_outputs(out_dir, config, result.rows)
+  print(sweep.format_summary(result.rows, config.task))
+  rate = (f", {60 * result.computed / result.seconds:.1f} cells/min"
+          if result.computed and result.seconds > 0 else "")
+  print(f"{total} cells x {config.seeds} seeds: computed {result.computed}, "
+        f"reused {result.reused} from earlier runs, in {result.seconds:.1f} s "
+        f"on {result.devices} {jax.devices()[0].platform} device(s){rate}")
+  print(f"wrote {os.path.join(out_dir, sweep.CSV_NAME)} "
+        f"({len(result.rows)} rows), {', '.join(paths)}")
+  sys.stdout.flush()
+
+
+if __name__ == "__main__":
+  cli.run(main)
