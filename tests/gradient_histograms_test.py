@@ -332,8 +332,8 @@ class MainTest(absltest.TestCase):
     self.assertEqual(os.listdir(cwd), ["run"])
 
   def test_bad_input_is_one_line_and_writes_nothing(self):
-    # One subprocess each (about 1 s): the cases the brief names, and the
-    # one that fails only after the data are loaded.
+    # The cases the brief names, and the one that fails only after the
+    # data are loaded; all in one process (cli_testing.run_cases).
     cases = [
         (["--acts=tanh,sigmod"], ["--acts", "sigmod", "softsign"]),
         (["--inits=xavier"], ["--inits", "xavier", "standard_uniform"]),
@@ -342,11 +342,14 @@ class MainTest(absltest.TestCase):
         (["--num_examples=0"], ["--num_examples", ">= 1"]),
         (["--num_examples=100000"], ["--num_examples", "<= 14"]),
     ]
-    for args, needles in cases:
+    cwds = [self.create_tempdir().full_path for _ in cases]
+    procs = cli_testing.run_cases(
+        "experiments.gradient_histograms",
+        [(cwd, [*args, f"--out_dir={cwd}/run"])
+         for cwd, (args, _) in zip(cwds, cases)])
+    for cwd, (args, needles), proc in zip(cwds, cases, procs):
       with self.subTest(args=args):
-        cwd = self.create_tempdir().full_path
-        self._check_one_line_error(
-            _run_cli(*args, f"--out_dir={cwd}/run", cwd=cwd), needles)
+        self._check_one_line_error(proc, needles)
         self.assertEqual(os.listdir(cwd), [])
 
 

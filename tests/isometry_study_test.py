@@ -128,9 +128,10 @@ class CommandLineTest(absltest.TestCase):
              "--weights=uniform": "--weights",
              "--depths=0": "depths", "--width=1": "width",
              "--sigma_b2=-1": "--sigma_b2", "--sigma_b2=x": "--sigma_b2"}
-    for arg, flag in cases.items():
-      r = cli_testing.run_module("experiments.dynamical_isometry", arg, f"--out_dir={tmp}/x",
-               cwd=tmp)
+    procs = cli_testing.run_cases(
+        "experiments.dynamical_isometry",
+        [(tmp, [arg, f"--out_dir={tmp}/x"]) for arg in cases])
+    for (arg, flag), r in zip(cases.items(), procs):
       self.assertEqual(r.returncode, 2, (arg, r.stderr))
       self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
       self.assertIn(flag, r.stderr)

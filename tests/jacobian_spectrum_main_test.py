@@ -3,21 +3,18 @@ user runs it (a subprocess), including every bad-input path."""
 
 import json
 import os
-import subprocess
-import sys
+import tempfile
 
 from absl.testing import absltest
 from absl.testing import parameterized
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import cli_testing
+
 TINY = ["--act=tanh", "--depth=3", "--width=8", "--num_inputs=2"]
 
 
 def _run(module, *args, cwd):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg",
-             PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-  return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd,
-                        env=env, capture_output=True, text=True, timeout=300)
+  return cli_testing.run_module(module, *args, cwd=cwd)
 
 
 def _spectrum(*args, cwd):
@@ -145,9 +142,7 @@ class MethodTest(absltest.TestCase):
       self.assertEqual(json.load(f)["method"], "dense")
 
 
-class BadInputTest(parameterized.TestCase):
-
-  @parameterized.parameters(
+BAD_INPUTS = (
       (["--act=sigmod"], ["--act", "relu", "sigmoid"]),
       (["--init=xavier"], ["--init", "glorot_uniform", "orthogonal"]),
       (["--depth=0"], ["--depth", ">= 1"]),
@@ -168,11 +163,27 @@ class BadInputTest(parameterized.TestCase):
       (["--qr_layers=2,x"], ["--qr_layers", "integers", "[1, --depth=10]"]),
       (["--qr_layers=11", "--depth=10"], ["--qr_layers", "got 11"]),
       (["--qr_sweeps=0"], ["--qr_sweeps", ">= 1"]),
-  )
+)
+
+
+class BadInputTest(parameterized.TestCase):
+  """Every case in one process (cli_testing.run_cases): flags reset to their
+  defaults between cases, the same absl parsing and main as python -m."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    root = absltest.get_default_test_tmpdir()
+    cls.cwds = {tuple(a): tempfile.mkdtemp(dir=root) for a, _ in BAD_INPUTS}
+    cls.procs = dict(zip(cls.cwds, cli_testing.run_cases(
+        "experiments.jacobian_spectrum",
+        [(cwd, [*a, f"--out_dir={cwd}/run"]) for a, cwd in cls.cwds.items()])))
+
+  @parameterized.parameters(*BAD_INPUTS)
   def test_one_line_error_and_nothing_written(self, args, needles):
-    cwd = self.create_tempdir().full_path
-    proc = _spectrum(*args, f"--out_dir={cwd}/run", cwd=cwd)
-    self.assertNotEqual(proc.returncode, 0)
+    cwd, proc = self.cwds[tuple(args)], self.procs[tuple(args)]
+    self.assertEqual(proc.returncode, 2, proc.stderr)
+    self.assertNotIn("Traceback", proc.stderr)
     lines = proc.stderr.strip().splitlines()
     self.assertLen(lines, 1, proc.stderr)
     for needle in needles:

@@ -154,9 +154,10 @@ class CommandLineTest(absltest.TestCase):
         "--threshold=2": "threshold",
         "--lr=0": "--lr",
     }
-    for arg, flag in cases.items():
-      r = cli_testing.run_module("experiments.phase_diagram", arg, "--steps=1",
-               f"--out_dir={tmp}/x", cwd=tmp)
+    procs = cli_testing.run_cases(
+        "experiments.phase_diagram",
+        [(tmp, [arg, "--steps=1", f"--out_dir={tmp}/x"]) for arg in cases])
+    for (arg, flag), r in zip(cases.items(), procs):
       self.assertEqual(r.returncode, 2, (arg, r.stderr))
       self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
       self.assertIn(flag, r.stderr)

@@ -358,7 +358,7 @@ class OtherRunsTest(absltest.TestCase):
   def test_lecture_preset(self):
     cwd = self.create_tempdir().full_path
     out = os.path.join(cwd, "run")
-    proc = _lecture("--preset=xor_deep", "--steps=20", "--seeds=2",
+    proc = _lecture("--preset=xor_deep", "--steps=4", "--seeds=2",
                     f"--out_dir={out}", cwd=cwd)
     self.assertEqual(proc.returncode, 0, proc.stderr)
     self.assertNotIn("Traceback", proc.stderr)
@@ -372,7 +372,7 @@ class OtherRunsTest(absltest.TestCase):
     metrics = _load(os.path.join(out, "metrics.json"))
     self.assertEqual([a["label"] for a in metrics["arms"]], labels)
     for arm in metrics["arms"]:
-      self.assertEqual(arm["config"]["steps"], 20)
+      self.assertEqual(arm["config"]["steps"], 4)
       self.assertEqual([s["seed"] for s in arm["seeds"]], [0, 1])
     config = _load(os.path.join(out, "config.json"))
     self.assertEqual(config["preset"], "xor_deep")
@@ -406,20 +406,7 @@ class OtherRunsTest(absltest.TestCase):
     self.assertIn("mnist_deep", proc.stdout)
 
 
-class BadInputTest(parameterized.TestCase):
-
-  def _check_one_line_error(self, proc, needles, cwd):
-    self.assertEqual(proc.returncode, 2, proc.stderr)
-    self.assertNotIn("Traceback", proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    self.assertLen(lines, 1, proc.stderr)
-    self.assertTrue(lines[0].startswith("error:"), lines[0])
-    for needle in needles:
-      self.assertIn(needle, lines[0])
-    self.assertEqual(proc.stdout, "")
-    self.assertEqual(os.listdir(cwd), [])
-
-  @parameterized.named_parameters(
+TRAIN_BAD_INPUTS = (
       ("unknown_act", ["--act=sigmod"], ["--act", "sigmod", "relu"]),
       ("duplicate_act", ["--act=relu,relu"], ["--act", "distinct"]),
       ("unknown_dataset", ["--dataset=cifar"], ["--dataset", "cifar", "xor"]),
@@ -444,25 +431,58 @@ class BadInputTest(parameterized.TestCase):
        ["--dataset=mnist", "--download", "{data_dir}",
         "train-images-idx3-ubyte"]),
       ("stray_positional", ["--act=relu", "stray"], ["unexpected", "stray"]),
-  )
-  def test_train(self, args, needles):
-    cwd = self.create_tempdir().full_path
-    data_dir = self.create_tempdir().full_path
-    args = [a.format(data_dir=data_dir) for a in args]
-    needles = [n.format(data_dir=data_dir) for n in needles]
-    proc = _train(*args, f"--out_dir={cwd}/run", cwd=cwd)
-    self._check_one_line_error(proc, needles, cwd)
-    self.assertEqual(os.listdir(data_dir), [])
-
-  @parameterized.named_parameters(
+)
+LECTURE_BAD_INPUTS = (
       ("no_preset", [], ["--preset"] + sorted(presets.PRESETS)),
       ("unknown_preset", ["--preset=nope"], ["--preset", "nope", "xor_deep"]),
       ("zero_seeds", ["--preset=xor_deep", "--seeds=0"], ["--seeds", ">= 1"]),
-  )
-  def test_lecture(self, args, needles):
-    cwd = self.create_tempdir().full_path
-    proc = _lecture(*args, f"--out_dir={cwd}/run", cwd=cwd)
-    self._check_one_line_error(proc, needles, cwd)
+)
+
+
+BAD_INPUTS = tuple(
+    (f"{module.split('.')[1]}_{name}", module, args, needles)
+    for module, cases in (("experiments.train", TRAIN_BAD_INPUTS),
+                          ("experiments.lecture", LECTURE_BAD_INPUTS))
+    for name, args, needles in cases)
+
+
+class BadInputTest(parameterized.TestCase):
+  """Every case in one process per module (cli_testing.run_cases): flags
+  reset to their defaults between cases, the same absl parsing and main as
+  python -m, without 4 s of start-up per case."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    root = absltest.get_default_test_tmpdir()
+    cls.runs = {}
+    for module in ("experiments.train", "experiments.lecture"):
+      runs = {}
+      for name, mod, args, _ in BAD_INPUTS:
+        if mod == module:
+          cwd, data = tempfile.mkdtemp(dir=root), tempfile.mkdtemp(dir=root)
+          runs[name] = (cwd, data, [a.format(data_dir=data) for a in args]
+                        + [f"--out_dir={cwd}/run"])
+      procs = cli_testing.run_cases(module, [(cwd, args) for cwd, _, args
+                                             in runs.values()])
+      for (name, (cwd, data, _)), proc in zip(runs.items(), procs):
+        cls.runs[name] = (cwd, data, proc)
+
+  @parameterized.named_parameters(*BAD_INPUTS)
+  def test_one_line_error(self, module, args, needles):
+    del module, args
+    name = self._testMethodName[len("test_one_line_error_"):]
+    cwd, data_dir, proc = self.runs[name]
+    self.assertEqual(proc.returncode, 2, proc.stderr)
+    self.assertNotIn("Traceback", proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    self.assertLen(lines, 1, proc.stderr)
+    self.assertTrue(lines[0].startswith("error:"), lines[0])
+    for needle in needles:
+      self.assertIn(needle.format(data_dir=data_dir), lines[0])
+    self.assertEqual(proc.stdout, "")
+    self.assertEqual(os.listdir(cwd), [])
+    self.assertEqual(os.listdir(data_dir), [])
 
 
 if __name__ == "__main__":
