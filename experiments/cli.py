@@ -6,6 +6,7 @@ and the valid values, exit status 2, no traceback, nothing written.
 
 import json
 import os
+import shlex
 import sys
 
 from absl import app
@@ -30,6 +31,37 @@ def fail(message: str, status: int = 2):
   """Prints ``error: message`` as one line on stderr and exits."""
   print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
   sys.exit(status)
+
+
+def _module_name(argv0: str) -> str:
+  """The dotted module of the running program.
+
+  ``python -m pkg.mod`` sets ``__main__.__spec__.name``; a script run by
+  path (``python experiments/train.py``) has none, so the name is built
+  from the path, walking up the directories that hold ``__init__.py``.
+  """
+  spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+  if spec is not None and spec.name and spec.name != "__main__":
+    return spec.name.removesuffix(".__main__")
+  path = os.path.abspath(argv0)
+  parts = [os.path.splitext(os.path.basename(path))[0]]
+  directory = os.path.dirname(path)
+  while os.path.isfile(os.path.join(directory, "__init__.py")):
+    parts.insert(0, os.path.basename(directory))
+    directory = os.path.dirname(directory)
+  return ".".join(parts)
+
+
+def command_line(argv: list[str] | None = None) -> str:
+  """The command that is running, as one shell line to paste.
+
+  ``python -m experiments.train --act=relu ...``: the module of the running
+  program and its arguments (default ``sys.argv``), each quoted for a POSIX
+  shell with ``shlex``, so ``shlex.split`` gives the arguments back.
+  Entry points store it as the ``"command"`` field of the JSON they write.
+  """
+  argv = sys.argv if argv is None else argv
+  return shlex.join(["python", "-m", _module_name(argv[0]), *argv[1:]])
 
 
 def define_run_dir_flags():

@@ -17,8 +17,9 @@ product (any depth: ``--depth=10000`` works in float32), and ``auto`` (the
 default) runs the cheap QR pass first and uses ``qr`` exactly when ``dense``
 would lose values, printing which it chose and why.
 
-Writes ``config.json``, ``results.json`` (schema in README.md) and
-``spectrum.png``/``.pdf`` into a fresh run directory (``--out_dir``, default
+Writes ``config.json``, ``results.json`` (schema in README.md; its
+``command`` is the command line that made it) and ``spectrum.png``/``.pdf``
+into a fresh run directory (``--out_dir``, default
 ``runs/jacobian_spectrum/<time>_<act>_<init>_L<depth>_N<width>``).
 """
 
@@ -34,6 +35,7 @@ from vgrad import log_spectrum
 from vgrad import plotting
 from vgrad import rundir
 from vgrad import spectrum_study
+from vgrad import style
 
 FLAGS = flags.FLAGS
 
@@ -95,7 +97,7 @@ def write_run(out_dir: str, results: dict, overwrite: bool) -> str:
     rundir.write_json(os.path.join(stage, "config.json"), results["config"])
     rundir.write_json(os.path.join(stage, "results.json"), results)
     fig = plotting.plot_jacobian_spectrum(results)
-    plotting.save_figure(fig, os.path.join(stage, "spectrum"))
+    style.save_figure(fig, os.path.join(stage, "spectrum"))
   return out_dir
 
 
@@ -120,6 +122,7 @@ def main(argv):
   # Every flag of the run, as given (act_params holds the parsed ones).
   results["config"] |= {"out_dir": out_dir, "overwrite": FLAGS.overwrite} | {
       flag: FLAGS[flag].value for flag in cli.ACT_PARAM_FLAGS}
+  results["command"] = cli.command_line()
   print(f"Jacobian spectra: {json.dumps(results['config'])}")
   print(f"method: {spectrum_study.method_line(results)}")
   print(spectrum_study.format_table(results))

@@ -15,6 +15,7 @@ from absl import flags
 
 from experiments import cli
 from vgrad import plotting
+from vgrad import style
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run_dir", None, "Run directory holding results.json.")
@@ -33,7 +34,7 @@ def main(argv):
   except (KeyError, TypeError, IndexError) as e:
     cli.fail(f"--run_dir: {path} is not a jacobian_spectrum results file "
              f"(missing or malformed field {e})")
-  paths = plotting.save_figure(fig, stem)
+  paths = style.save_figure(fig, stem)
   print(f"wrote {', '.join(paths)}")
 
 

@@ -2,10 +2,10 @@
 
 Each reproduction (``experiments.phase_diagram``, ``dynamical_isometry``,
 ``gradient_histograms``) writes a run directory holding ``config.json``,
-``results.json`` (with a ``schema`` field), ``report.md`` and one figure as
-PNG and PDF. ``REPORTS`` maps each schema to the functions that draw the
-figure and the report from results.json alone, so ``experiments.replot``
-can redraw any of them.
+``results.json`` (with a ``schema`` field and the ``command`` that made
+it), ``report.md`` and one figure as PNG and PDF. ``REPORTS`` maps each
+schema to the functions that draw the figure and the report from
+results.json alone, so ``experiments.replot`` can redraw any of them.
 """
 
 import dataclasses
@@ -21,8 +21,8 @@ from vgrad import isometry_plots
 from vgrad import isometry_study
 from vgrad import phase_diagram
 from vgrad import phase_plots
-from vgrad import plotting
 from vgrad import rundir
+from vgrad import style
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +47,18 @@ REPORTS = {
 }
 
 
+def schema_of(results: dict) -> str | None:
+  """The reproduction schema of a results dictionary, or None.
+
+  Gradient-histogram runs made before results carried a ``schema`` field
+  are recognised by their ``runs`` and ``convention`` sections.
+  """
+  schema = results.get("schema")
+  if schema is None and {"runs", "convention", "dataset"} <= set(results):
+    return gradient_histograms.SCHEMA
+  return schema
+
+
 def output_names(schema: str) -> str:
   """The files of a run, for the closing message."""
   stem = REPORTS[schema].stem
@@ -59,12 +71,11 @@ def write_outputs(directory: str, results: dict) -> list[str]:
   Both are built before either is written, so a malformed results file
   leaves the directory as it was.
   """
-  spec = REPORTS[results["schema"]]
+  spec = REPORTS[schema_of(results)]
   text, fig = spec.report(results), spec.plot(results)
   report = os.path.join(directory, "report.md")
   rundir.write_text(report, text)
-  return [report] + plotting.save_figure(fig,
-                                         os.path.join(directory, spec.stem))
+  return [report] + style.save_figure(fig, os.path.join(directory, spec.stem))
 
 
 def check_out_dir(out_dir: str, overwrite: bool) -> None:
@@ -75,7 +86,13 @@ def check_out_dir(out_dir: str, overwrite: bool) -> None:
 
 
 def write_run(out_dir: str, results: dict, overwrite: bool) -> None:
-  """The whole run directory, staged and renamed into place."""
+  """The whole run directory, staged and renamed into place.
+
+  results.json gets the ``command`` that made it (:func:`cli.command_line`)
+  unless ``results`` already records one.
+  """
+  if "command" not in results:
+    results = results | {"command": cli.command_line()}
   try:
     with rundir.staged_run_dir(out_dir, overwrite=overwrite) as stage:
       rundir.write_json(os.path.join(stage, "config.json"), results["config"])
@@ -88,7 +105,7 @@ def write_run(out_dir: str, results: dict, overwrite: bool) -> None:
 def redraw(run_dir: str, flag: str = "--run_dir") -> list[str]:
   """Rewrites a run's figure and report from its results.json."""
   results = cli.read_run_file(run_dir, "results.json")
-  if results.get("schema") not in REPORTS:
+  if schema_of(results) not in REPORTS:
     cli.fail(f"{flag}: {run_dir} is not a reproduction run (schema "
              f"{results.get('schema')!r}; known: {', '.join(REPORTS)})")
   try:

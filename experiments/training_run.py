@@ -3,7 +3,8 @@
 ``run_arms`` trains each arm in turn (all seeds of an arm at once), shows
 progress on stderr, writes the run directory atomically (config.json,
 metrics.json, table.md, table.csv, curves and gradient-flow figures,
-TensorBoard runs under ``tb/<arm>/seed_<s>``) and prints the table.
+TensorBoard runs under ``tb/<arm>/seed_<s>``) and prints the table. Both
+JSON files record the ``command`` line that made the run.
 """
 
 import os
@@ -42,11 +43,12 @@ def define_data_flags():
 
 
 def flag_record() -> dict:
-  """Every flag defined by the experiments (not absl's own), by name."""
+  """Every flag defined by the experiments (not absl's own), by name, and
+  the ``command`` line that ran (:func:`cli.command_line`)."""
   return {f.name: f.value
           for module, fs in FLAGS.flags_by_module_dict().items()
           if not module.startswith("absl")
-          for f in fs}
+          for f in fs} | {"command": cli.command_line()}
 
 
 def load(name: str) -> data.Dataset:
@@ -120,7 +122,7 @@ def train_arms(name: str, title: str, configs, ds: data.Dataset,
     except ValueError as e:   # invalid combination found while building
       cli.fail(e)
   return {"schema": SCHEMA, "name": name, "title": title,
-          "dataset": _dataset_record(ds),
+          "command": cli.command_line(), "dataset": _dataset_record(ds),
           "device": jax.devices()[0].platform, "jax": jax.__version__,
           "arms": arms}
 

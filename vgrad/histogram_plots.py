@@ -12,11 +12,8 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from vgrad import plotting
+from vgrad import style
 
-# A density axis whose positive values span more than this factor is drawn
-# on a log scale (the standard init's gradients span many decades).
-LOG_SPAN = 100.0
 COLUMN_LABELS = {"activation": "activations $x_l$",
                  "gradient": r"gradients $\partial\ell/\partial h_l$"}
 X_LABELS = {"activation": r"$x_l = \phi(h_l)$",
@@ -47,8 +44,8 @@ def _draw_panel(ax, record: dict, symmetric: bool):
     ax.step(edges, np.where(steps > 0, steps, np.nan), where="post",
             color=color, lw=0.9, label=f"layer {l + 1}")
   positive = density[density > 0]
-  if positive.size and positive.max() > LOG_SPAN * positive.min():
-    ax.set_yscale("log")
+  # The standard init's gradient densities span many decades.
+  if style.log_scale_if_wide(ax, positive):
     ax.set_ylim(positive.min() / 2, positive.max() * 2)
   else:
     ax.set_ylim(0, 1.05 * (positive.max() if positive.size else 1))
@@ -74,7 +71,8 @@ def _std_ratio_note(ax, run: dict):
     return
   depth = len(run["layers"])
   ax.text(0.03, 0.97, f"$\\sigma_1/\\sigma_{depth}$ = {first / last:.2g}",
-          transform=ax.transAxes, ha="left", va="top", fontsize=6.5,
+          transform=ax.transAxes, ha="left", va="top",
+          fontsize=style.NOTE_SIZE,
           bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 0.5})
 
 
@@ -83,9 +81,8 @@ def plot_histograms(results: dict) -> Figure:
   runs = {(r["act"], r["init"]): r for r in results["runs"]}
   acts, inits = results["config"]["acts"], results["config"]["inits"]
   columns = [(q, init) for q in ("activation", "gradient") for init in inits]
-  with plotting.style_context():
-    fig = Figure(figsize=(1.8 * len(columns) + 0.2, 1.6 * len(acts) + 0.9),
-                 layout="constrained")
+  with style.style_context():
+    fig = style.new_figure("page", 1.6 * len(acts) + 0.9)
     axes = fig.subplots(len(acts), len(columns), squeeze=False)
     for i, act in enumerate(acts):
       for j, (quantity, init) in enumerate(columns):
@@ -97,15 +94,13 @@ def plot_histograms(results: dict) -> Figure:
           ax.set_title(f"{COLUMN_LABELS[quantity]},\n{run['init_label']} "
                        f"init")
         if i == len(acts) - 1:
-          ax.set_xlabel(X_LABELS[quantity], fontsize=8)
+          ax.set_xlabel(X_LABELS[quantity])
         if j == 0:
           ax.set_ylabel(f"{act}\ndensity")
-        ax.tick_params(labelsize=7)
-        ax.xaxis.get_offset_text().set_fontsize(7)
     fig.legend(*axes[0, 0].get_legend_handles_labels(),
                loc="outside lower center", ncol=len(runs[(acts[0],
                                                           inits[0])]
                                                      ["layers"]),
                frameon=False)
-    fig.suptitle(_title(results))
+    fig.suptitle(style.wrap(_title(results), "page"))
   return fig

@@ -12,7 +12,7 @@ cannot be placed on a log axis and are counted in the panel instead.
 import numpy as np
 from matplotlib.figure import Figure
 
-from vgrad import plotting
+from vgrad import style
 
 BINS = 40
 
@@ -35,7 +35,7 @@ def _draw_panel(ax, arms: list[dict], column: int):
   lows, highs = [], []
   hidden = 0
   for i, arm in enumerate(arms):
-    color = plotting.PALETTE[i % len(plotting.PALETTE)]
+    color = style.PALETTE[i % len(style.PALETTE)]
     d = arm["depths"][column]
     floor = d["measured"]["floor"]
     values = _resolved(d["singular_values"], floor)
@@ -63,22 +63,28 @@ def _draw_panel(ax, arms: list[dict], column: int):
     total = sum(np.asarray(a["depths"][column]["singular_values"]).size
                 for a in arms)
     atom = arms[0]["depths"][column]["predicted"]["atom_at_zero"]
-    note = (f"{100 * hidden / total:.0f} % below precision floor"
+    # Short lines: a page-wide figure of four columns has narrow panels.
+    note = (f"{100 * hidden / total:.0f} % below\nprecision floor"
             if hidden >= total / 100 else
-            f"{hidden} of {total} below precision floor")
+            f"{hidden} of {total} below\nprecision floor")
     if atom > 1e-3:
-      note += f"\n(predicted atom at 0: {100 * atom:.0f} %)"
-    ax.text(0.03, 0.95, note, transform=ax.transAxes, fontsize=6.5,
-            va="top")
+      note += f"\n(predicted atom\nat 0: {100 * atom:.0f} %)"
+    ax.text(0.03, 0.95, note, transform=ax.transAxes,
+            fontsize=style.NOTE_SIZE, va="top",
+            bbox={"fc": "white", "ec": "none", "alpha": 0.7, "pad": 0.5})
+    # Headroom for the note: about an eighth of the axis per line of text.
+    bottom, top = ax.get_ylim()
+    ax.set_ylim(bottom, top * (1 + 0.13 * (note.count("\n") + 1)))
 
 
 def plot_isometry(results: dict) -> Figure:
   """Rows (activation, weights) x columns (depth); measured and predicted."""
   groups = _groups(results)
   depths = results["config"]["depths"]
-  with plotting.style_context():
-    fig = Figure(figsize=(2.0 * len(depths) + 0.6, 1.75 * len(groups) + 0.9),
-                 layout="constrained")
+  with style.style_context():
+    # Page wide; panels about as tall as they are wide (at most 1.6 in).
+    panel = min(1.6, (style.PAGE - 0.6) / len(depths))
+    fig = style.new_figure("page", panel * len(groups) + 0.9)
     axes = np.atleast_2d(fig.subplots(len(groups), len(depths),
                                       squeeze=False))
     for r, (name, arms) in enumerate(groups):
@@ -91,7 +97,8 @@ def plot_isometry(results: dict) -> Figure:
           ax.set_ylabel(f"{name}\ndensity per unit $\\log_{{10}}\\sigma$")
         if r == len(groups) - 1:
           ax.set_xlabel(r"singular value $\sigma$ of $J$")
-      axes[r, 0].legend(loc="center left", frameon=False, fontsize=6.5)
+      axes[r, 0].legend(loc="center left", frameon=False,
+                        fontsize=style.NOTE_SIZE)
     fig.suptitle(
         f"Singular values of the input-output Jacobian at criticality, width "
         f"{results['config']['width']}\nmeasured (steps) and free-probability"

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib import colors
 from matplotlib.figure import Figure
 
-from vgrad import plotting
+from vgrad import style
 
 
 def _array(values) -> np.ndarray:
@@ -42,7 +42,7 @@ def _draw_trainability(ax, fig, results):
   ax.plot(sw2, six_xi, color="white", lw=1.6, ls="--",
           label=r"$6\,\xi_c$ (mean field)")
   if t["critical_sigma_w2"] is not None:
-    ax.axvline(t["critical_sigma_w2"], color=plotting.PALETTE[1], lw=1.2,
+    ax.axvline(t["critical_sigma_w2"], color=style.PALETTE[1], lw=1.2,
                label=rf"critical $\sigma_w^2$ = {t['critical_sigma_w2']:.3f}")
   ax.set_ylim(_edges(depths)[0], _edges(depths)[-1])
   ax.set_xlabel(r"weight variance $\sigma_w^2$")
@@ -77,8 +77,8 @@ def _draw_plane(ax, fig, results):
 
 def plot_phase_diagram(results: dict) -> Figure:
   """The two-panel figure for a ``phase_diagram`` run."""
-  with plotting.style_context():
-    fig = Figure(figsize=(8.4, 3.6), layout="constrained")
+  with style.style_context():
+    fig = style.new_figure("page", 3.2)
     left, right = fig.subplots(1, 2)
     _draw_trainability(left, fig, results)
     _draw_plane(right, fig, results)

@@ -3,30 +3,18 @@
 Every function here takes the dictionary stored in a run's ``results.json``
 and never touches models or JAX, so a figure can be redrawn from a run
 directory at any time (``python -m experiments.plot_jacobian_spectrum``).
-Uses matplotlib's object API (no pyplot state, no display needed).
+Drawn in the shared style of :mod:`vgrad.style` (page width, Okabe-Ito
+palette); matplotlib's object API only (no pyplot state, no display).
 """
-
-import os
 
 import numpy as np
 from matplotlib.figure import Figure
 
-# One style for every vgrad figure: serif text at paper size, thin spines,
-# the Okabe-Ito colour-blind-safe palette.
-STYLE = {
-    "font.family": "serif",
-    "font.size": 9,
-    "axes.titlesize": 9,
-    "axes.labelsize": 9,
-    "legend.fontsize": 7.5,
-    "xtick.labelsize": 8,
-    "ytick.labelsize": 8,
-    "axes.linewidth": 0.6,
-    "lines.linewidth": 1.3,
-    "savefig.dpi": 200,
-}
-PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9",
-           "#F0E442", "#000000")
+from vgrad import style
+from vgrad.style import PALETTE
+# Re-exported for callers of the old name (tests/spectrum_study_test.py);
+# the definition lives in vgrad.style.
+from vgrad.style import save_figure  # noqa: F401
 
 
 def _positive_values(record: dict) -> np.ndarray:
@@ -74,21 +62,15 @@ def plot_jacobian_spectrum(results: dict) -> Figure:
   """
   if results.get("method") == "qr":
     return plot_log_spectrum(results)
-  with style_context():
-    fig = Figure(figsize=(7.2, 3.6), layout="constrained")
+  with style.style_context():
+    fig = style.new_figure("page", 3.6)
     left, right = fig.subplots(1, 2)
     _draw_spread(left, results)
     _draw_density(right, results)
     fig.legend(*left.get_legend_handles_labels(), loc="outside lower center",
                ncol=3, frameon=False)
-    fig.suptitle(_title(results))
+    fig.suptitle(style.wrap(_title(results), "page"))
   return fig
-
-
-def style_context():
-  """matplotlib rc context with the shared vgrad STYLE."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  return matplotlib.rc_context(STYLE)
 
 
 def _draw_spread(ax, results):
@@ -113,6 +95,8 @@ def _draw_spread(ax, results):
   ax.plot(layers, floor, color="0.45", ls=":",
           label=f"{results['config']['dtype']} resolution floor")
   ax.axhline(1.0, color="0.7", lw=0.6, zorder=0)
+  # Always log: gains compound multiplicatively with depth, and the
+  # resolution floor sits decades below the values.
   ax.set_yscale("log")
   ax.set_xlabel("layer $l$ (hidden layers from the input)")
   ax.set_ylabel(r"singular values of $J_{\leq l} = \partial x_l/\partial x_0$")
@@ -145,7 +129,7 @@ def _draw_density(ax, results):
     notes.append(f"{zeros}/{total} exact zeros")
   if notes:
     ax.set_title(f"{ax.get_title()}\n(not shown: {', '.join(notes)})",
-                 fontsize=8)
+                 fontsize=style.SMALL_SIZE)
   ax.legend(loc="upper left", frameon=False)
 
 
@@ -161,14 +145,14 @@ def plot_log_spectrum(results: dict) -> Figure:
   (estimates, O(log N) off at the ends). Right: the Lyapunov spectrum
   S_{L,i} / L per input against i / N, with log sigma_i(J_{<=L}) / L.
   """
-  with style_context():
-    fig = Figure(figsize=(7.2, 3.6), layout="constrained")
+  with style.style_context():
+    fig = style.new_figure("page", 3.6)
     left, right = fig.subplots(1, 2)
     _draw_log_spread(left, results)
     _draw_lyapunov(right, results)
     fig.legend(*left.get_legend_handles_labels(), loc="outside lower center",
                ncol=3, frameon=False)
-    fig.suptitle(_title(results) + ", QR")
+    fig.suptitle(style.wrap(_title(results) + ", QR", "page"))
   return fig
 
 
@@ -208,8 +192,7 @@ def _draw_log_spread(ax, results):
   ax.plot(layers, q[:, 0], color=PALETTE[0], lw=0.8, ls="-.", marker="v",
           ms=2.5, label="exact, min")
   ax.axhline(0.0, color="0.7", lw=0.6, zorder=0)
-  if results["config"]["depth"] >= 100:
-    ax.set_xscale("log")
+  style.log_scale_if_wide(ax, every, "x")
   ax.set_xlabel("layer $l$ (hidden layers from the input)")
   ax.set_ylabel(r"$\log_{10}\sigma$ of $J_{\leq l}$ (decades)")
   ax.set_title(r"Input-to-layer-$l$ Jacobian spectrum")
@@ -233,18 +216,5 @@ def _draw_lyapunov(ax, results):
   title = f"Lyapunov spectrum, depth {depth}"
   if zeros:
     title += f"\n(not shown: up to {zeros} exact zeros per input)"
-  ax.set_title(title, fontsize=8 if zeros else None)
+  ax.set_title(title, fontsize=style.SMALL_SIZE if zeros else None)
   ax.legend(loc="lower left", frameon=False)
-
-
-def save_figure(fig: Figure, stem: str) -> list[str]:
-  """Writes ``stem.png`` and ``stem.pdf``; returns the paths."""
-  paths = []
-  for ext in ("png", "pdf"):
-    path = f"{stem}.{ext}"
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                       f".tmp-{os.path.basename(path)}")
-    fig.savefig(tmp, format=ext)
-    os.replace(tmp, path)
-    paths.append(path)
-  return paths

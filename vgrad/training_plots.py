@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from vgrad import plotting
+from vgrad import style
 
 MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")
 MAX_BANDS = 3   # more arms than this: medians only, bands would hide them
@@ -58,24 +58,29 @@ def _healthy(arm: dict, key: str) -> np.ndarray:
 
 
 def plot_training_curves(metrics: dict) -> Figure:
-  """Loss (log axis) and accuracy against training step, one colour per arm.
+  """Loss and accuracy against training step, one colour per arm.
 
   Lines are medians over seeds, bands the 25th-75th percentiles (for up to
   ``MAX_BANDS`` arms); seeds that diverged contribute until they diverge,
-  and an x marks the first divergence of an arm.
+  and an x marks the first divergence of an arm. The loss axis is
+  logarithmic when the drawn losses span more than two decades.
   """
   arms = metrics["arms"]
   acc_key = _accuracy_key(arms[0])
-  with plotting.style_context():
-    fig = Figure(figsize=(7.2, 3.2), layout="constrained")
+  with style.style_context():
+    width = "page" if acc_key else "column"
+    fig = style.new_figure(width, 3.0)
     axes = fig.subplots(1, 2 if acc_key else 1, squeeze=False)[0]
+    losses = []
     for i, arm in enumerate(arms):
-      color = plotting.PALETTE[i % len(plotting.PALETTE)]
+      color = style.PALETTE[i % len(style.PALETTE)]
       steps = np.array(arm["history"]["step"])
       first = arm["summary"].get("first_divergence")
       label = arm["label"] + (f" (diverged, step {first})" if first else "")
       for ax, key in zip(axes, ["train_loss", acc_key]):
         q = _quartiles(_healthy(arm, key))
+        if key == "train_loss":   # what is drawn: median (and band)
+          losses.append(q if len(arms) <= MAX_BANDS else q[1])
         ax.plot(steps, q[1], color=color, label=label)
         if len(arms) <= MAX_BANDS:
           ax.fill_between(steps, q[0], q[2], color=color, alpha=0.2, lw=0)
@@ -86,7 +91,8 @@ def plot_training_curves(metrics: dict) -> Figure:
     if chance:
       axes[0].axhline(chance, color="0.5", ls=":", lw=0.8,
                       label=f"chance level {chance:.3f}")
-    axes[0].set_yscale("log")
+    style.log_scale_if_wide(axes[0], np.concatenate(
+        [q.ravel() for q in losses] + [[chance or np.nan]]))
     axes[0].set_ylabel(f"training loss ({arms[0]['loss'].replace('_', ' ')})")
     axes[0].set_title("Loss (median over seeds" + (
         ", IQR band)" if len(arms) <= MAX_BANDS else ")"))
@@ -99,7 +105,7 @@ def plot_training_curves(metrics: dict) -> Figure:
     fig.legend(*axes[0].get_legend_handles_labels(),
                loc="outside lower center", ncol=min(4, len(arms) + 1),
                frameon=False)
-    fig.suptitle(_title(metrics))
+    fig.suptitle(style.wrap(_title(metrics), width))
   return fig
 
 
@@ -122,21 +128,23 @@ def _flow(arm: dict, step: int):
 
 
 def plot_gradient_flow(metrics: dict) -> Figure:
-  """``||dL/dW_l||`` against layer ``l`` (readout = L+1), log axis.
+  """``||dL/dW_l||`` against layer ``l`` (readout = L+1).
 
   One arm: one panel, a line per training step. Several arms: a panel per
   step (init, 10 % of training, end), a line per arm. Gradients are measured
   on the same fixed training batch at every step; seeds that diverged are
-  left out. Exactly zero gradients (zero initialisation) fall off the log
-  axis, and a note says so.
+  left out. The gradient axis is logarithmic when the drawn medians span
+  more than two decades (a vanishing or exploding gradient); exactly zero
+  gradients (zero initialisation) then fall off it, and a note says so.
   """
   arms = metrics["arms"]
   steps = _snapshot_steps(arms[0]["history"]["step"])
-  with plotting.style_context():
+  with style.style_context():
+    width = "column" if len(arms) == 1 else "page"
     if len(arms) == 1:
-      fig = Figure(figsize=(5.0, 3.6), layout="constrained")
+      fig = style.new_figure(width, 3.0)
       ax = fig.subplots()
-      shades = plotting.PALETTE[:len(steps)]
+      shades = style.PALETTE[:len(steps)]
       for step, color in zip(steps, shades):
         layers, q = _flow(arms[0], step)
         ax.plot(layers, q[1], color=color, marker="o", ms=3,
@@ -145,11 +153,11 @@ def plot_gradient_flow(metrics: dict) -> Figure:
       axes = [ax]
       ax.set_title(f"{arms[0]['label']} (bands: 25th-75th percentile)")
     else:
-      fig = Figure(figsize=(9.0, 3.4), layout="constrained")
+      fig = style.new_figure(width, 3.0)
       axes = fig.subplots(1, len(steps), sharey=True, squeeze=False)[0]
       for ax, step in zip(axes, steps):
         for i, arm in enumerate(arms):
-          color = plotting.PALETTE[i % len(plotting.PALETTE)]
+          color = style.PALETTE[i % len(style.PALETTE)]
           layers, q = _flow(arm, step)
           first = arm["summary"].get("first_divergence")
           ax.plot(layers, q[1], color=color, ms=3,
@@ -160,30 +168,27 @@ def plot_gradient_flow(metrics: dict) -> Figure:
             ax.fill_between(layers, q[0], q[2], color=color, alpha=0.15,
                             lw=0)
         ax.set_title("at initialisation" if step == 0 else f"step {step}")
-    # Explicit limits around the drawn medians: zeros and NaN confuse the
-    # log autoscale.
     drawn = np.concatenate([np.asarray(line.get_ydata(), float)
                             for ax in axes for line in ax.get_lines()])
     drawn = drawn[np.isfinite(drawn) & (drawn > 0)]
     for ax in axes:
-      ax.set_yscale("log")
-      if drawn.size:
+      log = style.log_scale_if_wide(ax, drawn)
+      if log:   # zeros and NaN confuse the log autoscale
         ax.set_ylim(drawn.min() / 5, drawn.max() * 5)
       ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    xlabel = "layer $l$ (input side = 1, readout = $L+1$)"
-    if len(arms) == 1:
-      axes[0].set_xlabel(xlabel)
-    else:
-      fig.supxlabel(xlabel, fontsize=9)
+    title = "Per-layer gradient norm"
+    if log and any(v == 0 for arm in arms
+                   for row in arm["history"]["grad_norm_w"]
+                   for seed in row for v in seed):
+      title += " (exactly zero gradients fall off the log axis)"
+    for ax in axes:
+      ax.set_xlabel("layer $l$ (readout = $L+1$)")
     axes[0].set_ylabel(r"$\|\partial L/\partial W_l\|_F$, median over seeds")
     if len(arms) == 1:
       axes[0].legend(loc="best", frameon=False)
     else:
       fig.legend(*axes[0].get_legend_handles_labels(),
-                 loc="outside right center", frameon=False)
-    if any(v == 0 for arm in arms for row in arm["history"]["grad_norm_w"]
-           for seed in row for v in seed):
-      fig.text(0.01, 0.01, "exactly zero gradients fall off the log axis",
-               fontsize=7, color="0.4")
-    fig.suptitle("Per-layer gradient norm\n" + _title(metrics))
+                 loc="outside lower center", ncol=min(4, len(arms)),
+                 frameon=False)
+    fig.suptitle(style.wrap(f"{title}\n{_title(metrics)}", width))
   return fig

@@ -11,9 +11,10 @@ import io
 import os
 
 import numpy as np
+from matplotlib.figure import Figure
 
-from vgrad import plotting
 from vgrad import rundir
+from vgrad import style
 from vgrad import training_plots
 from vgrad import training_study
 
@@ -114,13 +115,16 @@ def format_csv(metrics: dict) -> str:
   return buf.getvalue()
 
 
+def figures(metrics: dict) -> dict[str, Figure]:
+  """The run's figures by file stem: ``curves`` and ``gradient_flow``."""
+  return {"curves": training_plots.plot_training_curves(metrics),
+          "gradient_flow": training_plots.plot_gradient_flow(metrics)}
+
+
 def write_figures(metrics: dict, directory: str) -> list[str]:
   """``curves.{png,pdf}`` and ``gradient_flow.{png,pdf}``; returns paths."""
-  paths = plotting.save_figure(training_plots.plot_training_curves(metrics),
-                               os.path.join(directory, "curves"))
-  paths += plotting.save_figure(training_plots.plot_gradient_flow(metrics),
-                                os.path.join(directory, "gradient_flow"))
-  return paths
+  return [path for stem, fig in figures(metrics).items()
+          for path in style.save_figure(fig, os.path.join(directory, stem))]
 
 
 def write_tables(metrics: dict, directory: str) -> list[str]:
