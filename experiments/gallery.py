@@ -29,6 +29,8 @@ from experiments import reproduction
 from experiments import training_run
 from vgrad import gallery
 from vgrad import plotting
+from vgrad import sweep
+from vgrad import sweep_plots
 from vgrad import training_report
 
 FLAGS = flags.FLAGS
@@ -86,6 +88,18 @@ def _reproduction_kind(schema: str, title: str, module: str) -> gallery.Kind:
       make_command=f"python -m experiments.{module}")
 
 
+def _is_sweep(run_dir: str) -> bool:
+  return gallery.json_matches(run_dir, "sweep.json",
+                              lambda r: r.get("schema") == sweep.SCHEMA)
+
+
+def _redraw_sweep(run_dir: str) -> dict:
+  record, rows = sweep.read_sweep(run_dir)
+  if not rows:
+    raise ValueError("no finished cell yet")
+  return {"sweep": sweep_plots.plot_sweep(rows, record["settings"]["task"])}
+
+
 # Kind name -> Kind. The name prefixes the figure files; the order is the
 # order of the gallery's sections.
 KINDS = {
@@ -111,6 +125,12 @@ KINDS = {
     "gradient_histograms": _reproduction_kind(
         "vgrad.gradient_histograms/1", "Activation and gradient histograms",
         "gradient_histograms"),
+    "sweep": gallery.Kind(
+        title="Sweeps (`experiments.sweep`)", detect=_is_sweep,
+        redraw=_redraw_sweep,
+        redraw_command="python -m experiments.sweep --replot={run_dir}",
+        make_command=("python -m experiments.sweep --task=spectrum "
+                      "--depths=5,10,20,40")),
 }
 
 

@@ -67,6 +67,9 @@ flags.DEFINE_integer("devices", 0, "Devices to shard cells over; 0 = all.")
 flags.DEFINE_string("out_dir", None, "Sweep directory (default runs/sweep/"
                     "<task>-<hash of the settings>); an existing one with the "
                     "same settings is resumed.")
+flags.DEFINE_string("replot", None, "Redraw summary.md and sweep.png/pdf of "
+                    "this sweep directory from its saved cells; computes "
+                    "nothing.")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() "
                   "first (multi-host: run the same command on every host).")
 flags.DEFINE_string("coordinator_address", None, "--distributed: host:port "
@@ -74,6 +77,12 @@ flags.DEFINE_string("coordinator_address", None, "--distributed: host:port "
 flags.DEFINE_integer("num_processes", None, "--distributed: processes.")
 flags.DEFINE_integer("process_id", None, "--distributed: this process.")
 
+# The flags of this entry point (absl's own, like --verbosity, are not).
+_OWN_FLAGS = ("task", "acts", "inits", "depths", "widths", "seeds", "seed",
+              "sigma_w", "sigma_b", "num_inputs", "dataset", "data_dir",
+              "download", "optimizer", "lr", "momentum", "steps",
+              "batch_size", "devices", "out_dir", "replot", "distributed",
+              "coordinator_address", "num_processes", "process_id")
 SPECTRUM_ONLY = ("num_inputs",)
 TRAIN_ONLY = ("dataset", "data_dir", "download", "optimizer", "lr",
               "momentum", "steps", "batch_size")
@@ -164,8 +173,28 @@ def write_outputs(out_dir: str, config: sweep.SweepConfig,
   return [summary] + style.save_figure(fig, os.path.join(out_dir, "sweep"))
 
 
+def replot(out_dir: str) -> None:
+  """--replot: the summary and figure from the saved cells alone."""
+  given = [f"--{name}" for name in _OWN_FLAGS
+           if name != "replot" and FLAGS[name].present]
+  if given:
+    cli.fail(f"--replot redraws a finished sweep; it takes no other flag "
+             f"(got {', '.join(given)})")
+  try:
+    record, rows = sweep.read_sweep(out_dir)
+  except ValueError as e:
+    cli.fail(f"--replot: {e}")
+  if not rows:
+    cli.fail(f"--replot: {out_dir} holds no finished cell yet")
+  config = sweep.SweepConfig(task=record["settings"]["task"])
+  print(f"wrote {', '.join(write_outputs(out_dir, config, rows))}")
+
+
 def main(argv):
   del argv
+  if FLAGS.replot is not None:
+    replot(FLAGS.replot)
+    return
   if FLAGS.distributed:
     _initialize_distributed()
   import jax  # pylint: disable=import-outside-toplevel
@@ -182,7 +211,8 @@ def main(argv):
     result = sweep.run_sweep(config, out_dir,
                              num_devices=FLAGS.devices or None,
                              dataset=dataset,
-                             progress=progress_lib.ProgressBar())
+                             progress=progress_lib.ProgressBar(),
+                             command=cli.command_line())
   except ValueError as e:
     cli.fail(f"--out_dir: {e}" if str(e).startswith("out_dir") else e)
   except OSError as e:

@@ -160,6 +160,19 @@ class SweepLibraryTest(parameterized.TestCase):
     self.assertIn("| relu | gaussian | 10 | 8 | — | 0/1 |",
                   sweep.format_summary(result.rows, "spectrum"))
 
+  def test_gallery_redraws_the_sweep(self):
+    from experiments import gallery  # pylint: disable=g-import-not-at-top
+    runs = self.create_tempdir().full_path
+    shutil.copytree(self.out, os.path.join(runs, "s"))
+    figures = os.path.join(runs, "figures")
+    (entry,) = gallery.generate(runs, figures)
+    self.assertEqual(entry.run.kind, "sweep")
+    for ext in ("png", "pdf"):
+      self.assertTrue(os.path.exists(os.path.join(figures,
+                                                  f"{entry.stem}.{ext}")))
+    self.assertIn("python -m experiments.sweep --replot=",
+                  _read(os.path.join(figures, "README.md")))
+
   @parameterized.named_parameters(
       ("unknown_task", {"task": "fit"}, "task must be one of spectrum"),
       ("unknown_act", {"acts": ("sigmod",)}, "unknown activation 'sigmod'"),
@@ -320,6 +333,21 @@ class SweepCommandTest(absltest.TestCase):
     self.assertTrue(np.isfinite(frame["log10_gain"]).all())
     for name in ("summary.md", "sweep.png", "sweep.pdf"):
       self.assertTrue(os.path.exists(os.path.join(out, name)), name)
+    with open(os.path.join(out, "sweep.json")) as f:
+      self.assertEqual(json.load(f)["command"].split()[:3],
+                       ["python", "-m", "experiments.sweep"])
+    # --replot redraws from the saved cells alone; it takes no other flag.
+    summary = _read(os.path.join(out, "summary.md"))
+    os.remove(os.path.join(out, "summary.md"))
+    os.remove(os.path.join(out, "sweep.png"))
+    ok, bad = cli_testing.run_cases("experiments.sweep", [
+        (cwd, [f"--replot={out}"]), (cwd, [f"--replot={out}", "--seeds=3"])])
+    self.assertEqual(ok.returncode, 0, ok.stderr)
+    self.assertEqual(_read(os.path.join(out, "summary.md")), summary)
+    self.assertTrue(os.path.exists(os.path.join(out, "sweep.png")))
+    self.assertEqual(bad.returncode, 2)
+    self.assertIn("--replot", bad.stderr)
+    self.assertIn("--seeds", bad.stderr)
 
   def test_bad_input_one_line_each(self):
     cwd = self.create_tempdir().full_path

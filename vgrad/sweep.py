@@ -446,8 +446,10 @@ def read_cells(out_dir: str, settings: dict,
   return out
 
 
-def _check_sweep_file(out_dir: str, config: SweepConfig) -> None:
-  """Creates ``sweep.json`` or checks that it records the same settings."""
+def _check_sweep_file(out_dir: str, config: SweepConfig,
+                      command: str | None = None) -> None:
+  """Creates ``sweep.json`` or checks that it records the same settings;
+  records the grid and ``command`` (the latest run's) in it."""
   path = os.path.join(out_dir, "sweep.json")
   settings = config.settings()
   if os.path.exists(path):
@@ -464,8 +466,29 @@ def _check_sweep_file(out_dir: str, config: SweepConfig) -> None:
   os.makedirs(cells_dir(out_dir), exist_ok=True)
   grid = {k: list(getattr(config, k)) for k in ("acts", "inits", "depths",
                                                  "widths")}
-  rundir.write_json(path, {"schema": SCHEMA, "settings": settings,
-                           "grid": grid})
+  record = {"schema": SCHEMA, "settings": settings, "grid": grid}
+  if command:
+    record["command"] = command
+  rundir.write_json(path, record)
+
+
+def read_sweep(out_dir: str) -> tuple[dict, list[dict]]:
+  """``(sweep.json, rows of every finished cell)`` of a sweep directory,
+  from the saved files alone.
+
+  Raises:
+    ValueError: ``out_dir`` holds no readable sweep.
+  """
+  path = os.path.join(out_dir, "sweep.json")
+  try:
+    with open(path) as f:
+      record = json.load(f)
+  except (OSError, ValueError) as e:
+    raise ValueError(f"cannot read {path}: {e}") from None
+  if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+    raise ValueError(f"{path} is not a vgrad sweep ({SCHEMA})")
+  settings = record["settings"]
+  return record, rows_of(read_cells(out_dir, settings), settings["task"])
 
 
 def _remove_stale_temporaries(out_dir: str) -> None:
@@ -681,7 +704,8 @@ def run_sweep(config: SweepConfig, out_dir: str, *,
               num_devices: int | None = None,
               dataset: data_lib.Dataset | None = None,
               progress: Callable[[float, int, int], None] | None = None,
-              warn: Callable[[str], None] | None = None) -> SweepResult:
+              warn: Callable[[str], None] | None = None,
+              command: str | None = None) -> SweepResult:
   """Computes every missing cell of ``config`` into ``out_dir``.
 
   Args:
@@ -695,6 +719,7 @@ def run_sweep(config: SweepConfig, out_dir: str, *,
     progress: called as ``progress(done, total, computed)`` with ``done``
       the (fractional) number of finished cells of the grid.
     warn: receives one-line warnings (ignored cell files).
+    command: the command line, recorded in ``sweep.json``.
 
   Returns:
     A :class:`SweepResult`; ``out_dir/results.csv`` holds its rows.
@@ -709,7 +734,7 @@ def run_sweep(config: SweepConfig, out_dir: str, *,
   settings = config.settings()
   writer = jax.process_index() == 0
   if writer:
-    _check_sweep_file(out_dir, config)
+    _check_sweep_file(out_dir, config, command)
     _remove_stale_temporaries(out_dir)
   grid = cells(config)
   done = _done_mask(out_dir, grid, settings, warn)

@@ -58,9 +58,11 @@ def _draw_lines(ax, summaries, task):
       ax.plot(d, mid, dash, color=color, marker=MARKERS[i % len(MARKERS)],
               ms=3.5, label=f"{act}, {init}")
       ax.fill_between(d, lo, hi, color=color, alpha=0.12, lw=0)
-  depths = [s["depth"] for s in summaries]
+  depths = sorted({s["depth"] for s in summaries})
   if max(depths) >= 8 * min(depths):
     ax.set_xscale("log", base=2)
+    ax.minorticks_off()
+  ax.set_xticks(depths, [str(d) for d in depths])
   ax.set_xlabel("depth L (hidden layers)")
   ax.set_ylabel(LABELS[task])
   if task == "spectrum":
