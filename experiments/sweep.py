@@ -211,7 +211,8 @@ def main(argv):
     result = sweep.run_sweep(config, out_dir,
                              num_devices=FLAGS.devices or None,
                              dataset=dataset,
-                             progress=progress_lib.ProgressBar(),
+                             progress=(progress_lib.ProgressBar()
+                                       if jax.process_index() == 0 else None),
                              command=cli.command_line())
   except ValueError as e:
     cli.fail(f"--out_dir: {e}" if str(e).startswith("out_dir") else e)
