@@ -27,6 +27,7 @@ from absl import flags
 from experiments import cli
 from experiments import reproduction
 from experiments import training_run
+from vgrad import activation_table
 from vgrad import gallery
 from vgrad import plotting
 from vgrad import sweep
@@ -125,6 +126,14 @@ KINDS = {
     "gradient_histograms": _reproduction_kind(
         "vgrad.gradient_histograms/1", "Activation and gradient histograms",
         "gradient_histograms"),
+    # Before "sweep": each dataset directory of a table is a sweep too.
+    "activation_table": gallery.Kind(
+        title="Activation x initialisation tables "
+              "(`experiments.activation_table`)",
+        detect=activation_table.is_run, redraw=activation_table.redraw,
+        redraw_command="python -m experiments.activation_table "
+                       "--replot={run_dir}",
+        make_command="python -m experiments.activation_table"),
     "sweep": gallery.Kind(
         title="Sweeps (`experiments.sweep`)", detect=_is_sweep,
         redraw=_redraw_sweep,

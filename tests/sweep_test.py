@@ -239,11 +239,11 @@ MESH_SCRIPT = textwrap.dedent("""
     for name, config in (
         ("spectrum", sweep.SweepConfig(
             task="spectrum", acts=("tanh",), inits=("orthogonal",
-            "glorot_normal"), depths=(3,), widths=(8,), seeds=3,
-            num_inputs=2)),
+            "glorot_normal", "he_normal"), depths=(8,), widths=(32,),
+            seeds=2, num_inputs=4)),
         ("train", sweep.SweepConfig(
-            task="train", acts=("relu",), inits=("he_normal",), depths=(2,),
-            widths=(8,), seeds=3, steps=10, batch_size=32))):
+            task="train", acts=("tanh",), inits=("he_normal", "lsuv"),
+            depths=(5,), widths=(64,), seeds=2, steps=10, batch_size=32))):
       for devices in (1, 4):
         r = sweep.run_sweep(config, f"{sys.argv[1]}/{name}{devices}",
                             num_devices=devices)
@@ -260,13 +260,18 @@ class ShardedSweepTest(absltest.TestCase):
 
   def test_four_devices_equal_one(self):
     """On 4 simulated CPU devices the pairs are split 4 ways (B = 6 padded
-    to 8, and B = 3 to 4) and every number equals the 1-device run."""
+    to 8, and B = 4) and every number equals the 1-device run.
+
+    The sizes are ones that hung before the CPU path stopped batching LAPACK
+    calls (see sweep._pair_map): width 32 x 3 inits on 4 devices, and LSUV
+    beside another init at depth 5, width 64; a hang fails the timeout.
+    """
     tmp = self.create_tempdir().full_path
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count"
                "=4", JAX_PLATFORMS="cpu", PYTHONPATH=cli_testing.REPO)
     proc = subprocess.run([sys.executable, "-c", MESH_SCRIPT, tmp],
                           capture_output=True, text=True, env=env,
-                          check=False, timeout=600)
+                          check=False, timeout=300)
     self.assertEqual(proc.returncode, 0, proc.stderr)
     out = json.loads(proc.stdout)
     self.assertEqual(out["shards"], [[0, 1], [2, 3], [4, 5], [6, 7]])
@@ -277,11 +282,17 @@ class ShardedSweepTest(absltest.TestCase):
       for a, b in zip(one["rows"], four["rows"]):
         self.assertEqual(a.keys(), b.keys())
         for k, v in a.items():
-          # The same per-pair program on a different slice of the batch:
-          # identical up to float32 rounding of batched kernels (~1e-7
-          # relative); 1e-5 absolute on O(1) metrics.
+          # The same per-pair program on another slice of the batch: the
+          # batched GEMMs (4 pairs on one device, 1 per device on 4) may sum
+          # in other orders, ~1e-7 relative per step, and a smooth (tanh)
+          # net carries that through 10 steps at ~1e-6. (A ReLU net does
+          # not: one rounding can flip a unit across the kink and move its
+          # loss by 1e-5 and its gradients by 1e-3, as measured.) 1e-5
+          # relative still catches a wrong pair, key or padding, which
+          # change the metrics at the 1e-2 level.
           if isinstance(v, float):
-            self.assertAlmostEqual(v, b[k], delta=1e-5, msg=(name, k))
+            self.assertAlmostEqual(v, b[k], delta=1e-5 * max(1.0, abs(v)),
+                                   msg=(name, k))
           else:
             self.assertEqual(v, b[k], (name, k))
 

@@ -27,7 +27,8 @@ from vgrad import rundir
 from vgrad import style
 
 # Files that may hold the command that made a run, in the order looked at.
-COMMAND_FILES = ("results.json", "metrics.json", "config.json", "sweep.json")
+COMMAND_FILES = ("results.json", "metrics.json", "config.json", "table.json",
+                 "sweep.json")
 NOT_RECORDED = "not recorded"
 
 

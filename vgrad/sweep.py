@@ -307,8 +307,57 @@ def spectrum_metrics(log_sv: jax.Array, bound: jax.Array,
   return out
 
 
-def _spectrum_program(config: SweepConfig, act, depth, width, inits):
-  """``f(init_index (B,), seed (B,)) -> metrics (B,)``, jitted."""
+def _per_shard(fn: Callable, mesh: Mesh, batched: tuple[bool, ...]):
+  """``jit(shard_map(fn))``: each device runs ``fn`` on its own block of the
+  batch axis (arguments flagged in ``batched``; the others replicated), and
+  the outputs are concatenated back along it.
+
+  No pair ever talks to another, so there must be no collective: under
+  plain GSPMD a vmapped ``while_loop`` (LSUV's rounds, the Jacobi sweeps)
+  reduces its predicate over the whole batch, i.e. across devices, every
+  iteration, which serialises the devices and deadlocked XLA:CPU with 4
+  host devices on 2 cores. Under ``shard_map`` each device loops on its own.
+  """
+  specs = tuple(PartitionSpec(AXIS) if b else PartitionSpec()
+                for b in batched)
+  # check_vma=False: the library's loops (Jacobi, LSUV, the training scan)
+  # start from constants that would otherwise need marking as per-device.
+  return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=specs,
+                               out_specs=PartitionSpec(AXIS),
+                               check_vma=False))
+
+
+def _pair_map(fn: Callable, mesh: Mesh) -> Callable:
+  """``f(idx (b,), seed (b,), *shared)``: ``fn(idx_i, seed_i, *shared)`` for
+  each pair of a device's block, stacked.
+
+  On accelerators the pairs are vmapped (one batched program). On CPU they
+  run one after another (``lax.map``) and ``fn`` must not batch LAPACK calls
+  either: jaxlib's CPU LAPACK kernels (QR, eigh) split a large enough batch
+  over the intra-op thread pool and block a pool thread until the pieces
+  finish, so two such calls in flight (two simulated devices, or two
+  independent layers' orthogonal inits under XLA's concurrent scheduler)
+  on a 2-thread pool wait for each other forever. Seen with jax 0.10.2 as a
+  hang with every thread idle; unbatched calls run inline and cannot hang.
+  The arithmetic is the same; only the batching differs.
+  """
+  if mesh.devices.flat[0].platform != "cpu":
+    return _vmap_shared(fn)
+
+  def mapped(idx, seeds, *shared):
+    return jax.lax.map(lambda pair: fn(*pair, *shared), (idx, seeds))
+  return mapped
+
+
+def _vmap_shared(fn: Callable) -> Callable:
+  """``jax.vmap`` over the pairs with any number of shared arguments."""
+  return lambda idx, seeds, *shared: jax.vmap(
+      lambda i, s: fn(i, s, *shared))(idx, seeds)
+
+
+def _spectrum_program(config: SweepConfig, act, depth, width, inits,
+                      mesh: Mesh):
+  """``f(init_index (B,), seed (B,)) -> metrics (B,)``, jitted, sharded."""
   dtype = jnp.float32
   group = _models(config, act, depth, width, inits, None, dtype)
   probe = log_spectrum.make_log_spectrum_probe(group[0], (depth,))
@@ -318,16 +367,22 @@ def _spectrum_program(config: SweepConfig, act, depth, width, inits):
     xs = jax.random.normal(data_key, (config.num_inputs, width), dtype)
     params = _switch([functools.partial(lsuv.initialize, m) for m in group],
                      init_index, init_key, xs)
-    spectra = probe(params, xs)
+    if cpu:   # one input at a time: no batched LAPACK call (_pair_map)
+      spectra = jax.lax.map(lambda x: probe(params, x[None]), xs)
+      spectra = jax.tree.map(lambda a: a[:, 0], spectra)
+    else:
+      spectra = probe(params, xs)
     return spectrum_metrics(spectra.log_singular_values[:, -1],
                             spectra.error_bound[:, -1], depth)
-  return jax.jit(jax.vmap(one))
+
+  cpu = mesh.devices.flat[0].platform == "cpu"
+  return _per_shard(_pair_map(one, mesh), mesh, (True, True))
 
 
 @dataclasses.dataclass(frozen=True)
 class _TrainPrograms:
   init: Callable        # (init_index, seed, x) -> (states, train keys)
-  chunk: Callable       # train.make_train_chunk over the B axis
+  chunk: Callable       # num_steps -> (states, keys, start, x, y) -> states
   metrics: Callable     # (states, data...) -> final metrics (B,)
   grad_ratio: Callable  # (params, x, y) -> (B,)
 
@@ -339,7 +394,8 @@ def _grad_ratio(probe, params, x, y):
 
 
 def _train_programs(config: SweepConfig, act, depth, width, inits,
-                    dataset: data_lib.Dataset) -> _TrainPrograms:
+                    dataset: data_lib.Dataset, mesh: Mesh) -> _TrainPrograms:
+  """The group's jitted programs, each sharded over ``mesh`` (B axis)."""
   loss = train.DEFAULT_LOSS[dataset.task]
   group = _models(config, act, depth, width, inits, dataset.num_outputs,
                   jnp.float32)
@@ -368,11 +424,17 @@ def _train_programs(config: SweepConfig, act, depth, width, inits,
     out["grad_ratio_final"] = _grad_ratio(probe, states.params, *probe_data)
     return out
 
+  def chunk(num_steps: int) -> Callable:
+    run = train.make_train_chunk(step_fn, num_steps)
+    return _per_shard(lambda *args: run(*args)[0], mesh,
+                      (True, True, False, False, False))
+
   return _TrainPrograms(
-      init=jax.jit(jax.vmap(init_one, in_axes=(0, 0, None))),
-      chunk=functools.partial(train.make_train_chunk, step_fn),
-      metrics=jax.jit(final),
-      grad_ratio=jax.jit(functools.partial(_grad_ratio, probe)))
+      init=_per_shard(_pair_map(init_one, mesh), mesh, (True, True, False)),
+      chunk=chunk,
+      metrics=_per_shard(final, mesh, (True,) + (False,) * 5),
+      grad_ratio=_per_shard(functools.partial(_grad_ratio, probe), mesh,
+                            (True, False, False)))
 
 
 # ----------------------------------------------------------------- storage
@@ -654,7 +716,8 @@ class _Runner:
     idx = _global_array(idx, self.batched)
     seeds = _global_array(seeds, self.batched)
     if self.config.task == "spectrum":
-      program = _spectrum_program(self.config, act, depth, width, inits)
+      program = _spectrum_program(self.config, act, depth, width, inits,
+                                  self.mesh)
       metrics = _to_host(program(idx, seeds))
       tick(1.0)
     else:
@@ -667,7 +730,8 @@ class _Runner:
 
   def _train(self, act, depth, width, inits, idx, seeds, tick) -> dict:
     c = self.config
-    p = _train_programs(c, act, depth, width, inits, self.dataset)
+    p = _train_programs(c, act, depth, width, inits, self.dataset,
+                        self.mesh)
     states, keys = p.init(idx, seeds, self.x_full)
     ratio0 = p.grad_ratio(states.params, *self.probe_data)
     size = math.ceil(c.steps / CHUNKS)
@@ -677,8 +741,8 @@ class _Runner:
       n_steps = min(size, c.steps - done)
       if n_steps not in chunks:
         chunks[n_steps] = p.chunk(n_steps)
-      states, _, _ = chunks[n_steps](states, keys, done, self.x_full,
-                                     self.y_full)
+      states = chunks[n_steps](states, keys, np.int32(done), self.x_full,
+                               self.y_full)
       done += n_steps
       jax.block_until_ready(states.diverged_at)
       tick(done / c.steps)
