@@ -28,9 +28,15 @@ import sys
 
 from absl import flags
 
-from experiments import cli, training_run
+from experiments import cli
+from experiments import training_run
 from experiments import progress as progress_lib
-from vgrad import data, rundir, style, sweep, sweep_plots, train
+from vgrad import data
+from vgrad import rundir
+from vgrad import style
+from vgrad import sweep
+from vgrad import sweep_plots
+from vgrad import train
 
 FLAGS = flags.FLAGS
 

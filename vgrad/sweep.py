@@ -44,25 +44,25 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec
 
-from vgrad import (
-  activations,
-  initializers,
-  log_spectrum,
-  lsuv,
-  models,
-  rundir,
-  train,
-  training_study,
-)
+from vgrad import activations
 from vgrad import data as data_lib
+from vgrad import initializers
+from vgrad import log_spectrum
+from vgrad import lsuv
+from vgrad import models
+from vgrad import rundir
+from vgrad import train
+from vgrad import training_study
 
 SCHEMA = "vgrad.sweep/1"
 TASKS = ("spectrum", "train")
@@ -276,6 +276,10 @@ def spectrum_metrics(log_sv: jax.Array, bound: jax.Array,
                      depth: int) -> dict:
   """Row metrics from the input-output log singular values of one seed.
 
+  Pooled over the inputs the way :func:`vgrad.spectrum.log_spectrum_record`
+  pools them, so ``log10_gain`` is the gain ``experiments.jacobian_spectrum``
+  reports for the same net and inputs.
+
   Args:
     log_sv: ``(B, k)`` ``log sigma_i`` (nats) of ``B`` inputs, descending;
       ``-inf`` for exact zeros, NaN after a forward overflow.
@@ -283,20 +287,22 @@ def spectrum_metrics(log_sv: jax.Array, bound: jax.Array,
     depth: the number of layers.
 
   Returns:
-    Scalars (base-10 logs, averaged over the inputs):
-    ``log10_gain`` = log10 sqrt(mean_i sigma_i^2) (the rms gain
-    ||J||_F / sqrt(k)), ``log10_sv_max``, ``log10_sv_median``,
-    ``log10_sv_min`` (``-inf`` with exact zeros), ``log10_gain_per_layer``
-    = log10_gain / depth, the worst ``error_bound`` (nats) and ``finite``.
+    Scalars, base-10 logs over the ``B k`` pooled values:
+    ``log10_gain`` = log10 sqrt(mean sigma^2) (the rms gain
+    ||J||_F / sqrt(k), averaged in sigma^2 over the inputs),
+    ``log10_sv_max``, ``log10_sv_median``, ``log10_sv_min`` (``-inf`` when
+    some value is an exact zero), ``log10_gain_per_layer`` = log10_gain /
+    depth, the worst ``error_bound`` (nats) and ``finite``; every metric is
+    NaN when the forward pass overflowed (``finite`` False).
   """
-  k = log_sv.shape[-1]
-  gain = 0.5 * (jax.nn.logsumexp(2.0 * log_sv, axis=-1) - math.log(k))
-  finite = jnp.all(~jnp.isnan(log_sv))
+  pooled = log_sv.reshape(-1)
+  finite = jnp.all(~jnp.isnan(pooled))
+  gain = 0.5 * (jax.nn.logsumexp(2.0 * pooled) - math.log(pooled.size))
   out = {
-      "log10_gain": jnp.mean(_log10(gain)),
-      "log10_sv_max": jnp.mean(_log10(log_sv[:, 0])),
-      "log10_sv_median": jnp.mean(_log10(log_sv[:, k // 2])),
-      "log10_sv_min": jnp.mean(_log10(log_sv[:, -1])),
+      "log10_gain": _log10(gain),
+      "log10_sv_max": _log10(jnp.max(pooled)),
+      "log10_sv_median": _log10(jnp.median(pooled)),
+      "log10_sv_min": _log10(jnp.min(pooled)),
       "error_bound": jnp.max(bound),
   }
   out["log10_gain_per_layer"] = out["log10_gain"] / depth

@@ -12,7 +12,8 @@ import math
 import numpy as np
 from matplotlib.figure import Figure
 
-from vgrad import style, sweep
+from vgrad import style
+from vgrad import sweep
 
 MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">")
 LINESTYLES = ("-", "--", ":", "-.")
