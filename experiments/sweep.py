@@ -179,6 +179,22 @@ def write_outputs(out_dir: str, config: sweep.SweepConfig,
   return [summary] + style.save_figure(fig, os.path.join(out_dir, "sweep"))
 
 
+def blow_ups(rows: list[dict], task: str) -> str | None:
+  """A note counting the rows whose numbers blew up, or None."""
+  if task == "spectrum":
+    bad = [r for r in rows if not r["finite"]]
+    what = "overflowed in the forward pass (finite=false, metrics nan)"
+  else:
+    bad = [r for r in rows if r["diverged_at"]]
+    what = "diverged (NaN/Inf loss or update; diverged_at = the step)"
+  if not bad:
+    return None
+  cells = sorted({r["cell"] for r in bad})
+  return (f"note: {len(bad)} of {len(rows)} rows {what}: "
+          + ", ".join(cells[:5]) + (f" and {len(cells) - 5} more cells"
+                                    if len(cells) > 5 else ""))
+
+
 def replot(out_dir: str) -> None:
   """--replot: the summary and figure from the saved cells alone."""
   given = [f"--{name}" for name in _OWN_FLAGS
@@ -201,10 +217,10 @@ def main(argv):
   if FLAGS.replot is not None:
     replot(FLAGS.replot)
     return
+  config = make_config()   # bad flags fail before any cluster start-up
   if FLAGS.distributed:
     _initialize_distributed()
   import jax  # pylint: disable=import-outside-toplevel
-  config = make_config()
   out_dir = FLAGS.out_dir or default_out_dir(config)
   if FLAGS.devices < 0 or FLAGS.devices > len(jax.devices()):
     cli.fail(f"--devices must be in [0, {len(jax.devices())}] (0 = all "
@@ -233,6 +249,9 @@ def main(argv):
   print(f"{total} cells x {config.seeds} seeds: computed {result.computed}, "
         f"reused {result.reused} from earlier runs, in {result.seconds:.1f} s "
         f"on {result.devices} {jax.devices()[0].platform} device(s){rate}")
+  blown = blow_ups(result.rows, config.task)
+  if blown:
+    print(blown)
   print(f"wrote {os.path.join(out_dir, sweep.CSV_NAME)} "
         f"({len(result.rows)} rows), {', '.join(paths)}")
   sys.stdout.flush()
