@@ -203,10 +203,7 @@ def main(argv=None):
         flush=True)
   rows, summary, num_layers = run(args)
   table = markdown(rows, summary, num_layers, args)
-  print("\n" + table)
-  if args.out:
-    with open(args.out, "w") as f:
-      f.write(table + "\n")
+  provenance.publish(table, args.out)
 
 
 if __name__ == "__main__":

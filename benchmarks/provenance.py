@@ -55,3 +55,11 @@ def markdown_table(header, body, left_columns: int = 1) -> str:
                           for i in range(len(header))) + "|"]
   lines += ["| " + " | ".join(r) + " |" for r in body]
   return "\n".join(lines)
+
+
+def publish(table: str, out: str | None) -> None:
+  """Prints the Markdown ``table``, and writes it to ``out`` when given."""
+  print("\n" + table)
+  if out:
+    with open(out, "w") as f:
+      f.write(table + "\n")
