@@ -811,6 +811,9 @@ def run_sweep(config: SweepConfig, out_dir: str, *,
   todo = [cell for cell, d in zip(grid, done) if not d]
   if config.task == "train" and todo and dataset is None:
     dataset = data_lib.load_dataset(config.dataset)
+  if dataset is not None and dataset.name != config.dataset:
+    raise ValueError(f"dataset {dataset.name!r} was passed for a sweep of "
+                     f"dataset {config.dataset!r}")
   runner = _Runner(config, mesh, dataset if config.task == "train" else None)
   start = time.perf_counter()
   finished = int(done.sum())
