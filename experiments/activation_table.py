@@ -33,8 +33,6 @@ for the 1/4), where every other activation but tanh (0.76) diverges
 (n/c†); N(0, 0.01^2) leaves every activation on the chance plateau (n/c).
 """
 
-import hashlib
-import json
 import os
 import sys
 
@@ -147,9 +145,8 @@ def default_out_dir(config: sweep.SweepConfig) -> str:
   settings = config.settings()
   del settings["dataset"]
   settings |= {"depth": config.depths[0], "width": config.widths[0]}
-  digest = hashlib.sha256(json.dumps(settings, sort_keys=True)
-                          .encode()).hexdigest()[:8]
-  return os.path.join("runs", "activation_table", digest)
+  return os.path.join("runs", "activation_table",
+                      sweep.settings_digest(settings))
 
 
 def load_mnist(data_dir: str | None) -> data.Dataset | None:

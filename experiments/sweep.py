@@ -21,8 +21,6 @@ On a cluster, start the same command on every host with
 ``--distributed``; see README.md ("Sweeps on a cluster").
 """
 
-import hashlib
-import json
 import os
 import sys
 
@@ -138,13 +136,8 @@ def make_config() -> sweep.SweepConfig:
 def _flag_of(message: str) -> str | None:
   """The flag a library error names (its first word), if it is one."""
   word = message.split(" ", 1)[0]
-  aliases = {"task": "task", "acts": "acts", "inits": "inits",
-             "depths": "depths", "widths": "widths", "seeds": "seeds",
-             "seed": "seed", "sigma_w": "sigma_w", "sigma_b": "sigma_b",
-             "num_inputs": "num_inputs", "steps": "steps",
-             "batch_size": "batch_size", "lr": "lr"}
-  if word in aliases:
-    return aliases[word]
+  if word in _OWN_FLAGS:   # SweepConfig fields are named as their flags
+    return word
   if message.startswith(("unknown activation", "activation")):
     return "acts"
   if message.startswith(("unknown initializer", "unknown init")):
@@ -155,9 +148,8 @@ def _flag_of(message: str) -> str | None:
 def default_out_dir(config: sweep.SweepConfig) -> str:
   """``runs/sweep/<task>-<8 hex digits of the settings>``: the same command
   finds the same directory again, so rerunning it resumes."""
-  digest = hashlib.sha256(json.dumps(config.settings(), sort_keys=True)
-                          .encode()).hexdigest()[:8]
-  return os.path.join("runs", "sweep", f"{config.task}-{digest}")
+  return os.path.join("runs", "sweep", f"{config.task}-"
+                      f"{sweep.settings_digest(config.settings())}")
 
 
 def _initialize_distributed() -> None:

@@ -37,8 +37,11 @@ refused (the grid itself may grow: new cells are added). ``results.csv``
 consolidates every finished cell, one row per (cell, seed).
 """
 
+import csv
 import dataclasses
 import functools
+import hashlib
+import io
 import json
 import math
 import os
@@ -162,6 +165,13 @@ class SweepConfig:
     drop = (("dataset", "optimizer", "lr", "momentum", "steps",
              "batch_size") if self.task == "spectrum" else ("num_inputs",))
     return {k: v for k, v in fields.items() if k not in drop}
+
+
+def settings_digest(settings: dict) -> str:
+  """8 hex digits of ``settings`` (sha256 of its sorted JSON): the default
+  directory name, so the same command finds its directory again."""
+  text = json.dumps(settings, sort_keys=True)
+  return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def cells(config: SweepConfig) -> list[Cell]:
@@ -348,17 +358,12 @@ def _pair_map(fn: Callable, mesh: Mesh) -> Callable:
   The arithmetic is the same; only the batching differs.
   """
   if mesh.devices.flat[0].platform != "cpu":
-    return _vmap_shared(fn)
+    return lambda idx, seeds, *shared: jax.vmap(
+        lambda i, s: fn(i, s, *shared))(idx, seeds)
 
   def mapped(idx, seeds, *shared):
     return jax.lax.map(lambda pair: fn(*pair, *shared), (idx, seeds))
   return mapped
-
-
-def _vmap_shared(fn: Callable) -> Callable:
-  """``jax.vmap`` over the pairs with any number of shared arguments."""
-  return lambda idx, seeds, *shared: jax.vmap(
-      lambda i, s: fn(i, s, *shared))(idx, seeds)
 
 
 def _spectrum_program(config: SweepConfig, act, depth, width, inits,
@@ -568,13 +573,16 @@ def _remove_stale_temporaries(out_dir: str) -> None:
 
 
 def _csv_value(v) -> str:
+  """A cell's text: ``true``/``false``, ``nan``/``inf``/``-inf``, repr of
+  finite floats (round-trips), ``''`` for None."""
+  v = _from_json(v)
+  if v is None:
+    return ""
   if isinstance(v, bool):
     return "true" if v else "false"
-  if isinstance(v, float):
-    return repr(v) if math.isfinite(v) else ("nan" if math.isnan(v) else
-                                             ("inf" if v > 0 else "-inf"))
-  text = str(v)
-  return f'"{text}"' if "," in text or '"' in text else text
+  if isinstance(v, float) and not math.isfinite(v):
+    return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+  return repr(v) if isinstance(v, float) else str(v)
 
 
 def rows_of(records: dict, task: str) -> list[dict]:
@@ -607,12 +615,11 @@ def write_csv(path: str, rows: list[dict], task: str) -> None:
   """
   columns = KEY_COLUMNS + (SPECTRUM_COLUMNS if task == "spectrum"
                            else TRAIN_COLUMNS)
-  lines = [",".join(columns)]
-  for row in rows:
-    lines.append(",".join("" if row.get(c) is None
-                          else _csv_value(_from_json(row[c]))
-                          for c in columns))
-  rundir.write_text(path, "\n".join(lines) + "\n")
+  buf = io.StringIO()
+  writer = csv.writer(buf, lineterminator="\n")
+  writer.writerow(columns)
+  writer.writerows([_csv_value(row.get(c)) for c in columns] for row in rows)
+  rundir.write_text(path, buf.getvalue())
 
 
 def consolidate(out_dir: str, task: str, settings: dict) -> list[dict]:
