@@ -80,8 +80,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import provenance
-from vgrad import jacobian
-from vgrad import models
+from vgrad.probes import jacobian
+from vgrad.nn import models
 
 try:
   import torch

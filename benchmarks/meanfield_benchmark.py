@@ -49,10 +49,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import provenance
-from experiments import cli
-from vgrad import activations
-from vgrad import meanfield
-from vgrad import rundir
+from vgrad.cli import app as cli
+from vgrad.nn import activations
+from vgrad.theory import meanfield
+from vgrad.io import rundir
 
 
 def _sigmoid(u):
@@ -106,7 +106,7 @@ flags.register_validator("numpy_points_2d", lambda v: v >= 2,
 # The NumPy peer.
 
 class NumpyRules:
-  """The 1-D rule of vgrad.meanfield and an n x n tensor rule, in NumPy."""
+  """The 1-D rule of vgrad.theory.meanfield and an n x n tensor rule, in NumPy."""
 
   def __init__(self, points_1d: int, points_2d: int):
     z, w = np.polynomial.hermite_e.hermegauss(points_1d)

@@ -20,7 +20,7 @@ def cpu_model() -> str:
 
 def code_version(module) -> str:
   """The git commit, whether vgrad/ differs from it, and a digest of the
-  timed module's source (``module``: e.g. ``vgrad.train``)."""
+  timed module's source (``module``: e.g. ``vgrad.training.train``)."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   name = os.path.relpath(module.__file__, root)
   with open(module.__file__, "rb") as f:

@@ -110,12 +110,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import provenance
-from experiments import cli
-from vgrad import data as data_lib
-from vgrad import models
-from vgrad import rundir
-from vgrad import train
-from vgrad import training_study
+from vgrad.cli import app as cli
+from vgrad.training import data as data_lib
+from vgrad.nn import models
+from vgrad.io import rundir
+from vgrad.training import train
+from vgrad.studies import training_study
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 WORKLOADS = {

@@ -38,14 +38,14 @@ import sys
 
 from absl import flags
 
-from experiments import cli
-from experiments import progress as progress_lib
-from vgrad import activation_table
-from vgrad import data
-from vgrad import rundir
-from vgrad import style
-from vgrad import sweep
-from vgrad import train
+from vgrad.cli import app as cli
+from vgrad.cli import progress as progress_lib
+from vgrad.studies import activation_table
+from vgrad.training import data
+from vgrad.io import rundir
+from vgrad.plots import style
+from vgrad.studies import sweep
+from vgrad.training import train
 
 FLAGS = flags.FLAGS
 

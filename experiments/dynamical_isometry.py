@@ -24,12 +24,12 @@ import time
 from absl import flags
 import jax
 
-from experiments import cli
-from experiments import reproduction
-from vgrad import activations
-from vgrad import free_probability
-from vgrad import isometry_study
-from vgrad import rundir
+from vgrad.cli import app as cli
+from vgrad.cli import reproduction
+from vgrad.nn import activations
+from vgrad.theory import free_probability
+from vgrad.studies import isometry_study
+from vgrad.io import rundir
 
 FLAGS = flags.FLAGS
 SCHEMA = "vgrad.dynamical_isometry/1"

@@ -6,7 +6,7 @@ Walks ``--runs_dir`` for run directories of every kind in ``KINDS``
 (Jacobian spectra, training runs of ``experiments.train`` and
 ``experiments.lecture`` with their ``mnist/`` sub-runs, and the three
 reproductions), redraws each figure from the run's saved JSON alone (no
-training, no JAX computation) in the shared style of ``vgrad.style``, and
+training, no JAX computation) in the shared style of ``vgrad.plots.style``, and
 writes ``<out_dir>/<kind>-<run name>-<figure>.png`` and ``.pdf`` and a
 gallery page ``<out_dir>/README.md`` that shows each figure beside the
 command that made its results and the command that redraws it. Runs that
@@ -14,7 +14,7 @@ cannot be read are skipped with one warning line each. Figures of runs that
 no longer exist are left in ``--out_dir``; delete the folder for a clean
 gallery.
 
-To add a kind of run, add an entry to ``KINDS``: a ``vgrad.gallery.Kind``
+To add a kind of run, add an entry to ``KINDS``: a ``vgrad.plots.gallery.Kind``
 with a detector and a ``redraw(run_dir) -> {figure name: Figure}``.
 """
 
@@ -24,15 +24,15 @@ import sys
 
 from absl import flags
 
-from experiments import cli
-from experiments import reproduction
-from experiments import training_run
-from vgrad import activation_table
-from vgrad import gallery
-from vgrad import plotting
-from vgrad import sweep
-from vgrad import sweep_plots
-from vgrad import training_report
+from vgrad.cli import app as cli
+from vgrad.cli import reproduction
+from vgrad.cli import training_run
+from vgrad.studies import activation_table
+from vgrad.plots import gallery
+from vgrad.plots import spectrum_plots as plotting
+from vgrad.studies import sweep
+from vgrad.plots import sweep_plots
+from vgrad.studies import training_report
 
 FLAGS = flags.FLAGS
 

@@ -26,11 +26,11 @@ import time
 from absl import flags
 import jax
 
-from experiments import cli
-from experiments import reproduction
-from vgrad import data
-from vgrad import gradient_histograms as gh
-from vgrad import rundir
+from vgrad.cli import app as cli
+from vgrad.cli import reproduction
+from vgrad.training import data
+from vgrad.studies import gradient_histograms as gh
+from vgrad.io import rundir
 
 FLAGS = flags.FLAGS
 _DEFAULT = gh.HistogramConfig()

@@ -30,12 +30,12 @@ import time
 from absl import flags
 import jax
 
-from experiments import cli
-from vgrad import log_spectrum
-from vgrad import plotting
-from vgrad import rundir
-from vgrad import spectrum_study
-from vgrad import style
+from vgrad.cli import app as cli
+from vgrad.probes import log_spectrum
+from vgrad.plots import spectrum_plots as plotting
+from vgrad.io import rundir
+from vgrad.studies import spectrum_study
+from vgrad.plots import style
 
 FLAGS = flags.FLAGS
 

@@ -22,12 +22,12 @@ import os
 
 from absl import flags
 
-from experiments import cli
-from experiments import training_run
-from vgrad import data
-from vgrad import presets
-from vgrad import rundir
-from vgrad import training_report
+from vgrad.cli import app as cli
+from vgrad.cli import training_run
+from vgrad.training import data
+from vgrad.studies import presets
+from vgrad.io import rundir
+from vgrad.studies import training_report
 
 FLAGS = flags.FLAGS
 

@@ -24,12 +24,12 @@ from absl import flags
 import jax
 import numpy as np
 
-from experiments import cli
-from experiments import reproduction
-from experiments import training_run
-from vgrad import activations
-from vgrad import phase_diagram
-from vgrad import rundir
+from vgrad.cli import app as cli
+from vgrad.cli import reproduction
+from vgrad.cli import training_run
+from vgrad.nn import activations
+from vgrad.studies import phase_diagram
+from vgrad.io import rundir
 
 FLAGS = flags.FLAGS
 SCHEMA = "vgrad.phase_diagram/1"

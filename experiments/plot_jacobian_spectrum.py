@@ -13,9 +13,9 @@ import os
 
 from absl import flags
 
-from experiments import cli
-from vgrad import plotting
-from vgrad import style
+from vgrad.cli import app as cli
+from vgrad.plots import spectrum_plots as plotting
+from vgrad.plots import style
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run_dir", None, "Run directory holding results.json.")

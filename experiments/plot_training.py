@@ -11,8 +11,8 @@ import os
 
 from absl import flags
 
-from experiments import cli
-from vgrad import training_report
+from vgrad.cli import app as cli
+from vgrad.studies import training_report
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run_dir", None, "Run directory holding metrics.json.")

@@ -8,8 +8,8 @@ Works for runs of ``experiments.phase_diagram``, ``dynamical_isometry`` and
 
 from absl import flags
 
-from experiments import cli
-from experiments import reproduction
+from vgrad.cli import app as cli
+from vgrad.cli import reproduction
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run_dir", None, "Run directory holding results.json.")

@@ -26,15 +26,15 @@ import sys
 
 from absl import flags
 
-from experiments import cli
-from experiments import training_run
-from experiments import progress as progress_lib
-from vgrad import data
-from vgrad import rundir
-from vgrad import style
-from vgrad import sweep
-from vgrad import sweep_plots
-from vgrad import train
+from vgrad.cli import app as cli
+from vgrad.cli import training_run
+from vgrad.cli import progress as progress_lib
+from vgrad.training import data
+from vgrad.io import rundir
+from vgrad.plots import style
+from vgrad.studies import sweep
+from vgrad.plots import sweep_plots
+from vgrad.training import train
 
 FLAGS = flags.FLAGS
 

@@ -18,12 +18,12 @@ gradient_flow.png/pdf and TensorBoard runs under ``tb/<act>/seed_<s>``.
 
 from absl import flags
 
-from experiments import cli
-from experiments import training_run
-from vgrad import activations
-from vgrad import data
-from vgrad import train
-from vgrad import training_study
+from vgrad.cli import app as cli
+from vgrad.cli import training_run
+from vgrad.nn import activations
+from vgrad.training import data
+from vgrad.training import train
+from vgrad.studies import training_study
 
 FLAGS = flags.FLAGS
 

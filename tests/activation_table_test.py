@@ -1,4 +1,4 @@
-"""Tests for vgrad.activation_table and ``python -m
+"""Tests for vgrad.studies.activation_table and ``python -m
 experiments.activation_table``.
 
 The table logic is checked on rows built here, against numpy on the same
@@ -25,9 +25,9 @@ from absl.testing import parameterized
 import numpy as np
 
 from experiments import activation_table as cli_table
-from vgrad import activation_table
-from vgrad import gallery
-from vgrad import data
+from vgrad.studies import activation_table
+from vgrad.plots import gallery
+from vgrad.training import data
 import cli_testing  # tests/cli_testing.py
 
 EXACT = 1e-12

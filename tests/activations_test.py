@@ -1,4 +1,4 @@
-"""Tests for vgrad.activations: every entry, derivatives, known constants."""
+"""Tests for vgrad.nn.activations: every entry, derivatives, known constants."""
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vgrad import activations
+from vgrad.nn import activations
 
 ELEMENTWISE = sorted(set(activations.ACTIVATIONS) - {"maxout"})
 # Points spanning both sides of every kink, away from the kinks themselves.

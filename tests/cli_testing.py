@@ -29,7 +29,7 @@ import contextlib, importlib, io, json, os, sys, traceback
 from absl import flags
 module = importlib.import_module(sys.argv[1])
 cases = json.loads(sys.argv[2])
-from experiments import cli
+from vgrad.cli import app as cli
 results = []
 for cwd, args in cases:
   flags.FLAGS.unparse_flags()

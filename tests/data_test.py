@@ -1,4 +1,4 @@
-"""Tests for vgrad.data: splits, standardisation, IDX files, the MNIST cache."""
+"""Tests for vgrad.training.data: splits, standardisation, IDX files, the MNIST cache."""
 
 import gzip
 import hashlib
@@ -13,7 +13,7 @@ import numpy as np
 from absl.testing import absltest, parameterized
 from sklearn import datasets as sk_datasets
 
-from vgrad import data
+from vgrad.training import data
 
 IDX_DTYPES = (np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64)
 

@@ -1,4 +1,4 @@
-"""Tests for vgrad.free_probability against exact results and measurement.
+"""Tests for vgrad.theory.free_probability against exact results and measurement.
 
 Exact checks: closed-form Gaussian moments of erf', ReLU's two-point law,
 Marchenko-Pastur (L = 1) and Fuss-Catalan (linear Gaussian, depth L)
@@ -19,10 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vgrad import free_probability as fp
-from vgrad import jacobian
-from vgrad import models
-from vgrad import quadrature
+from vgrad.theory import free_probability as fp
+from vgrad.probes import jacobian
+from vgrad.nn import models
+from vgrad.theory import quadrature
 
 SIGMA_B2 = 0.05  # Bias variance of the critical tanh nets.
 

@@ -1,4 +1,4 @@
-"""Tests for vgrad.style, vgrad.gallery, experiments.gallery and
+"""Tests for vgrad.plots.style, vgrad.plots.gallery, experiments.gallery and
 ``cli.command_line``: a gallery redrawn from real (tiny) run directories."""
 
 import contextlib
@@ -18,18 +18,18 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
-from experiments import cli
+from vgrad.cli import app as cli
 from experiments import gallery as gallery_main
 from experiments import jacobian_spectrum
-from experiments import reproduction
-from experiments import training_run
-from vgrad import data
-from vgrad import gallery
-from vgrad import gradient_histograms as gh
-from vgrad import spectrum_study
-from vgrad import style
-from vgrad import training_report
-from vgrad import training_study
+from vgrad.cli import reproduction
+from vgrad.cli import training_run
+from vgrad.training import data
+from vgrad.plots import gallery
+from vgrad.studies import gradient_histograms as gh
+from vgrad.studies import spectrum_study
+from vgrad.plots import style
+from vgrad.studies import training_report
+from vgrad.studies import training_study
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPECTRUM_COMMAND = "python -m experiments.jacobian_spectrum --depth=4"

@@ -1,4 +1,4 @@
-"""Tests for vgrad.gradient_histograms, vgrad.histogram_plots and
+"""Tests for vgrad.studies.gradient_histograms, vgrad.plots.histogram_plots and
 ``python -m experiments.gradient_histograms`` (run as a user runs it).
 
 The exact checks run in float64 against ``jax.grad`` and the chain rule
@@ -21,10 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vgrad import data
-from vgrad import gradient_histograms as gh
-from vgrad import histogram_plots
-from vgrad import models
+from vgrad.training import data
+from vgrad.studies import gradient_histograms as gh
+from vgrad.plots import histogram_plots
+from vgrad.nn import models
 import cli_testing  # tests/cli_testing.py
 
 

@@ -1,4 +1,4 @@
-"""Tests for vgrad.initializers: statistics against derived bounds."""
+"""Tests for vgrad.nn.initializers: statistics against derived bounds."""
 
 import math
 
@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vgrad import initializers
+from vgrad.nn import initializers
 
 SHAPE = (400, 300)  # n = 120 000 entries
 N = SHAPE[0] * SHAPE[1]

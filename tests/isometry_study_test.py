@@ -1,4 +1,4 @@
-"""Tests for vgrad.isometry_study, vgrad.isometry_plots and the entry points
+"""Tests for vgrad.studies.isometry_study, vgrad.plots.isometry_plots and the entry points
 ``experiments.dynamical_isometry`` / ``experiments.replot``.
 """
 
@@ -11,8 +11,8 @@ import chex
 import jax
 import numpy as np
 
-from vgrad import isometry_plots
-from vgrad import isometry_study
+from vgrad.plots import isometry_plots
+from vgrad.studies import isometry_study
 import cli_testing  # tests/cli_testing.py
 
 

@@ -1,4 +1,4 @@
-"""Tests for vgrad.jacobian against autodiff and exact theory.
+"""Tests for vgrad.probes.jacobian against autodiff and exact theory.
 
 Monte-Carlo bounds are derived in the docstrings; each is a six-standard-
 deviation bound, so a correct implementation fails with probability < 1e-8
@@ -15,10 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vgrad import activations
-from vgrad import jacobian
-from vgrad import models
-from vgrad import spectrum
+from vgrad.nn import activations
+from vgrad.probes import jacobian
+from vgrad.nn import models
+from vgrad.probes import spectrum
 
 ALL_ACTIVATIONS = sorted(activations.ACTIVATIONS)
 

@@ -1,4 +1,4 @@
-"""Tests for vgrad.log_spectrum against dense float64 SVDs and exact theory.
+"""Tests for vgrad.probes.log_spectrum against dense float64 SVDs and exact theory.
 
 Tolerances. A float32 Householder QR of ``J_m Q`` is backward stable with a
 normwise error of at most about ``N u ||J_m||`` (Higham 2002, Thm 19.4;
@@ -26,9 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vgrad import jacobian
-from vgrad import log_spectrum
-from vgrad import models
+from vgrad.probes import jacobian
+from vgrad.probes import log_spectrum
+from vgrad.nn import models
 
 # The graded Jacobi, the exact binary scaling and the Kahan sum are tested
 # on their own too.

@@ -1,4 +1,4 @@
-"""Tests for vgrad.lsuv: Mishkin & Matas's LSUV against exact facts.
+"""Tests for vgrad.nn.lsuv: Mishkin & Matas's LSUV against exact facts.
 
 Exact facts: with zero biases a layer's pre-activation is linear in its
 kernel, so one rescaling by 1/sqrt(Var) lands on variance 1 up to rounding;
@@ -17,10 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vgrad import data
-from vgrad import lsuv
-from vgrad import models
-from vgrad import train
+from vgrad.training import data
+from vgrad.nn import lsuv
+from vgrad.nn import models
+from vgrad.training import train
 
 # float32 rounding of one exact rescale: the kernel entries (2 eps), a dot
 # product of n <= 64 terms (n eps at worst) and a pooled variance of <= 2^15

@@ -1,4 +1,4 @@
-"""Tests for vgrad.matrix_free against dense Jacobians and exact facts.
+"""Tests for vgrad.probes.matrix_free against dense Jacobians and exact facts.
 
 Tolerances:
   * float64 exact identities (Golub-Kahan relations, k = n spectra, Gauss
@@ -25,9 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vgrad import jacobian
-from vgrad import matrix_free
-from vgrad import models
+from vgrad.probes import jacobian
+from vgrad.probes import matrix_free
+from vgrad.nn import models
 
 
 def _net(act, depth, width, init="gaussian", sigma_w=1.0, sigma_b=0.1,

@@ -1,4 +1,4 @@
-"""Tests for vgrad.meanfield against closed forms, references and networks.
+"""Tests for vgrad.theory.meanfield against closed forms, references and networks.
 
 Exactness checks run in float64. Their tolerances come from the quadrature:
 the 300-node Gauss-Hermite rule is exact for polynomials of degree 599, so
@@ -22,10 +22,10 @@ from scipy import integrate
 from scipy import optimize
 from scipy import special
 
-from vgrad import activations
-from vgrad import meanfield
-from vgrad import models
-from vgrad import quadrature
+from vgrad.nn import activations
+from vgrad.theory import meanfield
+from vgrad.nn import models
+from vgrad.theory import quadrature
 
 # One object per activation, so that the jitted solvers compile once.
 ACT = {name: activations.get_activation(name)

@@ -1,4 +1,4 @@
-"""Tests for vgrad.models: shapes, heads, pre-activations, validation."""
+"""Tests for vgrad.nn.models: shapes, heads, pre-activations, validation."""
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -7,8 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vgrad import initializers
-from vgrad import models
+from vgrad.nn import initializers
+from vgrad.nn import models
 
 
 def _init(model, n_in, seed=0):

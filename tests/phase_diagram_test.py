@@ -1,4 +1,4 @@
-"""Tests for vgrad.phase_diagram, vgrad.phase_plots and the two entry points
+"""Tests for vgrad.studies.phase_diagram, vgrad.plots.phase_plots and the two entry points
 ``experiments.phase_diagram`` / ``experiments.replot``."""
 
 import dataclasses
@@ -12,12 +12,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vgrad import activations
-from vgrad import data
-from vgrad import meanfield
-from vgrad import models
-from vgrad import phase_diagram
-from vgrad import train
+from vgrad.nn import activations
+from vgrad.training import data
+from vgrad.theory import meanfield
+from vgrad.nn import models
+from vgrad.studies import phase_diagram
+from vgrad.training import train
 import cli_testing  # tests/cli_testing.py
 
 TINY = phase_diagram.PhaseConfig(

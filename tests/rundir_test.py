@@ -1,10 +1,10 @@
-"""Tests for vgrad.rundir: whole runs or nothing, no silent overwrite."""
+"""Tests for vgrad.io.rundir: whole runs or nothing, no silent overwrite."""
 
 import os
 
 from absl.testing import absltest
 
-from vgrad import rundir
+from vgrad.io import rundir
 
 
 class RunDirTest(absltest.TestCase):

@@ -1,4 +1,4 @@
-"""Tests for vgrad.spectrum_study and vgrad.plotting on real probes."""
+"""Tests for vgrad.studies.spectrum_study and vgrad.plots.spectrum_plots on real probes."""
 
 import dataclasses
 import json
@@ -9,11 +9,11 @@ from absl.testing import parameterized
 import jax
 import numpy as np
 
-from vgrad import jacobian
-from vgrad import lsuv
-from vgrad import plotting
-from vgrad import spectrum
-from vgrad import spectrum_study
+from vgrad.probes import jacobian
+from vgrad.nn import lsuv
+from vgrad.plots import spectrum_plots as plotting
+from vgrad.probes import spectrum
+from vgrad.studies import spectrum_study
 
 STAT_FIELDS = {"layer", "singular_values", "mean_sq_singular_value",
                "min_singular_value", "median_singular_value",

@@ -1,11 +1,11 @@
-"""Tests for vgrad.spectrum: statistics and the resolution floor."""
+"""Tests for vgrad.probes.spectrum: statistics and the resolution floor."""
 
 import math
 
 from absl.testing import absltest
 import numpy as np
 
-from vgrad import spectrum
+from vgrad.probes import spectrum
 
 EPS32 = float(np.finfo(np.float32).eps)
 

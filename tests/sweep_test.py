@@ -1,4 +1,4 @@
-"""Tests of vgrad.sweep and experiments.sweep: the grid computes what the
+"""Tests of vgrad.studies.sweep and experiments.sweep: the grid computes what the
 single-run studies compute, shards without changing a number, and never
 loses, duplicates or corrupts a finished cell."""
 
@@ -21,12 +21,12 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 import cli_testing
-from vgrad import data
-from vgrad import lsuv
-from vgrad import models
-from vgrad import spectrum_study
-from vgrad import sweep
-from vgrad import training_study
+from vgrad.training import data
+from vgrad.nn import lsuv
+from vgrad.nn import models
+from vgrad.studies import spectrum_study
+from vgrad.studies import sweep
+from vgrad.studies import training_study
 
 SPECTRUM = sweep.SweepConfig(task="spectrum", acts=("tanh", "relu"),
                              inits=("orthogonal", "glorot_normal"),
@@ -254,7 +254,7 @@ class SweepTrainTest(absltest.TestCase):
 MESH_SCRIPT = textwrap.dedent("""
     import json, sys
     import jax
-    from vgrad import sweep
+    from vgrad.studies import sweep
     assert jax.device_count() == 4, jax.devices()
     out = {}
     for name, config in (

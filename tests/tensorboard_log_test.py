@@ -1,4 +1,4 @@
-"""Tests for vgrad.tensorboard_log: real event files, read by TensorBoard."""
+"""Tests for vgrad.training.tensorboard_log: real event files, read by TensorBoard."""
 
 import glob
 import importlib.util
@@ -11,7 +11,7 @@ import numpy as np
 from absl.testing import absltest
 from tensorboard.backend.event_processing import event_file_loader
 
-from vgrad import tensorboard_log
+from vgrad.training import tensorboard_log
 
 
 def _bucket_counts(x, histo):

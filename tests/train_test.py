@@ -1,4 +1,4 @@
-"""Tests for vgrad.train: the step, its metrics, losses and blow-ups."""
+"""Tests for vgrad.training.train: the step, its metrics, losses and blow-ups."""
 
 import math
 
@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vgrad import lsuv
-from vgrad import models
-from vgrad import train
+from vgrad.nn import lsuv
+from vgrad.nn import models
+from vgrad.training import train
 
 XOR_X = jnp.array([[0, 0], [0, 1], [1, 0], [1, 1]], jnp.float32)
 XOR_Y = jnp.array([0, 1, 1, 0], jnp.int32)
@@ -244,7 +244,7 @@ class MetricTest(parameterized.TestCase):
         "multiclass")), 0.5)
 
   def test_saturated_and_dead_fractions(self):
-    from vgrad import activations  # pylint: disable=g-import-not-at-top
+    from vgrad.nn import activations  # pylint: disable=g-import-not-at-top
     h = jnp.array([[10.0, 0.0, -1.0], [-10.0, 0.5, -2.0]])
     sat = train.unit_metrics(activations.get_activation("sigmoid"), [h])
     # sigmoid'(+-10) = 4.5e-5 < 0.05/4; sigmoid'(0), sigmoid'(0.5),

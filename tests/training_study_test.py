@@ -1,4 +1,4 @@
-"""Tests for vgrad.training_study and vgrad.training_report: the lecture's
+"""Tests for vgrad.studies.training_study and vgrad.studies.training_report: the lecture's
 XOR outcome, the per-seed diagnosis, the results file and its tables."""
 
 import csv
@@ -11,9 +11,9 @@ from absl.testing import absltest
 import jax
 import numpy as np
 
-from vgrad import data
-from vgrad import training_report
-from vgrad import training_study as ts
+from vgrad.training import data
+from vgrad.studies import training_report
+from vgrad.studies import training_study as ts
 
 XOR_STEPS = 3000
 

@@ -1,0 +1,114 @@
+"""What the paper-reproduction entry points share.
+
+Each reproduction (``experiments.phase_diagram``, ``dynamical_isometry``,
+``gradient_histograms``) writes a run directory holding ``config.json``,
+``results.json`` (with a ``schema`` field and the ``command`` that made
+it), ``report.md`` and one figure as PNG and PDF. ``REPORTS`` maps each
+schema to the functions that draw the figure and the report from
+results.json alone, so ``experiments.replot`` can redraw any of them.
+"""
+
+import dataclasses
+import os
+from typing import Callable
+
+from matplotlib.figure import Figure
+
+from vgrad.cli import app as cli
+from vgrad.studies import gradient_histograms
+from vgrad.plots import histogram_plots
+from vgrad.plots import isometry_plots
+from vgrad.studies import isometry_study
+from vgrad.studies import phase_diagram
+from vgrad.plots import phase_plots
+from vgrad.io import rundir
+from vgrad.plots import style
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+  """How a reproduction's figure (``stem``.png/.pdf) and report.md are drawn
+  from its results dictionary."""
+  stem: str
+  plot: Callable[[dict], Figure]
+  report: Callable[[dict], str]
+
+
+REPORTS = {
+    "vgrad.phase_diagram/1": Report(
+        "phase_diagram", phase_plots.plot_phase_diagram,
+        phase_diagram.format_report),
+    "vgrad.dynamical_isometry/1": Report(
+        "isometry", isometry_plots.plot_isometry,
+        isometry_study.format_report),
+    gradient_histograms.SCHEMA: Report(
+        "histograms", histogram_plots.plot_histograms,
+        gradient_histograms.format_report),
+}
+
+
+def schema_of(results: dict) -> str | None:
+  """The reproduction schema of a results dictionary, or None.
+
+  Gradient-histogram runs made before results carried a ``schema`` field
+  are recognised by their ``runs`` and ``convention`` sections.
+  """
+  schema = results.get("schema")
+  if schema is None and {"runs", "convention", "dataset"} <= set(results):
+    return gradient_histograms.SCHEMA
+  return schema
+
+
+def output_names(schema: str) -> str:
+  """The files of a run, for the closing message."""
+  stem = REPORTS[schema].stem
+  return f"{{config.json,results.json,report.md,{stem}.png,{stem}.pdf}}"
+
+
+def write_outputs(directory: str, results: dict) -> list[str]:
+  """report.md and the figure from ``results``; returns the paths.
+
+  Both are built before either is written, so a malformed results file
+  leaves the directory as it was.
+  """
+  spec = REPORTS[schema_of(results)]
+  text, fig = spec.report(results), spec.plot(results)
+  report = os.path.join(directory, "report.md")
+  rundir.write_text(report, text)
+  return [report] + style.save_figure(fig, os.path.join(directory, spec.stem))
+
+
+def check_out_dir(out_dir: str, overwrite: bool) -> None:
+  try:
+    rundir.check_writable(out_dir, overwrite)
+  except rundir.RunDirExistsError as e:
+    cli.fail(e)
+
+
+def write_run(out_dir: str, results: dict, overwrite: bool) -> None:
+  """The whole run directory, staged and renamed into place.
+
+  results.json gets the ``command`` that made it (:func:`cli.command_line`)
+  unless ``results`` already records one.
+  """
+  if "command" not in results:
+    results = results | {"command": cli.command_line()}
+  try:
+    with rundir.staged_run_dir(out_dir, overwrite=overwrite) as stage:
+      rundir.write_json(os.path.join(stage, "config.json"), results["config"])
+      rundir.write_json(os.path.join(stage, "results.json"), results)
+      write_outputs(stage, results)
+  except rundir.RunDirExistsError as e:
+    cli.fail(e)
+
+
+def redraw(run_dir: str, flag: str = "--run_dir") -> list[str]:
+  """Rewrites a run's figure and report from its results.json."""
+  results = cli.read_run_file(run_dir, "results.json")
+  if schema_of(results) not in REPORTS:
+    cli.fail(f"{flag}: {run_dir} is not a reproduction run (schema "
+             f"{results.get('schema')!r}; known: {', '.join(REPORTS)})")
+  try:
+    return write_outputs(run_dir, results)
+  except (KeyError, TypeError, IndexError, ValueError) as e:
+    cli.fail(f"{flag}: {run_dir}/results.json is malformed (field {e})")

@@ -1,0 +1,154 @@
+"""What the training entry points share: data flags, progress, run files.
+
+``run_arms`` trains each arm in turn (all seeds of an arm at once), shows
+progress on stderr, writes the run directory atomically (config.json,
+metrics.json, table.md, table.csv, curves and gradient-flow figures,
+TensorBoard runs under ``tb/<arm>/seed_<s>``) and prints the table. Both
+JSON files record the ``command`` line that made the run.
+"""
+
+import os
+import re
+import sys
+import time
+
+from absl import flags
+import jax
+
+from vgrad.cli import app as cli
+from vgrad.training import data
+from vgrad.io import rundir
+from vgrad.studies import training_report
+from vgrad.studies import training_study
+
+FLAGS = flags.FLAGS
+
+SCHEMA = "vgrad.train/1"
+
+
+def define_dataset_source_flags():
+  """--data_dir and --download: where MNIST's files are (read by load)."""
+  flags.DEFINE_string("data_dir", None, "Directory holding the MNIST IDX "
+                      "files (default $VGRAD_DATA_DIR/mnist or "
+                      "~/.cache/vgrad/mnist).")
+  flags.DEFINE_bool("download", False, "Download missing MNIST files into "
+                    "--data_dir (checksum-verified).")
+
+
+def define_data_flags():
+  define_dataset_source_flags()
+  cli.define_run_dir_flags()
+  flags.DEFINE_bool("tensorboard", True, "Write TensorBoard event files "
+                    "under <out_dir>/tb.")
+
+
+def flag_record() -> dict:
+  """Every flag defined by the experiments (not absl's own), by name, and
+  the ``command`` line that ran (:func:`cli.command_line`)."""
+  return {f.name: f.value
+          for module, fs in FLAGS.flags_by_module_dict().items()
+          if not module.startswith("absl")
+          for f in fs} | {"command": cli.command_line()}
+
+
+def load(name: str) -> data.Dataset:
+  """The dataset, or a one-line error saying how to get it."""
+  try:
+    return data.load_dataset(name, data_dir=FLAGS.data_dir,
+                             download=FLAGS.download)
+  except data.DatasetUnavailableError as e:
+    cli.fail(f"--dataset={name}: {e}")
+
+
+def out_dir_for(root: str, name: str) -> str:
+  out_dir = FLAGS.out_dir or rundir.default_run_dir(root, name)
+  try:
+    rundir.check_writable(out_dir, FLAGS.overwrite)
+  except rundir.RunDirExistsError as e:
+    cli.fail(e)
+  return out_dir
+
+
+def slug(label: str) -> str:
+  return re.sub(r"[^A-Za-z0-9.]+", "_", label).strip("_")
+
+
+class Progress:
+  """One status line per logged step: rewritten in place on a terminal."""
+
+  def __init__(self, arms: int):
+    self.arms, self.arm, self.start = arms, 0, time.perf_counter()
+    self.tty = sys.stderr.isatty()
+
+  def next_arm(self, label: str):
+    self.arm += 1
+    self.label, self.arm_start = label, time.perf_counter()
+
+  def __call__(self, step: int, steps: int, loss: float):
+    elapsed = time.perf_counter() - self.arm_start
+    eta = elapsed / step * (steps - step) if step else float("nan")
+    line = (f"[{self.arm}/{self.arms}] {self.label}: step {step}/{steps}, "
+            f"median loss {loss:.4g}, {elapsed:.0f} s, ETA {eta:.0f} s")
+    if self.tty:
+      print(f"\r{line}\033[K", end="" if step < steps else "\n",
+            file=sys.stderr, flush=True)
+    else:
+      print(line, file=sys.stderr, flush=True)
+
+
+def _dataset_record(ds: data.Dataset) -> dict:
+  return {"name": ds.name, "task": ds.task, "description": ds.description,
+          "n_train": int(ds.x_train.shape[0]),
+          "n_test": int(ds.x_test.shape[0]), "input_dim": ds.input_dim,
+          "num_outputs": ds.num_outputs}
+
+
+def train_arms(name: str, title: str, configs, ds: data.Dataset,
+               stage: str | None) -> dict:
+  """Trains every arm; TensorBoard runs go under ``stage/tb`` if given.
+
+  ``name`` is the short run name shown in figures, ``title`` the line above
+  the printed table.
+  """
+  progress = Progress(len(configs))
+  arms = []
+  for config in configs:
+    progress.next_arm(config.name())
+    tb = (os.path.join(stage, "tb", slug(config.name()))
+          if stage and FLAGS.tensorboard else None)
+    try:
+      arms.append(training_study.run_training(config, ds, tb_dir=tb,
+                                              progress=progress))
+    except ValueError as e:   # invalid combination found while building
+      cli.fail(e)
+  return {"schema": SCHEMA, "name": name, "title": title,
+          "command": cli.command_line(), "dataset": _dataset_record(ds),
+          "device": jax.devices()[0].platform, "jax": jax.__version__,
+          "arms": arms}
+
+
+def report(metrics: dict, out_dir: str) -> None:
+  print(f"\n{metrics['title']} ({metrics['dataset']['description']})\n")
+  print(training_report.format_table(metrics))
+  why = training_report.explain_failures(metrics)
+  if why:
+    print("Why seeds failed:\n" + why + "\n")
+  seconds = sum(a["seconds"] for a in metrics["arms"])
+  print(f"trained in {seconds:.1f} s on {metrics['device']}; wrote "
+        f"{out_dir}/{{config.json,metrics.json,table.md,table.csv,"
+        f"curves.png,gradient_flow.png}}"
+        + (" and tb/ (tensorboard --logdir " + os.path.join(out_dir, "tb")
+           + ")" if FLAGS.tensorboard else ""))
+
+
+def run_arms(name: str, title: str, configs, ds: data.Dataset, out_dir: str,
+             record: dict) -> dict:
+  """Trains, writes the run directory atomically and prints the report."""
+  try:
+    with rundir.staged_run_dir(out_dir, overwrite=FLAGS.overwrite) as stage:
+      metrics = train_arms(name, title, configs, ds, stage)
+      training_report.write_run(stage, record, metrics)
+  except rundir.RunDirExistsError as e:
+    cli.fail(e)
+  report(metrics, out_dir)
+  return metrics

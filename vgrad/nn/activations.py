@@ -1,0 +1,219 @@
+"""Activation functions by name, each with its closed-form derivative.
+
+Every entry of ``ACTIVATIONS`` is a constructor that takes the activation's
+parameters (if any) and returns an :class:`Activation`. The derivative is
+written out by hand rather than taken from autodiff so that the probe's
+analytic Jacobian ``D_l W_l`` with ``D_l = diag(phi'(h_l))`` is an independent
+computation that tests can compare against ``jax.jacfwd``/``jax.jacrev``.
+
+Conventions at kinks (measure-zero points): ``phi'(0) = 0`` for ReLU,
+``phi'(0) = slope`` for leaky ReLU, ``phi'(0) = alpha`` for ELU and
+``phi'(+-1) = 0`` for hard tanh. Each ``fn`` is written with ``jnp.where`` on
+the same predicate, so autodiff agrees with ``deriv`` everywhere.
+
+Maxout (Goodfellow et al. 2013) is not elementwise: a maxout layer computes
+``k`` linear pieces per unit and keeps the largest, ``x_i = max_j h_ij``. Its
+Activation has ``pieces = k`` and ``fn`` reduces the last axis; the layer and
+its Jacobian (a row selection of the stacked weights, not ``diag(phi') W``)
+are handled in :mod:`vgrad.nn.models` and :mod:`vgrad.probes.jacobian`.
+"""
+
+import dataclasses
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Activation:
+  """A named activation.
+
+  Attributes:
+    name: registry name.
+    fn: ``phi``; elementwise, except for maxout where it maps ``(..., k)`` to
+      ``(...)`` by a max over the last axis.
+    deriv: ``phi'`` elementwise, or ``None`` for maxout.
+    params: the constructor arguments, as sorted ``(name, value)`` pairs.
+    pieces: number of linear pieces per unit; 1 for elementwise activations.
+  """
+  name: str
+  fn: Callable[[Array], Array]
+  deriv: Callable[[Array], Array] | None
+  params: tuple[tuple[str, float], ...] = ()
+  pieces: int = 1
+
+  @property
+  def is_maxout(self) -> bool:
+    return self.pieces > 1
+
+  def describe(self) -> str:
+    args = ", ".join(f"{k}={v:g}" for k, v in self.params)
+    return f"{self.name}({args})" if args else self.name
+
+
+def _elementwise(name, fn, deriv, **params) -> Activation:
+  return Activation(name, fn, deriv, tuple(sorted(params.items())))
+
+
+def linear() -> Activation:
+  """phi(x) = x."""
+  return _elementwise("linear", lambda x: x, jnp.ones_like)
+
+
+def sigmoid() -> Activation:
+  """phi(x) = 1 / (1 + exp(-x)); phi'(x) = phi(x)(1 - phi(x)) <= 1/4."""
+  def deriv(x):
+    s = jax.nn.sigmoid(x)
+    return s * (1 - s)
+  return _elementwise("sigmoid", jax.nn.sigmoid, deriv)
+
+
+def tanh() -> Activation:
+  """phi(x) = tanh(x); phi'(x) = 1 - tanh(x)^2."""
+  return _elementwise("tanh", jnp.tanh, lambda x: 1 - jnp.tanh(x) ** 2)
+
+
+def relu() -> Activation:
+  """phi(x) = max(0, x); phi'(x) = 1[x > 0]."""
+  return _elementwise("relu", lambda x: jnp.where(x > 0, x, 0.0),
+                      lambda x: jnp.where(x > 0, 1.0, 0.0).astype(x.dtype))
+
+
+def leaky_relu(slope: float = 0.01) -> Activation:
+  """phi(x) = x if x > 0 else slope * x. The lectures use slope 0.01 and 0.1."""
+  if not 0 <= slope < 1:
+    raise ValueError(f"leaky_relu slope must be in [0, 1), got {slope}")
+  return _elementwise(
+      "leaky_relu", lambda x: jnp.where(x > 0, x, slope * x),
+      lambda x: jnp.where(x > 0, 1.0, slope).astype(x.dtype), slope=slope)
+
+
+def _elu(x, alpha):
+  # expm1 of min(x, 0): the unselected branch must stay finite for autodiff.
+  return jnp.where(x > 0, x, alpha * jnp.expm1(jnp.minimum(x, 0.0)))
+
+
+def _elu_deriv(x, alpha):
+  return jnp.where(x > 0, 1.0, alpha * jnp.exp(jnp.minimum(x, 0.0))).astype(
+      x.dtype)
+
+
+def elu(alpha: float = 1.0) -> Activation:
+  """phi(x) = x if x > 0 else alpha (exp(x) - 1) (Clevert et al. 2015)."""
+  if alpha <= 0:
+    raise ValueError(f"elu alpha must be > 0, got {alpha}")
+  return _elementwise("elu", lambda x: _elu(x, alpha),
+                      lambda x: _elu_deriv(x, alpha), alpha=alpha)
+
+
+# Klambauer et al. 2017, eq. 14 (the fixed point mean 0, variance 1).
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def selu() -> Activation:
+  """phi(x) = lambda * elu(x, alpha), lambda ~ 1.0507, alpha ~ 1.6733."""
+  return _elementwise("selu", lambda x: SELU_SCALE * _elu(x, SELU_ALPHA),
+                      lambda x: SELU_SCALE * _elu_deriv(x, SELU_ALPHA))
+
+
+def softplus() -> Activation:
+  """phi(x) = log(1 + exp(x)); phi'(x) = sigmoid(x)."""
+  return _elementwise("softplus", jax.nn.softplus, jax.nn.sigmoid)
+
+
+def softsign() -> Activation:
+  """phi(x) = x / (1 + |x|); phi'(x) = 1 / (1 + |x|)^2."""
+  return _elementwise("softsign", lambda x: x / (1 + jnp.abs(x)),
+                      lambda x: 1 / (1 + jnp.abs(x)) ** 2)
+
+
+def hard_tanh() -> Activation:
+  """phi(x) = clip(x, -1, 1); phi'(x) = 1[|x| < 1]."""
+  return _elementwise(
+      "hard_tanh", lambda x: jnp.where(jnp.abs(x) < 1, x, jnp.sign(x)),
+      lambda x: jnp.where(jnp.abs(x) < 1, 1.0, 0.0).astype(x.dtype))
+
+
+_INV_SQRT2 = 1 / math.sqrt(2)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+_TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
+
+
+def gelu() -> Activation:
+  """Exact GELU: phi(x) = x Phi(x); phi'(x) = Phi(x) + x N(x; 0, 1)."""
+  def cdf(x):
+    return 0.5 * (1 + jax.scipy.special.erf(x * _INV_SQRT2))
+
+  def deriv(x):
+    return cdf(x) + x * _INV_SQRT_2PI * jnp.exp(-0.5 * x * x)
+  return _elementwise("gelu", lambda x: x * cdf(x), deriv)
+
+
+def erf() -> Activation:
+  """phi(x) = erf(x); phi'(x) = (2 / sqrt(pi)) exp(-x^2).
+
+  A sigmoid-shaped odd activation like tanh whose Gaussian expectations have
+  closed forms (Williams 1997), so mean-field theory is exact for it.
+  """
+  return _elementwise("erf", jax.scipy.special.erf,
+                      lambda x: _TWO_OVER_SQRT_PI * jnp.exp(-x * x))
+
+
+def swish(beta: float = 1.0) -> Activation:
+  """phi(x) = x sigmoid(beta x) (SiLU when beta = 1).
+
+  phi'(x) = s + beta x s (1 - s), s = sigmoid(beta x).
+  """
+  def deriv(x):
+    s = jax.nn.sigmoid(beta * x)
+    return s + beta * x * s * (1 - s)
+  return _elementwise("swish", lambda x: x * jax.nn.sigmoid(beta * x), deriv,
+                      beta=beta)
+
+
+def maxout(k: int = 2) -> Activation:
+  """phi(h_1, ..., h_k) = max_j h_j over k linear pieces (Goodfellow 2013)."""
+  if int(k) != k or k < 2:
+    raise ValueError(f"maxout needs k >= 2 linear pieces, got k={k}")
+  return Activation("maxout", lambda h: jnp.max(h, axis=-1), None,
+                    (("k", int(k)),), pieces=int(k))
+
+
+ACTIVATIONS: dict[str, Callable[..., Activation]] = {
+    "linear": linear,
+    "sigmoid": sigmoid,
+    "tanh": tanh,
+    "relu": relu,
+    "leaky_relu": leaky_relu,
+    "elu": elu,
+    "selu": selu,
+    "softplus": softplus,
+    "softsign": softsign,
+    "hard_tanh": hard_tanh,
+    "gelu": gelu,
+    "erf": erf,
+    "swish": swish,
+    "maxout": maxout,
+}
+
+
+def get_activation(name: str, **params) -> Activation:
+  """Returns the activation ``name`` built with ``params``.
+
+  Raises:
+    ValueError: for an unknown name (the message lists the valid names), a
+      parameter the activation does not take, or an invalid parameter value.
+  """
+  if name not in ACTIVATIONS:
+    raise ValueError(f"unknown activation {name!r}; valid names: "
+                     f"{', '.join(sorted(ACTIVATIONS))}")
+  try:
+    return ACTIVATIONS[name](**params)
+  except TypeError:
+    raise ValueError(f"activation {name!r} takes no parameter(s) "
+                     f"{', '.join(sorted(params))}") from None

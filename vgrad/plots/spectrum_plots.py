@@ -1,0 +1,220 @@
+"""Paper-style figures drawn from saved results alone.
+
+Every function here takes the dictionary stored in a run's ``results.json``
+and never touches models or JAX, so a figure can be redrawn from a run
+directory at any time (``python -m experiments.plot_jacobian_spectrum``).
+Drawn in the shared style of :mod:`vgrad.plots.style` (page width, Okabe-Ito
+palette); matplotlib's object API only (no pyplot state, no display).
+"""
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from vgrad.plots import style
+from vgrad.plots.style import PALETTE
+# Re-exported for callers of the old name (tests/spectrum_study_test.py);
+# the definition lives in vgrad.plots.style.
+from vgrad.plots.style import save_figure  # noqa: F401
+
+
+def _positive_values(record: dict) -> np.ndarray:
+  """Pooled resolved nonzero singular values of one spectrum record."""
+  return np.array([v for row in record["singular_values"] for v in row
+                   if v], np.float64)
+
+
+def _layer_quantiles(records, qs) -> np.ndarray:
+  """``(layers, len(qs))`` quantiles of the pooled nonzero singular values.
+
+  Exact zeros (inactive units) are left out, so for ReLU these describe the
+  spectrum on the active subspace. NaN where a quantile falls on an
+  unresolved value (those are the smallest, so upper quantiles survive).
+  """
+  out = []
+  for record in records:
+    pooled = np.array([-np.inf if v is None else v
+                       for row in record["singular_values"] for v in row
+                       if v != 0.0])
+    q = (np.quantile(pooled, qs, method="nearest") if pooled.size
+         else np.full(len(qs), np.nan))
+    out.append(np.where(np.isfinite(q), q, np.nan))
+  return np.array(out)
+
+
+def _title(results: dict) -> str:
+  c = results["config"]
+  params = "".join(f", {k}={v}" for k, v in sorted(c.get("act_params",
+                                                          {}).items()))
+  scale = "".join(f", $\\sigma_{k[-1]}$={c[k]:g}" for k in ("sigma_w",
+                                                            "sigma_b")
+                  if c.get(k) is not None)
+  return (f"{c['act']}{params} net, {c['init']} init{scale}: depth "
+          f"{c['depth']}, width {c['width']}, {c['num_inputs']} inputs, "
+          f"{c['dtype']}")
+
+
+def plot_jacobian_spectrum(results: dict) -> Figure:
+  """Two panels: the spread of J_{<=l}'s singular values against l, and the
+  density of the input-output singular values (both on log axes).
+
+  Results of the ``qr`` method (``results['method'] == 'qr'``) get
+  :func:`plot_log_spectrum` instead.
+  """
+  if results.get("method") == "qr":
+    return plot_log_spectrum(results)
+  with style.style_context():
+    fig = style.new_figure("page", 3.6)
+    left, right = fig.subplots(1, 2)
+    _draw_spread(left, results)
+    _draw_density(right, results)
+    fig.legend(*left.get_legend_handles_labels(), loc="outside lower center",
+               ncol=3, frameon=False)
+    fig.suptitle(style.wrap(_title(results), "page"))
+  return fig
+
+
+def _draw_spread(ax, results):
+  records = results["layers"]
+  layers = np.array([r["layer"] for r in records])
+  q = _layer_quantiles(records, [0.0, 0.1, 0.5, 0.9, 1.0])
+  has_zeros = any(max(r.get("num_exact_zeros", [0])) for r in records)
+  ax.fill_between(layers, q[:, 1], q[:, 3], color=PALETTE[0], alpha=0.3,
+                  lw=0, label="10th to 90th percentile" + (
+                      " (nonzero values)" if has_zeros else ""))
+  ax.plot(layers, q[:, 4], color=PALETTE[0], lw=0.8, label="max")
+  ax.plot(layers, q[:, 2], color=PALETTE[0], marker="o", ms=2.5,
+          label="median")
+  ax.plot(layers, q[:, 0], color=PALETTE[0], lw=0.8, ls="-.",
+          label="min (where resolved)")
+  rms = [np.sqrt(r["mean_sq_singular_value"])
+         if r["mean_sq_singular_value"] else np.nan for r in records]
+  ax.plot(layers, rms, color=PALETTE[1], ls="--",
+          label=r"rms gain $\sqrt{\mathrm{tr}\,JJ^\top/N}$")
+  floor = [np.median([f for f in r["resolution_floor"] if f is not None]
+                     or [np.nan]) for r in records]
+  ax.plot(layers, floor, color="0.45", ls=":",
+          label=f"{results['config']['dtype']} resolution floor")
+  ax.axhline(1.0, color="0.7", lw=0.6, zorder=0)
+  # Always log: gains compound multiplicatively with depth, and the
+  # resolution floor sits decades below the values.
+  ax.set_yscale("log")
+  ax.set_xlabel("layer $l$ (hidden layers from the input)")
+  ax.set_ylabel(r"singular values of $J_{\leq l} = \partial x_l/\partial x_0$")
+  ax.set_title(r"Input-to-layer-$l$ Jacobian spectrum")
+
+
+def _draw_density(ax, results):
+  record = results["input_output"]
+  values = _positive_values(record)
+  total = sum(map(len, record["singular_values"]))
+  zeros = sum(record.get("num_exact_zeros", [0]))
+  if values.size:
+    lo, hi = np.log10(values.min()), np.log10(values.max())
+    pad = max(0.05 * (hi - lo), 0.02)
+    bins = np.logspace(lo - pad, hi + pad, 31)
+    # Density per decade, normalised over all values, shown or not.
+    weights = np.full(values.size, 1.0 / total / np.log10(bins[1] / bins[0]))
+    ax.hist(values, bins=bins, weights=weights, color=PALETTE[2], alpha=0.8,
+            label="measured")
+  ax.axvline(1.0, color="0.5", lw=0.8, ls="--", label=r"$\sigma = 1$")
+  ax.set_xscale("log")
+  ax.set_xlabel(r"singular value $\sigma$ of $\partial x_L/\partial x_0$")
+  ax.set_ylabel(r"density per decade, $p(\log_{10}\sigma)$")
+  ax.set_title(f"Input-output Jacobian, depth {results['config']['depth']}")
+  missing = total - values.size - zeros
+  notes = []
+  if missing:
+    notes.append(f"{missing}/{total} unresolved")
+  if zeros:
+    notes.append(f"{zeros}/{total} exact zeros")
+  if notes:
+    ax.set_title(f"{ax.get_title()}\n(not shown: {', '.join(notes)})",
+                 fontsize=style.SMALL_SIZE)
+  ax.legend(loc="upper left", frameon=False)
+
+
+LN10 = np.log(10.0)
+
+
+def plot_log_spectrum(results: dict) -> Figure:
+  """The ``qr`` method's figure, on log10 axes that never overflow.
+
+  Left: log10 of the singular values of J_{<=l} against l: exact at the
+  target layers (median, min/max, 10th-90th percentile), and the
+  finite-time Lyapunov sums S_l / ln 10 at every layer as a lighter band
+  (estimates, O(log N) off at the ends). Right: the Lyapunov spectrum
+  S_{L,i} / L per input against i / N, with log sigma_i(J_{<=L}) / L.
+  """
+  with style.style_context():
+    fig = style.new_figure("page", 3.6)
+    left, right = fig.subplots(1, 2)
+    _draw_log_spread(left, results)
+    _draw_lyapunov(right, results)
+    fig.legend(*left.get_legend_handles_labels(), loc="outside lower center",
+               ncol=3, frameon=False)
+    fig.suptitle(style.wrap(_title(results) + ", QR", "page"))
+  return fig
+
+
+def _log10_quantiles(record: dict, qs) -> np.ndarray:
+  """Quantiles of the pooled nonzero log10 singular values of a record."""
+  pooled = np.array([v for row in record["log_singular_values"] for v in row
+                     if v is not None], np.float64) / LN10
+  return (np.quantile(pooled, qs, method="nearest") if pooled.size
+          else np.full(len(qs), np.nan))
+
+
+def _none_to_nan(values) -> np.ndarray:
+  return np.array([np.nan if v is None else v for v in values], np.float64)
+
+
+def _draw_log_spread(ax, results):
+  sums = results["lyapunov"]["partial_sums"]
+  every = np.arange(1, len(sums["max"]) + 1)
+  ax.fill_between(every, _none_to_nan(sums["min"]) / LN10,
+                  _none_to_nan(sums["max"]) / LN10, color=PALETTE[5],
+                  alpha=0.25, lw=0,
+                  label=r"Lyapunov sums $S_l/\ln 10$ (min to max, estimate)")
+  ax.plot(every, _none_to_nan(sums["median"]) / LN10, color=PALETTE[5],
+          lw=0.8, label="Lyapunov sums, median")
+  records = results["layers"]
+  layers = np.array([r["layer"] for r in records])
+  q = np.array([_log10_quantiles(r, [0.0, 0.1, 0.5, 0.9, 1.0])
+                for r in records])
+  has_zeros = any(max(r["num_exact_zeros"]) for r in records)
+  ax.fill_between(layers, q[:, 1], q[:, 3], color=PALETTE[0], alpha=0.35,
+                  lw=0, label="exact, 10th to 90th percentile" + (
+                      " (nonzero values)" if has_zeros else ""))
+  ax.plot(layers, q[:, 2], color=PALETTE[0], marker="o", ms=3,
+          label="exact, median")
+  ax.plot(layers, q[:, 4], color=PALETTE[0], lw=0.8, marker="^", ms=2.5,
+          label="exact, max")
+  ax.plot(layers, q[:, 0], color=PALETTE[0], lw=0.8, ls="-.", marker="v",
+          ms=2.5, label="exact, min")
+  ax.axhline(0.0, color="0.7", lw=0.6, zorder=0)
+  style.log_scale_if_wide(ax, every, "x")
+  ax.set_xlabel("layer $l$ (hidden layers from the input)")
+  ax.set_ylabel(r"$\log_{10}\sigma$ of $J_{\leq l}$ (decades)")
+  ax.set_title(r"Input-to-layer-$l$ Jacobian spectrum")
+
+
+def _draw_lyapunov(ax, results):
+  lyap, depth = results["lyapunov"], results["config"]["depth"]
+  io = results["input_output"]
+  for b, row in enumerate(lyap["exponents"]):
+    values = _none_to_nan(row)
+    rank = np.arange(1, len(values) + 1) / len(values)
+    ax.plot(rank, values, color=PALETTE[1], lw=0.8, alpha=0.7,
+            label=r"Lyapunov $S_{L,i}/L$" if b == 0 else None)
+    exact = _none_to_nan(io["log_singular_values"][b]) / depth
+    ax.plot(rank, exact, color=PALETTE[0], lw=0.8, ls="--", alpha=0.7,
+            label=r"exact $\log\sigma_i(J_{\leq L})/L$" if b == 0 else None)
+  ax.axhline(0.0, color="0.7", lw=0.6, zorder=0)
+  ax.set_xlabel(r"rank $i/N$ (largest first)")
+  ax.set_ylabel("exponent (nats per layer)")
+  zeros = max(lyap["num_exact_zeros"][-1:] or [0])
+  title = f"Lyapunov spectrum, depth {depth}"
+  if zeros:
+    title += f"\n(not shown: up to {zeros} exact zeros per input)"
+  ax.set_title(title, fontsize=style.SMALL_SIZE if zeros else None)
+  ax.legend(loc="lower left", frameon=False)

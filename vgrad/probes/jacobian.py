@@ -1,0 +1,297 @@
+"""Exact per-layer, input-to-layer and input-output Jacobians of an MLP.
+
+Convention (see :mod:`vgrad.nn.models` for the notation): the Jacobian of hidden
+layer l is the derivative of its output with respect to its input,
+
+    J_l = d x_l / d x_{l-1} = D_l W_l,    D_l = diag(phi'(h_l)),
+
+an ``(width, n_{l-1})`` matrix, and the input-to-layer-l Jacobian is the chain
+
+    J_{<=l} = d x_l / d x_0 = D_l W_l ... D_1 W_1.
+
+For maxout, J_l is the row selection ``S_l W_l`` of the stacked piece weights
+(row i is the winning piece's row ``W_l^{(j*)}[i]``). The input-output
+Jacobian is ``dy / dx_0``: ``J_{<=depth}`` when the model has no readout,
+else the readout's (and head's) Jacobian times ``J_{<=depth}``.
+
+Two routes compute the same matrices and are tested against each other
+(``jax.jacfwd`` = ``jax.jacrev`` = analytic, every activation):
+``autodiff_layer_jacobians`` applies ``jax.jacrev``/``jax.jacfwd`` to each of
+the model's own layers; ``layer_jacobian`` writes ``D_l W_l`` out
+(``analytic_layer_jacobians`` for a whole net). The batched probes
+(:func:`make_spectrum_probe`, :func:`make_input_output_probe`) scan over the
+layers, so their memory is one Jacobian per input at any depth: each layer's
+own Jacobian (its spectrum) is ``jax.jacobian`` of the model's layer, and the
+chain ``J_{<=l}`` is propagated with the analytic factor. The probes stack
+the layers' parameters on the host (:func:`_split_params`) and pass them to
+the jitted scan: an in-graph stack of L layers is L slices and an L-operand
+concatenation, and XLA takes minutes to compile it at L = 10 000.
+"""
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vgrad.nn import activations as activations_lib
+from vgrad.nn import models
+
+PRECISION = models.PRECISION
+
+
+def layer_jacobian(activation: activations_lib.Activation, kernel: jax.Array,
+                   h: jax.Array) -> jax.Array:
+  """The analytic Jacobian of one hidden layer.
+
+  Args:
+    activation: the layer's activation.
+    kernel: ``(n_in, N)``, or ``(k, n_in, N)`` for maxout with k pieces.
+    h: pre-activations ``(N,)``, or ``(N, k)`` for maxout.
+
+  Returns:
+    ``J_l = diag(phi'(h)) W`` of shape ``(N, n_in)`` with ``W = kernel.T``;
+    for maxout the rows of the winning pieces, ``J_l[i] = kernel[j*_i, :, i]``.
+  """
+  if activation.is_maxout:
+    winner = jnp.argmax(h, axis=-1)
+    return kernel[winner, :, jnp.arange(h.shape[0])]
+  return activation.deriv(h)[:, None] * kernel.T
+
+
+def analytic_layer_jacobians(model: models.MLP, params, x: jax.Array):
+  """``[J_1, ..., J_depth]`` for one input ``x`` of shape ``(n_in,)``."""
+  _, hs = model.apply(params, x, return_preactivations=True)
+  return [layer_jacobian(model.activation,
+                         models.layer_params(params, l)["kernel"], h)
+          for l, h in enumerate(hs, start=1)]
+
+
+def autodiff_layer_jacobians(model: models.MLP, params, x: jax.Array,
+                             mode: str = "rev"):
+  """``[J_1, ..., J_depth]`` by ``jax.jacrev`` (or ``jacfwd``) of each layer."""
+  jac = {"rev": jax.jacrev, "fwd": jax.jacfwd}[mode]
+  jacobians = []
+  for l in range(1, model.depth + 1):
+    def layer_out(z, l=l):
+      return model.apply(params, l, z, method=models.MLP.apply_layer)[0]
+    jacobians.append(jac(layer_out)(x))
+    x = layer_out(x)
+  return jacobians
+
+
+def cumulative_jacobians(layer_jacobians):
+  """``[J_{<=1}, ..., J_{<=depth}]`` from ``[J_1, ..., J_depth]``."""
+  cumulative = [layer_jacobians[0]]
+  for jac in layer_jacobians[1:]:
+    cumulative.append(jnp.dot(jac, cumulative[-1], precision=PRECISION))
+  return cumulative
+
+
+def input_output_jacobian(model: models.MLP, params, x: jax.Array,
+                          mode: str = "rev") -> jax.Array:
+  """``dy/dx_0`` of the whole network by autodiff, ``(n_out, n_in)``."""
+  jac = {"rev": jax.jacrev, "fwd": jax.jacfwd}[mode]
+  return jac(lambda z: model.apply(params, z))(x)
+
+
+def singular_values(matrix: jax.Array) -> jax.Array:
+  """Singular values in descending order, ``(..., min(M, N))``."""
+  return jnp.linalg.svd(matrix, compute_uv=False)
+
+
+class Spectra(NamedTuple):
+  """Singular values from :func:`make_spectrum_probe`, for B inputs.
+
+  Attributes:
+    first_layer: ``(B, min(N, n_in))`` singular values of J_1.
+    per_layer: ``(B, depth - 1, N)`` singular values of J_2 ... J_depth.
+    cumulative: ``(B, depth, min(N, n_in))`` singular values of J_{<=l}.
+    input_output: ``(B, min(n_out, n_in))`` singular values of dy/dx_0.
+    nonzero_rows: ``(B, depth)`` number of nonzero rows of each J_l (units
+      with phi'(h) != 0). ``rank J_l <= nonzero_rows[l]`` and
+      ``rank J_{<=l} <= min_{m<=l} nonzero_rows[m]``: singular values past
+      that rank are exactly zero (inactive ReLU units, saturated hard tanh,
+      zero weights), whatever the floating-point SVD returns for them.
+  """
+  first_layer: jax.Array
+  per_layer: jax.Array
+  cumulative: jax.Array
+  input_output: jax.Array
+  nonzero_rows: jax.Array
+
+
+def _stack_layer_params(params, first: int, last: int):
+  """Layers ``first .. last``'s parameters stacked in the graph (traceable).
+
+  Compile time grows with the number of layers: outside ``jit`` prefer
+  :func:`_split_params`, which stacks on the host.
+  """
+  layers = [models.layer_params(params, l) for l in range(first, last + 1)]
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *layers)
+
+
+def _is_traced(tree) -> bool:
+  return any(isinstance(leaf, jax.core.Tracer)
+             for leaf in jax.tree.leaves(tree))
+
+
+def stack_hidden_layers(model: models.MLP, params):
+  """``(first, rest)``: layer 1's ``{'kernel', 'bias'}`` and layers
+  2 .. depth's stacked on a leading axis of length ``depth - 1`` (None for
+  depth 1).
+
+  Concrete parameters are stacked on the host with NumPy: milliseconds at
+  any depth, where one in-graph concatenation of 10 000 layers takes XLA
+  minutes to compile (106 s measured), and the jitted scan then compiles in
+  a time independent of depth. Traced ones (under an outer ``jit`` or
+  ``vmap``) fall back to :func:`_stack_layer_params` in the graph.
+  """
+  first = models.layer_params(params, 1)
+  if model.depth == 1:
+    return first, None
+  if _is_traced(params):
+    return first, _stack_layer_params(params, 2, model.depth)
+  host = jax.device_get([models.layer_params(params, l)
+                         for l in range(2, model.depth + 1)])
+  return first, jax.tree.map(lambda *leaves: jnp.asarray(np.stack(leaves)),
+                             *host)
+
+
+def _split_params(model: models.MLP, params):
+  """``(first, rest, readout)``: :func:`stack_hidden_layers` and the
+  remaining (readout) parameters as a ``{'params': ...}`` tree."""
+  readout = {"params": {name: value
+                        for name, value in params["params"].items()
+                        if not name.startswith("layers_")}}
+  return (*stack_hidden_layers(model, params), readout)
+
+
+def _nonzero_rows(jac: jax.Array) -> jax.Array:
+  return jnp.sum(jnp.any(jac != 0, axis=1)).astype(jnp.int32)
+
+
+def _propagate(activation: activations_lib.Activation, kernel: jax.Array,
+               h: jax.Array, transposed: jax.Array) -> jax.Array:
+  """``J_{<=l}^T = J_{<=l-1}^T J_l^T`` for one input.
+
+  The chain is carried transposed, ``K = J^T`` of shape ``(n_in, N)``, so
+  that for elementwise activations a step is ``(K @ kernel) * phi'(h)``:
+  under ``vmap`` the kernel is shared by every input and the product is one
+  large GEMM over the batch instead of B small ones (this is what makes
+  reverse mode fast, too). Maxout selects a per-input weight matrix.
+  """
+  if activation.is_maxout:
+    return jnp.dot(transposed, layer_jacobian(activation, kernel, h).T,
+                   precision=PRECISION)
+  return (jnp.dot(transposed, kernel, precision=PRECISION)
+          * activation.deriv(h)[None, :])
+
+
+def _chain(model: models.MLP, first_params, rest_params, readout_params,
+           x: jax.Array, spectra: bool):
+  """Scans J_{<=l} = J_l J_{<=l-1} over the layers for one input.
+
+  The parameters come split by :func:`_split_params`: layer 1's, layers
+  2 .. depth's stacked (scanned over), and the readout's.
+
+  Returns ``(J_io^T, first, rest)``: the transposed input-output Jacobian
+  and, only when ``spectra`` is True (else None), ``(sv(J_l), sv(J_{<=l}),
+  nonzero_rows(J_l))`` for layer 1 (``first``) and stacked for layers
+  2 .. depth (``rest``; None when depth is 1).
+  """
+  layer, act = models.hidden_layer(model), model.activation
+
+  def own_jacobian(p, x_prev):
+    # The layer's own Jacobian by autodiff of the model's layer module; the
+    # chain uses the analytic D_l W_l (equal: tests/jacobian_test.py).
+    return jax.jacobian(lambda z: layer.apply({"params": p}, z)[0])(x_prev)
+
+  def measure(p, x_prev, transposed):
+    if not spectra:
+      return None
+    jac = own_jacobian(p, x_prev)
+    return (singular_values(jac), singular_values(transposed),
+            _nonzero_rows(jac))
+
+  def body(carry, p):
+    x_prev, transposed = carry
+    x, h = layer.apply({"params": p}, x_prev)
+    transposed = _propagate(act, p["kernel"], h, transposed)
+    return (x, transposed), measure(p, x_prev, transposed)
+
+  p1, first, rest = first_params, None, None
+  if spectra:  # J_{<=1} = J_1: one SVD serves both spectra.
+    jac = own_jacobian(p1, x)
+    sv = singular_values(jac)
+    first = (sv, sv, _nonzero_rows(jac))
+  x, h = layer.apply({"params": p1}, x)
+  transposed = layer_jacobian(act, p1["kernel"], h).T
+  if model.depth > 1:
+    (x, transposed), rest = jax.lax.scan(body, (x, transposed), rest_params)
+  if model.num_outputs is not None:
+    readout = jax.jacrev(lambda z: model.apply(
+        readout_params, z, method=models.MLP.apply_output))(x)
+    transposed = jnp.dot(transposed, readout.T, precision=PRECISION)
+  return transposed, first, rest
+
+
+def _spectra_one_input(model: models.MLP, first_params, rest_params,
+                       readout_params, x: jax.Array) -> Spectra:
+  io_transposed, (first_sv, first_cum, first_rows), rest = _chain(
+      model, first_params, rest_params, readout_params, x, True)
+  if rest is None:
+    rest = (jnp.zeros((0, model.width), first_sv.dtype),
+            jnp.zeros((0,) + first_cum.shape, first_cum.dtype),
+            jnp.zeros((0,), jnp.int32))
+  layer_sv, cum_sv, rows = rest
+  cum = jnp.concatenate([first_cum[None], cum_sv])
+  rows = jnp.concatenate([first_rows[None], rows])
+  io_sv = (cum[-1] if model.num_outputs is None
+           else singular_values(io_transposed))
+  return Spectra(first_sv, layer_sv, cum, io_sv, rows)
+
+
+def make_input_output_probe(model: models.MLP, spectrum: bool = True):
+  """A jitted ``probe(params, xs)`` for inputs ``xs (B, n_in)``.
+
+  Returns the singular values ``(B, min(n_out, n_in))`` of the input-output
+  Jacobian (or, with ``spectrum=False``, the Jacobians ``(B, n_out, n_in)``
+  themselves), by the same layer scan as :func:`make_spectrum_probe` but
+  without the per-layer SVDs: ``depth`` matrix products and one SVD.
+  """
+  if model.depth < 1:
+    raise ValueError("the input-output probe needs depth >= 1")
+
+  def one(first, rest, readout, x):
+    transposed, _, _ = _chain(model, first, rest, readout, x, False)
+    return singular_values(transposed) if spectrum else transposed.T
+  return _with_split_params(model, one)
+
+
+def make_spectrum_probe(model: models.MLP):
+  """A jitted ``probe(params, xs) -> Spectra`` for inputs ``xs (B, n_in)``.
+
+  Per input: one forward pass, and for each layer ``J_l`` by ``jax.jacobian``
+  of the layer, the chain ``J_{<=l} = J_l J_{<=l-1}`` (analytic factor,
+  carried transposed) and both singular-value spectra, in a
+  ``lax.scan`` over layers 2..depth (compiled once, in a time independent
+  of depth: the layers are stacked on the host). Inputs are vmapped.
+  Cost: ``depth`` (N x N)(N x n_in) products and ``2 depth`` SVDs.
+  """
+  if model.depth < 1:
+    raise ValueError("the spectrum probe needs depth >= 1")
+  return _with_split_params(
+      model, functools.partial(_spectra_one_input, model))
+
+
+def _with_split_params(model: models.MLP, one):
+  """``probe(params, xs)``: splits and stacks ``params`` outside the jitted
+  vmap of ``one(first, rest, readout, x)`` over the inputs ``xs (B, n_in)``,
+  so it compiles once per shape, in a time independent of depth."""
+  core = jax.jit(jax.vmap(one, in_axes=(None, None, None, 0)))
+
+  def probe(params, xs):
+    return core(*_split_params(model, params), xs)
+  return probe

@@ -1,0 +1,637 @@
+r"""Log singular values of deep Jacobian products, stable at any depth.
+
+The dense probe (:mod:`vgrad.probes.jacobian`) multiplies ``J_{<=l} = J_l ... J_1``
+out and takes an SVD: in float32 it resolves only singular values within a
+factor ``1 / (N eps) ~ 3e4`` of the largest (:mod:`vgrad.probes.spectrum`), and the
+product itself under- or overflows once ``log sigma`` leaves
+``[-87, 88]``. A sigmoid net loses its smallest singular values by layer ~3
+and all of them by layer ~60. This module never forms the product.
+
+**Forward QR pass (Benettin et al. 1980; "continuous QR").** With
+``Q_0 = I`` (or a given orthonormal ``V``), for ``l = 1 .. L``::
+
+    Q_l R_l = J_l Q_{l-1}          (Householder QR, R_l upper triangular)
+    J_{<=l} V = Q_l T_l,           T_l = R_l R_{l-1} ... R_1.
+
+Every ``Q_l`` is orthonormal and every ``R_l`` is of the size of one layer's
+gain, so nothing under- or overflows. The partial sums
+
+    S_{l,i} = sum_{m <= l} log |(R_m)_{ii}| = log |(T_l)_{ii}|
+
+give the *finite-time Lyapunov estimates* at every layer for one QR per
+layer, and ``S_{L,i} / L`` converges to the Lyapunov exponents (Oseledets).
+They are summed with compensation (Kahan) in the scan carry: a plain float32
+running sum of 10 000 terms is off by ~``sqrt(L) u |S|`` (0.1 nats for a
+sigmoid net), a compensated one by ~``2 u |S|``. They are **not** the log
+singular values of ``J_{<=l}`` at finite ``l``: ``log|diag T|`` is only
+log-majorised by ``log sigma(T)`` (Weyl's inequality for the eigenvalues
+``diag T`` of a triangular matrix: sorted partial sums of ``S`` are at most
+those of ``log sigma``, with equality for the full sum
+``log |det J_{<=l}|``), typically ``O(log N)`` off at each end.
+
+**Exact log singular values at chosen layers.** ``sigma(J_{<=l}) =
+sigma(T_l)`` exactly, since ``Q_l`` is orthonormal, so the forward pass also
+carries ``T_l`` itself in a row-graded, overflow-free form
+
+    T_l = diag(2^{e}) M,     e integer,  rows of M of norm in [1/2, 1),
+
+updated by ``M <- D R_l D' M`` where the powers of two ``D, D'`` are applied
+exactly (binary exponent arithmetic: no rounding, no overflow, no Kahan
+needed) and chosen so that every factor is at most 1 in magnitude. At the
+target layers the singular values of the graded ``T_l`` come from one-sided
+Jacobi on its rows (Hestenes 1958), each rotation written in the graded
+form: rows of log-norms ``a >= b`` and cosine ``g`` rotate by
+``tan(theta) = t`` with ``t e^{a - b}`` computed directly, so a row
+``e^{10 000}`` times smaller than its partner is still orthogonalised
+against it (a Gram-Schmidt step in the limit). Jacobi starts from the
+preconditioned rows of Drmac & Veselic (2008): rows sorted by norm, then
+``T Q = diag(2^e) R^T`` from ``M^T = Q R``, whose rows are nearly
+orthogonal for a graded ``T`` (twice). One-sided Jacobi on ``T = D M`` is
+accurate relative to each singular value, not to the largest, when the
+row-normalised ``M`` is well conditioned (Demmel & Veselic 1992); it
+converges quadratically (5 to 9 sweeps at ``N = 256``), clustered singular
+values as fast as separated ones, and stops after the sweep whose largest
+cosine is below ``sqrt(eps)`` (the next would change nothing at working
+precision). The parallel (circle-method) ordering rotates ``N/2`` disjoint
+row pairs at once.
+
+The result is certified: if ``H = M^ M^T`` is the Gram matrix of the
+normalised rows after the last sweep, Ostrowski's theorem applied to
+``T T^T = D H D`` gives, for the sorted values,
+
+    | log sigma_i(T) - log ||row_i|| | <= max(|log lambda_min(H)|,
+                                            |log lambda_max(H)|) / 2,
+
+returned as ``error_bound`` (nats) for every target layer and input: the
+convergence diagnostic. It bounds the Jacobi error; the float32 rounding of
+the ``l`` QR steps adds, to first order, at most ``N u sum_m kappa(J_m)``
+(Householder QR's normwise backward error ``N u ||J_m||`` made relative by
+the layer's condition number; much less in practice).
+
+Why not the subspace iteration on ``J^T J`` (alternating forward and
+backward QR sweeps through the product)? It needs ``2 l`` QRs per sweep and
+per target layer, and converges at rate ``(sigma_{i+1}/sigma_i)^2`` per
+sweep, which is slow exactly at small ``l`` and inside clusters (only the
+sums over a cluster converge). Here each target costs only Jacobi sweeps on
+one ``N x N`` matrix, whatever ``l``, and every value is certified.
+
+**Rank deficiency.** ReLU and hard tanh give ``J_l`` exact zero rows; as in
+:mod:`vgrad.probes.jacobian`, ``rank J_{<=l} <= r_l = min_{m <= l}
+nonzero_rows(J_m)``. Householder QR (no pivoting) keeps the first ``r_l``
+columns of ``J_l Q_{l-1}`` generically independent, so positions ``i >=
+r_l`` of ``R`` are the zero ones; they are dropped (never fed back) and
+reported as ``-inf``, exact zeros, not as the roundoff the QR leaves there.
+Positions past the bound stay dead at every later layer.
+
+**Overflowing forward passes.** If the activations themselves overflow
+(``h = inf - inf`` is NaN, and ``relu'(NaN) = 0`` would fake a rank
+collapse), every later value is NaN: reported as an overflow, not as exact
+zeros. Linear nets are exempt (their ``J`` does not depend on ``h``).
+
+**Maxout** is supported: ``J_l`` is the row selection of
+:func:`vgrad.probes.jacobian.layer_jacobian`. A readout (``num_outputs``) is not
+included: these are the hidden layers' input-to-layer Jacobians.
+
+Cost per layer and input: one ``(N x k)`` QR and one product with the
+kernel (``k = n_in``, or the columns of ``V``), plus one ``k x k`` by
+``k x n_in`` product for the exact pass; per target layer and sweep,
+``O(k^2 n_in)`` (about one QR's worth). Layer parameters are stacked on the
+host (:func:`stack_layers`): one in-graph concatenation of 10 000 layers
+takes XLA minutes to compile.
+"""
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vgrad.probes import jacobian
+from vgrad.nn import models
+
+PRECISION = models.PRECISION
+LN2 = math.log(2.0)
+DEFAULT_NUM_LAYERS = 12
+DEFAULT_MAX_SWEEPS = 30   # LAPACK's xGESVJ stops at 30 sweeps too.
+_NO_EXPONENT = -(2 ** 30)  # the binary exponent of an exact zero
+
+
+class LyapunovSums(NamedTuple):
+  """The forward QR pass of one input (batched: a leading ``B`` axis).
+
+  Attributes:
+    partial_sums: ``(L, k)`` finite-time Lyapunov sums ``S_{l,i} =
+      sum_{m<=l} log|(R_m)_ii|`` in nats, in QR position order; ``-inf``
+      past the rank bound (exact zeros), NaN from the layer where the
+      forward pass overflowed.
+    rank_bound: ``(L,)`` ``min_{m<=l} nonzero_rows(J_m)`` (capped at k).
+    activations: ``(L, N)`` the input's forward activations ``x_1 .. x_L``,
+      or None.
+  """
+  partial_sums: jax.Array
+  rank_bound: jax.Array
+  activations: jax.Array | None
+
+
+class LogSpectra(NamedTuple):
+  """Exact log singular values at target layers, for one input.
+
+  Attributes:
+    log_singular_values: ``(T, k)`` ``log sigma_i(J_{<=l})`` in nats,
+      descending, for the target layers ``l`` in the probe's order; ``-inf``
+      for the exact zeros past the rank bound.
+    error_bound: ``(T,)`` certified bound (nats) on the remaining Jacobi
+      error of every value (module docstring); ``inf`` if the rows are
+      still numerically dependent, NaN (as the values) after an overflow.
+    sweeps: ``(T,)`` Jacobi sweeps used.
+    partial_sums: ``(L, k)`` finite-time Lyapunov sums, as in
+      :class:`LyapunovSums`.
+    rank_bound: ``(L,)`` rank bounds.
+  """
+  log_singular_values: jax.Array
+  error_bound: jax.Array
+  sweeps: jax.Array
+  partial_sums: jax.Array
+  rank_bound: jax.Array
+
+
+def default_layers(depth: int, num: int = DEFAULT_NUM_LAYERS
+                   ) -> tuple[int, ...]:
+  """About ``num`` log-spaced layers in ``[1, depth]``, including both."""
+  if depth < 1:
+    raise ValueError(f"depth must be >= 1, got {depth}")
+  grid = np.geomspace(1, depth, max(num, 2))
+  return tuple(sorted({round(float(v)) for v in grid} | {1, depth}))
+
+
+def check_layers(layers, depth: int) -> tuple[int, ...]:
+  """``layers`` sorted and deduplicated, or ValueError naming the bad ones."""
+  layers = tuple(sorted({int(l) for l in layers}))
+  bad = [l for l in layers if not 1 <= l <= depth]
+  if not layers or bad:
+    raise ValueError(f"layers must be integers in [1, depth={depth}], got "
+                     f"{list(layers) or 'none'}")
+  return layers
+
+
+# --------------------------------------------------------------------------
+# Exact binary scaling.
+
+def _pow2(k: jax.Array, dtype) -> jax.Array:
+  """``2.0 ** k`` exactly, for integer ``k`` in the normal range of dtype."""
+  info = jnp.finfo(dtype)
+  int_type = jnp.int32 if info.bits == 32 else jnp.int64
+  biased = (k.astype(int_type) + (info.maxexp - 1)) << info.nmant
+  return jax.lax.bitcast_convert_type(biased, dtype)
+
+
+def _scale2(x: jax.Array, k: jax.Array) -> jax.Array:
+  """``x * 2**k`` without rounding (0 below the normal range).
+
+  ``jnp.ldexp`` multiplies by a rounded ``2 ** k``; this splits off the
+  exponent and rebuilds the power of two bit by bit.
+  """
+  info = jnp.finfo(x.dtype)
+  mantissa, exponent = jnp.frexp(x)
+  total = exponent + k
+  scaled = mantissa * _pow2(jnp.clip(total, info.minexp, info.maxexp - 1),
+                            x.dtype)
+  return jnp.where(total < info.minexp, jnp.zeros_like(x), scaled)
+
+
+def _exponent(x: jax.Array) -> jax.Array:
+  """Binary exponent of ``x`` (``x = m 2^e``, ``1/2 <= |m| < 1``)."""
+  return jnp.where(x != 0, jnp.frexp(x)[1], _NO_EXPONENT)
+
+
+def _normalize_rows(m: jax.Array, e: jax.Array):
+  """Rows rescaled to norms in ``[1/2, 1)`` by powers of two; ``e`` kept
+  consistent (``diag(2^e) m`` unchanged, exactly).
+
+  A row's power of two is applied as two factors of at most ``2^127``
+  each, so any finite norm works; entries that become subnormal are below
+  ``2^-126`` of the row's norm, beneath float32 resolution.
+  """
+  shift = _exponent(jnp.linalg.norm(m, axis=1))
+  shift = jnp.where(shift == _NO_EXPONENT, 0, shift)
+  half = shift // 2
+  factor = (_pow2(-half, m.dtype) * _pow2(half - shift, m.dtype))[:, None]
+  return m * factor, e + shift
+
+
+# --------------------------------------------------------------------------
+# The forward QR pass.
+
+class _Carry(NamedTuple):
+  x: jax.Array            # (n_prev,) activations entering the layer
+  q: jax.Array            # (n_prev, k) orthonormal basis
+  rank: jax.Array         # () rank bound so far
+  finite: jax.Array       # () no Inf/NaN in the forward pass so far
+  sums: jax.Array         # (k,) Kahan sums of log|R_ii|
+  compensation: jax.Array  # (k,) Kahan compensation
+  m: jax.Array | None     # (k, n_in) graded T = diag(2^e) m, exact pass only
+  e: jax.Array | None     # (k,) int32
+
+
+def _kahan_add(total, compensation, term):
+  """Compensated summation (Kahan 1965); error O(eps) of the sum."""
+  y = term - compensation
+  new = total + y
+  return new, (new - total) - y
+
+
+def _graded_product(r, e, alive_old, alive):
+  """``R diag(2^e)`` as ``diag(2^f) F`` with ``|F_ik| < 1``.
+
+  ``f_i = max_k (e_k + exponent(R_ik))`` over live entries, and
+  ``F_ik = R_ik 2^{e_k - f_i}`` exactly; rows past ``alive`` and columns
+  past ``alive_old`` are zero.
+  """
+  valid = (r != 0) & alive_old[None, :] & alive[:, None]
+  candidate = jnp.where(valid, e[None, :] + _exponent(r), _NO_EXPONENT)
+  f = jnp.max(candidate, axis=1)
+  shift = jnp.clip(e[None, :] - f[:, None], -(2 ** 20), 2 ** 20)
+  return _scale2(jnp.where(valid, r, 0), shift), jnp.where(alive, f, 0)
+
+
+def _graded_update(m, e, r, alive_old, alive):
+  """``T <- R T`` in the graded form ``T = diag(2^e) m``.
+
+  ``T_new[i] = sum_k R_ik 2^{e_k} m_k = 2^{f_i} sum_k F_ik m_k``
+  (:func:`_graded_product`), so nothing overflows; every power of two is
+  applied exactly.
+  """
+  factor, f = _graded_product(r, e, alive_old, alive)
+  m, e = _normalize_rows(jnp.dot(factor, m, precision=PRECISION), f)
+  return jnp.where(alive[:, None], m, 0), e
+
+
+def _qr_step(model: models.MLP, carry: _Carry, p):
+  """One layer of the forward QR pass; returns the carry and the layer's
+  outputs ``(partial sums (k,), rank bound, x_l)``."""
+  act = model.activation
+  x, h = models.hidden_layer(model).apply({"params": p}, carry.x)
+  # Once the forward pass overflows, h = inf - inf is NaN and phi'(h)
+  # meaningless (ReLU would give 0): report NaN, not exact zeros. An
+  # infinite h is fine (phi' takes its limit), and a linear net's J does
+  # not depend on h at all.
+  finite = carry.finite & (act.name == "linear" or ~jnp.any(jnp.isnan(h)))
+  # (J_l Q)^T by the dense probe's propagation (shared kernel under vmap).
+  # pylint: disable=protected-access
+  a = jacobian._propagate(act, p["kernel"], h, carry.q.T).T
+  rows = jacobian._nonzero_rows(jacobian.layer_jacobian(act, p["kernel"], h))
+  # pylint: enable=protected-access
+  q, r = jnp.linalg.qr(a)
+  k_old, k = r.shape[1], r.shape[0]
+  rank = jnp.minimum(carry.rank, rows)
+  alive_old = jnp.arange(k_old) < carry.rank
+  alive = jnp.arange(k) < rank
+  log_diag = jnp.log(jnp.abs(jnp.diagonal(r)))
+  sums, compensation = _kahan_add(carry.sums, carry.compensation,
+                                  jnp.where(alive, log_diag, 0))
+  m, e = carry.m, carry.e
+  if m is not None:
+    m, e = _graded_update(m, e, r, alive_old, alive)
+  out = (jnp.where(finite, jnp.where(alive, sums, -jnp.inf), jnp.nan),
+         rank, x)
+  return _Carry(x, q, rank, finite, sums, compensation, m, e), out
+
+
+def _initial_carry(model, x, basis, exact: bool) -> _Carry:
+  n_in = x.shape[0]
+  q = jnp.eye(n_in, dtype=x.dtype) if basis is None else basis.astype(x.dtype)
+  k = min(model.width, q.shape[1])
+  zeros = jnp.zeros((k,), x.dtype)
+  m = e = None
+  if exact:
+    m, e = jnp.eye(n_in, dtype=x.dtype), jnp.zeros((n_in,), jnp.int32)
+    m, e = _normalize_rows(m, e)
+  return _Carry(x, q, jnp.array(q.shape[1], jnp.int32), jnp.array(True),
+                zeros, zeros, m, e)
+
+
+def _forward(model: models.MLP, first, rest, x: jax.Array, basis, layers,
+             exact: bool):
+  """The forward QR pass of one input.
+
+  ``first`` is layer 1's parameters, ``rest`` layers 2..L's stacked
+  (:func:`stack_layers`). Returns ``(partial_sums (L, k), rank (L,),
+  activations (L, N), snapshot)`` where ``snapshot`` holds ``(m, e, rank,
+  finite)`` of ``T_l`` at each target layer (``exact``) or is None.
+  """
+  carry = _initial_carry(model, x, basis, exact)
+  carry, (s1, r1, x1) = _qr_step(model, carry, first)
+  layers = tuple(layers)
+  slots = np.full(model.depth + 1, len(layers), np.int32)
+  slots[list(layers)] = np.arange(len(layers))
+  snapshot = None
+  if exact:
+    k, n_in = carry.m.shape
+    snapshot = (jnp.zeros((len(layers) + 1, k, n_in), x.dtype),
+                jnp.zeros((len(layers) + 1, k), jnp.int32),
+                jnp.zeros((len(layers) + 1,), jnp.int32),
+                jnp.zeros((len(layers) + 1,), bool))
+    snapshot = _store(snapshot, carry, slots[1])
+
+  def body(state, inputs):
+    carry, snap = state
+    p, slot = inputs
+    carry, out = _qr_step(model, carry, p)
+    if snap is not None:
+      snap = _store(snap, carry, slot)
+    return (carry, snap), out
+
+  outs = [(s1[None], r1[None], x1[None])]
+  if model.depth > 1:
+    (carry, snapshot), scanned = jax.lax.scan(
+        body, (carry, snapshot), (rest, jnp.asarray(slots[2:])))
+    outs.append(scanned)
+  sums, rank, xs = (jnp.concatenate(parts) for parts in zip(*outs))
+  return sums, rank, xs, snapshot
+
+
+def _store(snapshot, carry: _Carry, slot):
+  """Writes ``T_l``'s graded form into ``slot`` (the last slot: discard)."""
+  values = (carry.m, carry.e, carry.rank, carry.finite)
+  return tuple(jax.lax.dynamic_update_index_in_dim(buf, value, slot, 0)
+               for buf, value in zip(snapshot, values))
+
+
+# --------------------------------------------------------------------------
+# One-sided Jacobi on a row-graded matrix.
+
+def _rotate(top, bottom):
+  """Jacobi rotations of the row pairs ``(top[i], bottom[i])``.
+
+  ``top`` and ``bottom`` are ``(m, e, alive)`` for ``h`` rows each, rows of
+  ``diag(2^e) m``. For a pair with log-norms ``a >= b`` (rows ``A, B``),
+  cosine ``g`` between them and ``d = b - a <= 0``, the rotation that makes
+  them orthogonal has (Golub & Van Loan, Alg. 8.4.1, ``zeta = sinh(d)/g``)
+
+      t e^{-d} = s |g| / ((1 - u)/2 + sqrt(u g^2 + (1 - u)^2 / 4)),
+
+  ``u = e^{2d}``, ``s = sign(zeta)``, finite for any ``d``; then
+  ``A' = c |A| (A^ - t e^{-d} u B^)`` and ``B' = c |B| (t e^{-d} A^ + B^)``
+  with ``c = 1/sqrt(1 + t^2)`` (hats: unit rows). For ``d -> -inf`` this is
+  the Gram-Schmidt step ``B' = |B| (B^ - g A^)``. Both new rows are
+  ``c m_i + coefficient * m_j`` with per-pair scalars: one pass over the
+  rows for the inner products, one for the update. Returns the rotated
+  halves and the largest ``|g|`` among live pairs.
+  """
+  (m1, e1, alive1), (m2, e2, alive2) = top, bottom
+  live = alive1 & alive2
+  n1 = jnp.sqrt(jnp.sum(m1 * m1, axis=1))
+  n2 = jnp.sqrt(jnp.sum(m2 * m2, axis=1))
+  n1, n2 = jnp.where(n1 > 0, n1, 1), jnp.where(n2 > 0, n2, 1)
+  g = jnp.sum(m1 * m2, axis=1) / (n1 * n2)
+  # d12 = log|row 2| - log|row 1|, from the exact integer exponent difference.
+  d12 = (e2 - e1) * LN2 + jnp.log(n2 / n1)
+  d = -jnp.abs(d12)
+  u, one_minus_u = jnp.exp(2 * d), -jnp.expm1(2 * d)
+  sign = jnp.where(d < 0, -jnp.sign(g), 1.0)
+  rotate = live & (g != 0)
+  denominator = 0.5 * one_minus_u + jnp.sqrt(u * g * g
+                                             + 0.25 * one_minus_u ** 2)
+  te = jnp.where(rotate, sign * jnp.abs(g)
+                 / jnp.where(rotate, denominator, 1), 0)
+  c = jax.lax.rsqrt(1 + te * te * u)
+  # Row 1 big: m1' = c (m1 - te u (n1/n2) m2), m2' = c (te (n2/n1) m1 + m2);
+  # row 2 big: the same with 1 and 2 exchanged.
+  swap = d12 > 0
+  to1 = c * jnp.where(swap, te, -te * u) * (n1 / n2)
+  to2 = c * jnp.where(swap, -te * u, te) * (n2 / n1)
+  new1 = c[:, None] * m1 + to1[:, None] * m2
+  new2 = to2[:, None] * m1 + c[:, None] * m2
+  return ((new1, e1, alive1), (new2, e2, alive2),
+          jnp.max(jnp.where(live, jnp.abs(g), 0)))
+
+
+def _renormalize(m, e, alive):
+  m, e = _normalize_rows(m, e)
+  return m, e, alive
+
+
+def _next_round(top, bottom):
+  """The circle method's move: row 0 stays, the others shift one place
+  around the ring ``top[1:] -> bottom[::-1]``, so that every pair of rows
+  meets once in ``2h - 1`` rounds. Static slices, no gathers."""
+  def move(a, b):
+    new_top = jnp.concatenate([a[:1], b[:1], a[1:-1]])
+    new_bottom = jnp.concatenate([b[1:], a[-1:]])
+    return new_top, new_bottom
+  moved = [move(a, b) for a, b in zip(top, bottom)]
+  return tuple(t for t, _ in moved), tuple(b for _, b in moved)
+
+
+def _jacobi(m, e, rank, max_sweeps: int, tol: float):
+  """Log singular values of ``diag(2^e) m`` (rows past ``rank`` are exact
+  zeros), by cyclic one-sided Jacobi until every pair's cosine is below
+  ``tol`` or ``max_sweeps``.
+
+  Returns ``(log_sv (k,) descending, error_bound, sweeps)``.
+  """
+  k = m.shape[0]
+  for _ in range(2):  # the second pass saves about one sweep in eight
+    m, e = _precondition(m, e, rank)
+  pad = k % 2 + 2 * (k == 1)  # the ring needs an even number >= 2 of rows
+  alive = jnp.arange(k + pad) < rank
+  m = jnp.concatenate([m, jnp.zeros((pad, m.shape[1]), m.dtype)])
+  e = jnp.concatenate([e, jnp.zeros((pad,), e.dtype)])
+  h = (k + pad) // 2
+  halves = ((m[:h], e[:h], alive[:h]), (m[h:], e[h:], alive[h:]))
+
+  def sweep(state):
+    top, bottom, _, count = state
+
+    def one_round(carry, _):
+      top, bottom, off = carry
+      top, bottom, g = _rotate(top, bottom)
+      top, bottom = _next_round(top, bottom)
+      return (top, bottom, jnp.maximum(off, g)), None
+
+    (top, bottom, off), _ = jax.lax.scan(
+        one_round, (top, bottom, jnp.zeros((), m.dtype)), None,
+        length=2 * h - 1)
+    # Renormalised once a sweep: a rotation moves mass from the smaller row
+    # of a pair to the larger, so a row's norm grows by at most sqrt(k)
+    # within a sweep (no overflow), and shrinks only by cancellation.
+    return (*(_renormalize(*half) for half in (top, bottom)), off,
+            count + 1)
+
+  def unconverged(state):
+    return (state[2] > tol) & (state[3] < max_sweeps)
+
+  top, bottom, _, count = jax.lax.while_loop(
+      unconverged, sweep, (*halves, jnp.array(jnp.inf, m.dtype), 0))
+  m, e, alive = (jnp.concatenate(parts) for parts in zip(top, bottom))
+  norm = jnp.linalg.norm(m, axis=1)
+  log_sv = jnp.where(alive, e * LN2 + jnp.log(jnp.where(alive, norm, 1)),
+                     -jnp.inf)
+  return (-jnp.sort(-log_sv))[:k], _ostrowski_bound(m, norm, alive), count
+
+
+def _precondition(m, e, rank):
+  """Rows of a matrix with the singular values of ``T = diag(2^e) m`` whose
+  rows are nearly orthogonal when ``T`` is graded (Drmac & Veselic 2008).
+
+  With the rows sorted by norm (a row permutation) and ``m^T = Q R``,
+  ``T Q = diag(2^e) R^T``: the rows of ``R diag(2^e)`` (the columns of
+  ``T Q``) have cosines of order ``2^{e_j - e_i}``, so Jacobi starts close
+  to convergence instead of spending its first sweeps on a Gram-Schmidt
+  ordering. ``m`` is well scaled (unit rows), so its QR loses nothing.
+  """
+  k = m.shape[0]
+  live = jnp.arange(k) < rank
+  norm = jnp.linalg.norm(m, axis=1)
+  log_norm = jnp.where(live, e * LN2 + jnp.log(jnp.where(live, norm, 1)),
+                       -jnp.inf)
+  order = jnp.argsort(-log_norm)
+  _, r = jnp.linalg.qr(m[order].T)
+  factor, f = _graded_product(r[:k], e[order], live, live)
+  return _normalize_rows(factor, f)
+
+
+def _ostrowski_bound(m, norm, alive):
+  """``max |log lambda(H)| / 2`` for the Gram matrix ``H`` of the unit rows
+  (dead rows: identity), bounding ``|log sigma_i - log ||row_i|| |``."""
+  unit = jnp.where(alive[:, None], m / jnp.where(alive, norm, 1)[:, None], 0)
+  gram = jnp.dot(unit, unit.T, precision=PRECISION)
+  gram = gram + jnp.diag(jnp.where(alive, 0, 1).astype(m.dtype))
+  lam = jnp.linalg.eigvalsh(gram)
+  bound = 0.5 * jnp.maximum(jnp.abs(jnp.log(lam[0])), jnp.abs(jnp.log(lam[-1])))
+  return jnp.where(lam[0] > 0, bound, jnp.inf)
+
+
+def _default_tol(dtype) -> float:
+  """Jacobi converges quadratically (Henrici 1958): after a sweep whose
+  largest cosine was below sqrt(eps) the remaining ones are O(eps), so a
+  further sweep changes nothing at working precision (the certified bound,
+  computed afterwards, confirms it)."""
+  return math.sqrt(float(jnp.finfo(dtype).eps))
+
+
+# --------------------------------------------------------------------------
+# Public probes.
+
+def stack_layers(model: models.MLP, params):
+  """``(layer 1's params, layers 2..L's params stacked on a leading axis)``,
+  stacked on the host: :func:`vgrad.probes.jacobian.stack_hidden_layers`."""
+  return jacobian.stack_hidden_layers(model, params)
+
+
+def _check_model(model: models.MLP):
+  if model.depth < 1:
+    raise ValueError("the log-spectrum probe needs depth >= 1")
+
+
+def make_lyapunov_probe(model: models.MLP, basis: jax.Array | None = None,
+                        return_activations: bool = False):
+  """A jitted ``probe(params, xs) -> LyapunovSums`` for ``xs (B, n_in)``.
+
+  The forward QR pass alone (module docstring): per input and layer one QR
+  of ``J_l Q_{l-1}``, in a ``lax.scan`` over the layers, vmapped over the
+  inputs. ``basis`` ``(n_in, k)`` with orthonormal columns starts the pass
+  at ``Q_0 = V`` (the top-k exponents for ``k < n_in``); default ``I``.
+  """
+  _check_model(model)
+
+  def one(first, rest, x):
+    sums, rank, xs, _ = _forward(model, first, rest, x, basis, (), False)
+    return LyapunovSums(sums, rank, xs if return_activations else None)
+  return _with_stacked_params(model, one)
+
+
+def _with_stacked_params(model, one):
+  """``probe(params, xs)``: stacks the layers outside, then a jitted vmap of
+  ``one(first, rest, x)`` over the inputs."""
+  core = jax.jit(jax.vmap(one, in_axes=(None, None, 0)))
+
+  def probe(params, xs):
+    return core(*stack_layers(model, params), xs)
+  return probe
+
+
+def make_log_spectrum_probe(model: models.MLP, layers=None,
+                            max_sweeps: int = DEFAULT_MAX_SWEEPS,
+                            tol: float | None = None):
+  """A jitted ``probe(params, xs) -> LogSpectra`` for ``xs (B, n_in)``.
+
+  Exact ``log sigma_i(J_{<=l})`` at the target ``layers`` (default
+  :func:`default_layers`; the result follows ``check_layers(layers)``'s
+  sorted order) and the finite-time Lyapunov sums at every layer, from one
+  forward QR pass per input plus at most ``max_sweeps`` Jacobi sweeps per
+  target layer (stopping once every row pair's cosine is below ``tol``,
+  default ``sqrt(eps)``).
+  """
+  _check_model(model)
+  layers = check_layers(default_layers(model.depth) if layers is None
+                        else layers, model.depth)
+  if int(max_sweeps) != max_sweeps or max_sweeps < 1:
+    raise ValueError(f"max_sweeps must be an integer >= 1, got {max_sweeps}")
+
+  def forward(first, rest, x):
+    sums, rank, _, snapshot = _forward(model, first, rest, x, None, layers,
+                                       True)
+    return sums, rank, tuple(buf[:-1] for buf in snapshot)
+
+  def jacobi(m, e, r, finite):
+    threshold = _default_tol(m.dtype) if tol is None else tol
+    log_sv, bound, sweeps = _jacobi(jnp.where(finite, m, 0), e, r,
+                                    int(max_sweeps), threshold)
+    return (jnp.where(finite, log_sv, jnp.nan),
+            jnp.where(finite, bound, jnp.nan), sweeps)
+
+  def probe(first, rest, xs):
+    sums, rank, snapshot = jax.vmap(forward, in_axes=(None, None, 0))(
+        first, rest, xs)
+    # Jacobi on every (input, layer) in chunks of about 512 kB: each round
+    # streams its matrices, so a chunk that stays in cache runs ~1.8x
+    # faster per matrix than one wide vmap.
+    b, t, k, n = snapshot[0].shape
+    chunk = max(1, 2 ** 19 // (k * n * snapshot[0].dtype.itemsize))
+    flat = tuple(buf.reshape((b * t,) + buf.shape[2:]) for buf in snapshot)
+    outs = jax.lax.map(lambda args: jacobi(*args), flat, batch_size=chunk)
+    log_sv, bound, sweeps = (o.reshape((b, t) + o.shape[1:]) for o in outs)
+    return LogSpectra(log_sv, bound, sweeps, sums, rank)
+
+  core = jax.jit(probe)
+  return lambda params, xs: core(*stack_layers(model, params), xs)
+
+
+def lyapunov_exponents(partial_sums) -> np.ndarray:
+  """``S_{L,i} / L`` sorted descending, from ``(..., L, k)`` partial sums
+  (nats per layer; ``-inf`` for exact zeros)."""
+  sums = np.asarray(partial_sums, np.float64)
+  final = sums[..., -1, :] / sums.shape[-2]
+  return -np.sort(-final, axis=-1)
+
+
+def ginibre_lyapunov_exponents(n: int, sigma_w: float = 1.0) -> np.ndarray:
+  """Lyapunov exponents of products of ``n x n`` Gaussian matrices.
+
+  For ``W_ij ~ N(0, sigma_w^2 / n)``, Newman (1986) and Forrester (2015,
+  eq. 1.4): ``lambda_i = (1/2) [log(2 sigma_w^2 / n) + psi((n - i + 1)/2)]``,
+  ``i = 1 .. n``, ``psi`` the digamma function. (By the Bartlett
+  decomposition ``(R_l)_ii^2 sigma_w^{-2} n`` is chi^2 with ``n - i + 1``
+  degrees of freedom, independently over ``i`` and ``l``, and
+  ``E log chi^2_k = log 2 + psi(k / 2)``.)
+  """
+  dof = n - np.arange(n)
+  return 0.5 * (np.log(2 * sigma_w ** 2 / n) + _digamma_half_integer(dof))
+
+
+def _digamma_half_integer(k: np.ndarray) -> np.ndarray:
+  """``psi(k / 2)`` for integers ``k >= 1``, exactly in float64: from
+  ``psi(1) = -gamma``, ``psi(1/2) = -gamma - 2 log 2`` and
+  ``psi(x + 1) = psi(x) + 1 / x``."""
+  k = np.asarray(k)
+  out = np.empty(k.shape, np.float64)
+  for index, dof in np.ndenumerate(k):
+    x = 1.0 if dof % 2 == 0 else 0.5
+    value = -np.euler_gamma - (0.0 if dof % 2 == 0 else 2 * math.log(2))
+    while x < dof / 2:
+      value += 1 / x
+      x += 1
+    out[index] = value
+  return out

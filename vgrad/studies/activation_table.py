@@ -1,0 +1,434 @@
+"""The activation x initialisation table of Mishkin & Matas, from sweep rows.
+
+Mishkin & Matas (2016), "All you need is a good init" (ICLR), Table 3,
+compares activations under several initialisations by the test accuracy of
+one deep network each, writing "n/c" where training did not converge. This
+module builds that table from the rows of a training sweep
+(:func:`vgrad.studies.sweep.run_sweep`, one row per (cell, seed)) of a single depth
+and width:
+
+* rows (``ROWS``): activations in the order of vgrad issue 5 (maxout, ReLU,
+  leaky ReLU 0.01, very leaky ReLU 1/3 (Graham 2014; the paper's VLReLU),
+  ELU, tanh, sigmoid, softplus, SELU, GELU);
+* columns (``COLUMNS``): LSUV, orthogonal, Glorot, He, U(-1, 1) and
+  N(0, 0.01^2);
+* a cell: ``mean ± std`` (sample std, ddof 1) of the test accuracy over the
+  seeds that *converged* in the sense of :func:`vgrad.studies.sweep.converged`
+  (never diverged, final training loss <= 0.5 x the chance-level loss, the
+  row's ``converged`` field); ``n/c`` when no seed converged, ``n/c†``
+  when at least one of them diverged; a ``(k/n)`` suffix when only ``k`` of
+  the ``n`` seeds converged (the mean and std are then over those ``k``).
+
+Everything here is pure and reads no flags: :func:`build_table`,
+:func:`format_markdown`, :func:`csv_text`, :func:`plot_heatmap`, and the
+run-directory side, :func:`table_record` / :func:`table_from_record`
+(``table.json``, JSON-safe) and :func:`redraw`, which redraws the heat map
+from a run directory's ``table.json`` alone.
+"""
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+
+import numpy as np
+from matplotlib import patches
+from matplotlib.figure import Figure
+
+from vgrad.plots import style
+
+SCHEMA = "vgrad.activation_table/1"
+TABLE_JSON = "table.json"
+
+# (activation spec for vgrad.studies.sweep, display label), in the issue's order.
+ROWS = (
+    ("maxout", "maxout (k=2)"),
+    ("relu", "ReLU"),
+    ("leaky_relu:0.01", "leaky ReLU (0.01)"),
+    ("leaky_relu:0.333", "very leaky ReLU (1/3)"),
+    ("elu", "ELU"),
+    ("tanh", "tanh"),
+    ("sigmoid", "sigmoid"),
+    ("softplus", "softplus"),
+    ("selu", "SELU"),
+    ("gelu", "GELU"),
+)
+# (initialiser name in vgrad.nn.initializers, display label).
+COLUMNS = (
+    ("lsuv", "LSUV"),
+    ("orthogonal", "orthogonal"),
+    ("glorot_uniform", "Glorot"),
+    ("he_normal", "He"),
+    ("uniform", "U(-1,1)"),
+    ("small_normal", "N(0,0.01²)"),
+)
+ACTS = tuple(spec for spec, _ in ROWS)
+INITS = tuple(name for name, _ in COLUMNS)
+ACT_LABELS = dict(ROWS)
+INIT_LABELS = dict(COLUMNS)
+
+NOT_CONVERGED = "n/c"
+DIVERGED_MARK = "†"
+MISSING = "—"
+# Cell status: every seed converged, some did, none did, no rows at all.
+STATUSES = ("ok", "partial", "n/c", "missing")
+
+FOOTNOTE = (
+    "Test accuracy, mean ± sample std over the seeds that converged "
+    "(never diverged and final training loss <= 0.5 x the chance-level "
+    "loss). (k/n): only k of the n seeds converged; the mean ± std is over "
+    "those k. n/c: no seed converged (stuck near chance); n/c†: no seed "
+    "converged and at least one diverged (a non-finite loss or gradient). "
+    "— : not run.")
+
+CSV_FIELDS = ("act", "act_label", "init", "init_label", "dataset", "depth",
+              "width", "steps", "seeds", "converged", "diverged", "mean",
+              "std", "status", "text")
+
+
+@dataclasses.dataclass(frozen=True)
+class TableCell:
+  """One activation x init cell.
+
+  Attributes:
+    act: activation spec (e.g. ``'leaky_relu:0.333'``).
+    init: initialiser name.
+    seeds: seeds run (0 for a cell that was not run).
+    converged: seeds that converged.
+    diverged: seeds that diverged (``diverged_at > 0``).
+    mean: mean test accuracy over the converged seeds (NaN if none).
+    std: sample std (ddof 1) over the converged seeds (NaN if fewer than
+      two).
+  """
+  act: str
+  init: str
+  seeds: int
+  converged: int
+  diverged: int
+  mean: float
+  std: float
+
+  @property
+  def status(self) -> str:
+    """One of ``STATUSES``."""
+    if self.seeds == 0:
+      return "missing"
+    if self.converged == 0:
+      return "n/c"
+    return "ok" if self.converged == self.seeds else "partial"
+
+  def text(self, sep: str = " ") -> str:
+    """``0.953 ± 0.004``, ``0.91 ± 0.02 (2/3)``-style, ``n/c``, ``n/c†``
+    or ``—``; ``sep`` goes between the mean and ``± std`` (a newline in the
+    heat map)."""
+    status = self.status
+    if status == "missing":
+      return MISSING
+    if status == "n/c":
+      return NOT_CONVERGED + (DIVERGED_MARK if self.diverged else "")
+    text = f"{self.mean:.3f}"
+    if not math.isnan(self.std):
+      text += f"{sep}± {self.std:.3f}"
+    if status == "partial":
+      text += f" ({self.converged}/{self.seeds})"
+    return text
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+  """The table: ``cells[(act, init)]`` for every act in ``acts`` and init
+  in ``inits`` (display order), and ``info`` (dataset, depth, width, steps,
+  seeds and the training settings) for titles and the CSV."""
+  acts: tuple[str, ...]
+  inits: tuple[str, ...]
+  cells: dict
+  info: dict
+
+  def cell(self, act: str, init: str) -> TableCell:
+    return self.cells[(act, init)]
+
+
+def _as_float(v) -> float:
+  """A row value as a float: JSON rows hold non-finite floats as the
+  strings ``'nan'``/``'inf'``/``'-inf'`` and a missing value as None."""
+  return math.nan if v is None else float(v)
+
+
+def _as_bool(v) -> bool:
+  """``converged`` as stored by the sweep (bool) or read from its CSV."""
+  if isinstance(v, str):
+    return v.strip().lower() == "true"
+  return bool(v)
+
+
+def _check_names(acts, inits) -> None:
+  for field, values, valid in (("acts", acts, ACTS), ("inits", inits, INITS)):
+    bad = [v for v in values if v not in valid]
+    if bad or not values or len(set(values)) != len(values):
+      raise ValueError(
+          f"{field} must be distinct values from {', '.join(valid)}; got "
+          f"{', '.join(values) or 'none'}")
+
+
+def summarize_cell(act: str, init: str, rows: list[dict]) -> TableCell:
+  """The cell of ``act`` x ``init`` from its rows (one per seed).
+
+  A seed counts as converged when its row says so and its test accuracy is
+  finite; only those seeds enter the mean and std.
+  """
+  acc = np.array([_as_float(r.get("test_accuracy")) for r in rows],
+                 np.float64)
+  ok = np.array([_as_bool(r.get("converged")) for r in rows], bool)
+  ok &= np.isfinite(acc)
+  good = acc[ok]
+  steps = np.array([_as_float(r.get("diverged_at")) for r in rows],
+                   np.float64)
+  diverged = int(np.sum(np.isfinite(steps) & (steps > 0)))
+  return TableCell(
+      act=act, init=init, seeds=len(rows), converged=int(ok.sum()),
+      diverged=diverged,
+      mean=float(good.mean()) if good.size else math.nan,
+      std=float(good.std(ddof=1)) if good.size > 1 else math.nan)
+
+
+def build_table(rows: list[dict], *, acts: tuple[str, ...] = ACTS,
+                inits: tuple[str, ...] = INITS,
+                info: dict | None = None) -> Table:
+  """The table of ``acts`` x ``inits`` from training-sweep rows.
+
+  Args:
+    rows: sweep rows (:func:`vgrad.studies.sweep.rows_of`), each with ``act``,
+      ``init``, ``depth``, ``width``, ``seed``, ``test_accuracy``,
+      ``diverged_at`` and ``converged``. Rows of other activations or
+      initialisers are ignored; those kept must share one depth and width.
+    acts: the row specs, a subset of ``ACTS``; shown in ``ACTS`` order.
+    inits: the column names, a subset of ``INITS``; shown in ``INITS``
+      order.
+    info: settings for titles and the CSV (``dataset``, ``steps``, ...);
+      ``depth``, ``width`` and ``seeds`` are filled in from the rows.
+
+  Returns:
+    A :class:`Table`; cells without rows have status ``'missing'``.
+
+  Raises:
+    ValueError: an unknown or repeated act or init, or rows of several
+      depths or widths.
+  """
+  _check_names(acts, inits)
+  acts = tuple(a for a in ACTS if a in acts)
+  inits = tuple(i for i in INITS if i in inits)
+  kept = [r for r in rows if r["act"] in acts and r["init"] in inits]
+  shapes = sorted({(int(r["depth"]), int(r["width"])) for r in kept})
+  if len(shapes) > 1:
+    raise ValueError(f"rows must share one depth and width, got (depth, "
+                     f"width) = {shapes}")
+  by_cell: dict[tuple[str, str], list[dict]] = {}
+  for r in kept:
+    by_cell.setdefault((r["act"], r["init"]), []).append(r)
+  cells = {(a, i): summarize_cell(a, i, by_cell.get((a, i), []))
+           for a in acts for i in inits}
+  info = dict(info or {})
+  if shapes:
+    info["depth"], info["width"] = shapes[0]
+  if kept:
+    info["seeds"] = max(c.seeds for c in cells.values())
+  return Table(acts, inits, cells, info)
+
+
+def describe(table: Table) -> str:
+  """``digits, depth 10, width 64, 2000 steps, 3 seeds``: what was run."""
+  info = table.info
+  parts = [str(info.get("dataset", "?"))]
+  for key, unit in (("depth", "depth {}"), ("width", "width {}"),
+                    ("steps", "{} steps"), ("seeds", "{} seeds")):
+    if key in info:
+      parts.append(unit.format(info[key]))
+  return ", ".join(parts)
+
+
+def _training(info: dict) -> str:
+  """`` Trained with SGD with momentum 0.9 (lr 0.01, batch 64).`` or ''."""
+  if "optimizer" not in info:
+    return ""
+  name = {"sgd": "SGD", "adam": "Adam",
+          "momentum": f"SGD with momentum {info.get('momentum')}"}
+  batch = info.get("batch_size")
+  return (f" Trained with {name.get(info['optimizer'], info['optimizer'])} "
+          f"(lr {info.get('lr')}, "
+          f"{'full batch' if batch == 0 else f'batch {batch}'}).")
+
+
+def format_markdown(table: Table) -> str:
+  """The table in Markdown: a caption, one row per activation, one column
+  per initialisation (labels from ``ROWS``/``COLUMNS``), the footnote."""
+  caption = (f"Test accuracy by activation and initialisation: "
+             f"{describe(table)}.{_training(table.info)}")
+  lines = [caption, "",
+           "| activation | " + " | ".join(INIT_LABELS[i]
+                                         for i in table.inits) + " |",
+           "|---|" + "---|" * len(table.inits)]
+  for act in table.acts:
+    texts = [table.cell(act, i).text() for i in table.inits]
+    lines.append(f"| {ACT_LABELS[act]} | " + " | ".join(texts) + " |")
+  return "\n".join(lines) + "\n\n" + FOOTNOTE + "\n"
+
+
+def _csv_number(v) -> str:
+  if isinstance(v, float) and math.isnan(v):
+    return "nan"
+  return repr(v) if isinstance(v, float) else str(v)
+
+
+def csv_text(table: Table) -> str:
+  """One CSV line per activation x init (``CSV_FIELDS``), in table order.
+
+  ``mean``/``std`` are ``nan`` where undefined; ``pandas.read_csv`` or
+  ``csv.DictReader`` read it as is.
+  """
+  out = io.StringIO()
+  writer = csv.writer(out, lineterminator="\n")
+  writer.writerow(CSV_FIELDS)
+  info = table.info
+  for act in table.acts:
+    for init in table.inits:
+      c = table.cell(act, init)
+      writer.writerow([
+          act, ACT_LABELS[act], init, INIT_LABELS[init],
+          info.get("dataset", ""), info.get("depth", ""),
+          info.get("width", ""), info.get("steps", ""), c.seeds,
+          c.converged, c.diverged, _csv_number(c.mean), _csv_number(c.std),
+          c.status, c.text()])
+  return out.getvalue()
+
+
+# ------------------------------------------------------------------ figure
+
+NC_FACE = "0.88"    # grey of an n/c cell
+NC_HATCH = "////"
+
+
+def _text_colour(value: float, cmap) -> str:
+  """Black on light cells and white on dark ones (by the colour's
+  luminance, Rec. 709 weights)."""
+  r, g, b, _ = cmap(value)
+  return "black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.45 else "white"
+
+
+def plot_heatmap(table: Table) -> Figure:
+  """Heat map of the table: rows activations, columns initialisations.
+
+  Colour is the mean test accuracy on a fixed 0..1 viridis scale (with a
+  colorbar), so tables of different runs compare by eye; each cell is
+  annotated with its table text; n/c cells are grey and hatched, cells not
+  run are blank. The title says the dataset, depth, width, steps and
+  seeds.
+  """
+  grid = np.array([[table.cell(a, i).mean for i in table.inits]
+                   for a in table.acts], np.float64)
+  with style.style_context():
+    fig = style.new_figure("page", 1.3 + 0.36 * len(table.acts))
+    ax = fig.subplots()
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", vmin=0.0,
+                      vmax=1.0, aspect="auto")
+    cmap = image.get_cmap()
+    for r, act in enumerate(table.acts):
+      for c, init in enumerate(table.inits):
+        cell = table.cell(act, init)
+        colour = "black"
+        if cell.status == "n/c":
+          ax.add_patch(patches.Rectangle(
+              (c - 0.5, r - 0.5), 1, 1, facecolor=NC_FACE, edgecolor="0.6",
+              hatch=NC_HATCH, lw=0.0))
+        elif cell.status != "missing":
+          colour = _text_colour(cell.mean, cmap)
+        ax.text(c, r, cell.text(sep="\n"), ha="center", va="center",
+                fontsize=style.NOTE_SIZE, color=colour, linespacing=1.0)
+    ax.set_xticks(range(len(table.inits)),
+                  [INIT_LABELS[i] for i in table.inits])
+    ax.set_yticks(range(len(table.acts)),
+                  [ACT_LABELS[a] for a in table.acts])
+    ax.tick_params(length=0)
+    # White lines between cells, so neighbouring cells of one colour and
+    # the hatched ones stay apart.
+    ax.set_xticks(np.arange(len(table.inits) + 1) - 0.5, minor=True)
+    ax.set_yticks(np.arange(len(table.acts) + 1) - 0.5, minor=True)
+    ax.grid(which="minor", color="white", lw=1.5)
+    ax.tick_params(which="minor", length=0)
+    ax.xaxis.tick_top()
+    for spine in ax.spines.values():
+      spine.set_visible(False)
+    fig.colorbar(image, ax=ax, label="test accuracy", shrink=0.9,
+                 ticks=np.linspace(0, 1, 6))
+    fig.suptitle(f"Test accuracy by activation and initialisation: "
+                 f"{describe(table)}\n(mean ± std over converged seeds; "
+                 f"grey hatched: n/c; †: a seed diverged)")
+  return fig
+
+
+# ----------------------------------------------------------- run files
+
+
+def _json_safe(v):
+  """JSON rows: non-finite floats as ``'nan'``/``'inf'``/``'-inf'``, as
+  the sweep stores them; numpy scalars as Python values."""
+  v = v.item() if hasattr(v, "item") else v
+  if isinstance(v, float) and not math.isfinite(v):
+    return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+  return v
+
+
+ROW_FIELDS = ("act", "init", "depth", "width", "seed", "train_loss",
+              "test_accuracy", "diverged_at", "converged")
+
+
+def table_record(rows: list[dict], acts, inits, info: dict,
+                 command: str | None = None) -> dict:
+  """What ``table.json`` holds: the inputs of :func:`build_table` (the
+  sweep rows of the table's cells, reduced to ``ROW_FIELDS``), so the
+  table and its figure can be rebuilt from the file alone."""
+  keep = [{k: _json_safe(r.get(k)) for k in ROW_FIELDS} for r in rows
+          if r["act"] in acts and r["init"] in inits]
+  return {"schema": SCHEMA, "command": command, "info": info,
+          "acts": list(acts), "inits": list(inits), "rows": keep}
+
+
+def table_from_record(record: dict) -> Table:
+  """The :class:`Table` of a ``table.json`` record.
+
+  Raises:
+    ValueError: not a record of this schema, or malformed.
+  """
+  if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+    raise ValueError(f"not an activation table (schema {SCHEMA!r})")
+  try:
+    return build_table(record["rows"], acts=tuple(record["acts"]),
+                       inits=tuple(record["inits"]), info=record["info"])
+  except (KeyError, TypeError) as e:
+    raise ValueError(f"malformed activation table record: {e!r}") from e
+
+
+def read_record(run_dir: str) -> dict:
+  """``run_dir/table.json``; ValueError if it cannot be read."""
+  path = os.path.join(run_dir, TABLE_JSON)
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise ValueError(f"cannot read {path}: {e}") from e
+
+
+def is_run(run_dir: str) -> bool:
+  """Whether ``run_dir`` holds an activation table (``table.json`` of this
+  schema); for the gallery's detector."""
+  if not os.path.isfile(os.path.join(run_dir, TABLE_JSON)):
+    return False
+  return read_record(run_dir).get("schema") == SCHEMA
+
+
+def redraw(run_dir: str) -> dict[str, Figure]:
+  """``{'heatmap': Figure}`` of the table in ``run_dir`` (one dataset's
+  directory, e.g. ``runs/activation_table/<hash>/digits``), from its
+  ``table.json`` alone."""
+  return {"heatmap": plot_heatmap(table_from_record(read_record(run_dir)))}

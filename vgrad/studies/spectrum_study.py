@@ -1,0 +1,499 @@
+"""The Jacobian-spectrum study: build a net, probe it, summarise, judge.
+
+``run_study(config)`` returns the ``results.json`` dictionary documented in
+README.md; ``format_table`` and ``verdict`` turn it into the terminal report.
+Nothing here reads flags or writes files.
+
+Two methods measure the spectra (``SpectrumConfig.method``):
+
+* ``dense``: :func:`vgrad.probes.jacobian.make_spectrum_probe` multiplies the
+  Jacobians out and takes SVDs; values below the working precision's
+  resolution floor are flagged, not reported (:mod:`vgrad.probes.spectrum`).
+* ``qr``: :func:`vgrad.probes.log_spectrum.make_log_spectrum_probe` computes the
+  exact log singular values at target layers (and finite-time Lyapunov
+  sums at every layer) without forming the product, so nothing is lost at
+  any depth.
+* ``auto`` (default) runs the cheap forward QR pass first and picks
+  ``qr`` when the dense product would lose values (:func:`choose_method`),
+  else ``dense``; the results say which and why.
+"""
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vgrad.probes import jacobian
+from vgrad.probes import log_spectrum
+from vgrad.nn import lsuv
+from vgrad.nn import models
+from vgrad.probes import spectrum
+
+METHODS = ("auto", "dense", "qr")
+
+# |gain| beyond these factors (a 10x change of a vector's norm through the
+# whole net) is called vanishing / exploding; inside, a spectrum whose
+# singular values all lie within ISOMETRY_BAND of 1 is near-isometric.
+VANISHING_GAIN = 0.1
+EXPLODING_GAIN = 10.0
+ISOMETRY_BAND = (0.5, 2.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class SpectrumConfig:
+  """One probe of an MLP of ``depth`` hidden layers of ``width`` units.
+
+  The network is square (input size = width) with no readout, so the
+  input-output Jacobian is ``J_{<=depth} = D_depth W_depth ... D_1 W_1``.
+  Inputs are ``x_0 ~ N(0, I_width)``. ``method`` is one of ``METHODS``;
+  ``qr_layers`` are the layers whose exact log spectra the ``qr`` method
+  computes (default :func:`vgrad.probes.log_spectrum.default_layers`; ``depth`` is
+  always added: it is the input-output Jacobian) and ``qr_sweeps`` caps its
+  Jacobi sweeps per layer.
+  """
+  act: str = "sigmoid"
+  init: str = "glorot_uniform"
+  depth: int = 10
+  width: int = 256
+  sigma_w: float | None = None
+  sigma_b: float | None = None
+  num_inputs: int = 16
+  seed: int = 0
+  dtype: str = "float32"
+  act_params: dict = dataclasses.field(default_factory=dict)
+  method: str = "auto"
+  qr_layers: tuple[int, ...] | None = None
+  qr_sweeps: int = log_spectrum.DEFAULT_MAX_SWEEPS
+
+
+def build_model(config: SpectrumConfig) -> models.MLP:
+  return models.make_mlp(
+      depth=config.depth, width=config.width, activation=config.act,
+      activation_params=config.act_params, init=config.init,
+      sigma_w=config.sigma_w, sigma_b=config.sigma_b,
+      param_dtype=jnp.dtype(config.dtype))
+
+
+def qr_layers(config: SpectrumConfig) -> tuple[int, ...]:
+  """The ``qr`` method's target layers (``depth`` always included)."""
+  layers = (log_spectrum.default_layers(config.depth)
+            if config.qr_layers is None else config.qr_layers)
+  return log_spectrum.check_layers(tuple(layers) + (config.depth,),
+                                   config.depth)
+
+
+def check_config(config: SpectrumConfig):
+  """ValueError naming the field for a bad method, qr_layers or qr_sweeps."""
+  if config.method not in METHODS:
+    raise ValueError(f"method must be one of {', '.join(METHODS)}, got "
+                     f"{config.method!r}")
+  if int(config.qr_sweeps) != config.qr_sweeps or config.qr_sweeps < 1:
+    raise ValueError(f"qr_sweeps must be an integer >= 1, got "
+                     f"{config.qr_sweeps}")
+  if config.qr_layers is not None:
+    bad = [l for l in config.qr_layers
+           if int(l) != l or not 1 <= l <= config.depth]
+    if bad or not config.qr_layers:
+      raise ValueError(f"qr_layers must be integers in [1, depth="
+                       f"{config.depth}], got {list(config.qr_layers)}")
+
+
+def run_study(config: SpectrumConfig) -> dict:
+  """Initialises the net, probes ``num_inputs`` inputs, returns results.
+
+  float64 needs ``jax_enable_x64``; the caller sets it before calling.
+  With ``init='lsuv'`` the orthonormal net is rescaled on the probe inputs
+  (:func:`vgrad.nn.lsuv.initialize`) before it is probed.
+  """
+  check_config(config)
+  dtype = jnp.dtype(config.dtype)
+  if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+    raise ValueError("dtype float64 needs jax.config.update("
+                     "'jax_enable_x64', True) before the study runs")
+  model = build_model(config)
+  init_key, data_key = jax.random.split(jax.random.key(config.seed))
+  xs = jax.random.normal(data_key, (config.num_inputs, config.width), dtype)
+  # A data-dependent init (LSUV) is fitted to the probe's own inputs.
+  params = lsuv.initialize(model, init_key, xs)
+  method, reason = config.method, "requested"
+  if method == "auto":
+    sums = jax.device_get(log_spectrum.make_lyapunov_probe(model)(params, xs))
+    method, reason = choose_method(sums.partial_sums, dtype)
+  if method == "dense":
+    spectra = jax.device_get(jacobian.make_spectrum_probe(model)(params, xs))
+    results = summarize(config, spectra)
+  else:
+    layers = qr_layers(config)
+    probe = log_spectrum.make_log_spectrum_probe(model, layers,
+                                                 config.qr_sweeps)
+    results = summarize_qr(config, layers,
+                           jax.device_get(probe(params, xs)))
+  return results | {"method": method, "method_reason": reason}
+
+
+def _float_limits(dtype) -> tuple[float, float, float]:
+  """``(log(1 / eps), log tiny, log max)`` of ``dtype``."""
+  info = np.finfo(dtype)
+  return (-math.log(float(info.eps)), math.log(float(info.tiny)),
+          math.log(float(info.max)))
+
+
+def choose_method(partial_sums, dtype) -> tuple[str, str]:
+  """``('qr' | 'dense', reason)`` from the forward QR pass.
+
+  The dense probe loses singular values that lie more than a factor
+  ``1 / (N eps)`` below the largest (:mod:`vgrad.probes.spectrum`'s floor) or
+  outside the float range. The finite-time Lyapunov sums ``S_l`` are
+  log-majorised by the exact ``log sigma(J_{<=l})`` (``max S <= log
+  sigma_max``, ``min S >= log sigma_min``) and fall short of them by about
+  ``(1/2) log N`` at each end (``S_1 = log ||J e_1||`` and a random unit
+  vector has overlap ``~ N^{-1/2}`` with the top singular vector), so the
+  predicted extremes are ``max S + (1/2) log N`` and
+  ``min S - (1/2) log N``. Where that margin is too small the dense path's
+  own precision note still flags every lost value.
+
+  Args:
+    partial_sums: ``(B, L, N)`` Lyapunov sums (``-inf``: exact zeros, which
+      the dense path reports exactly and which do not count).
+    dtype: the working dtype.
+  """
+  sums = np.asarray(partial_sums, np.float64)
+  n = sums.shape[-1]
+  live = np.isfinite(sums)
+  margin = 0.5 * math.log(n)
+  with np.errstate(invalid="ignore"):
+    top = np.max(np.where(live, sums, -np.inf), axis=-1) + margin
+    bottom = np.min(np.where(live, sums, np.inf), axis=-1) - margin
+  spread = np.where(live.any(axis=-1), top - bottom, 0.0)  # (B, L)
+  per_n, log_tiny, log_max = _float_limits(dtype)
+  resolved = per_n - math.log(n)
+  name = np.dtype(dtype).name
+  widest = spread.max(axis=0)
+  layer = int(np.argmax(widest)) + 1
+  high = np.where(np.isfinite(top), top, -np.inf).max(axis=0)
+  low = np.where(np.isfinite(bottom), bottom, np.inf).min(axis=0)
+  reasons = []
+  out = np.nonzero((high > log_max) | (low < log_tiny))[0]
+  if out.size:
+    l = out[0]
+    value = high[l] if high[l] > log_max else low[l]
+    reasons.append(f"the singular values leave the {name} range from layer "
+                   f"{l + 1} (predicted e^{value:.0f}; {name} holds "
+                   f"e^{log_tiny:.0f} to e^{log_max:.0f})")
+  lost = np.nonzero(widest > resolved)[0]
+  if lost.size:
+    reasons.append(f"{name} resolves singular values within a factor "
+                   f"{math.exp(resolved):.2g} of the largest; the Lyapunov "
+                   f"estimates predict a spread of e^{widest.max():.0f} at "
+                   f"layer {layer} (beyond e^{resolved:.1f} from layer "
+                   f"{lost[0] + 1})")
+  if reasons:
+    return "qr", "; ".join(reasons)
+  return "dense", (f"{name} resolves the predicted spread (at most "
+                   f"e^{widest.max():.1f}, layer {layer}; resolution "
+                   f"e^{resolved:.1f}) and the values stay in range")
+
+
+def summarize(config: SpectrumConfig, spectra: jacobian.Spectra) -> dict:
+  """The results dictionary from the probe's singular values."""
+  n, dtype = config.width, np.dtype(config.dtype)
+  rows = np.asarray(spectra.nonzero_rows)
+  chain_rank = np.minimum.accumulate(rows, axis=1)
+  cumulative = [
+      spectrum.spectrum_record(spectra.cumulative[:, l], (n, n), dtype,
+                               rank_bound=chain_rank[:, l], layer=l + 1)
+      for l in range(config.depth)]
+  single = [spectra.first_layer] + [spectra.per_layer[:, l]
+                                    for l in range(config.depth - 1)]
+  per_layer = [spectrum.spectrum_record(sv, (n, n), dtype,
+                                        rank_bound=rows[:, l], layer=l + 1)
+               for l, sv in enumerate(single)]
+  return {
+      "config": dataclasses.asdict(config),
+      "convention": "J_l = D_l W_l, D_l = diag(phi'(h_l)); layers[l] is "
+                    "J_{<=l} = D_l W_l ... D_1 W_1; per_layer[l] is J_l",
+      "dtype_eps": float(np.finfo(dtype).eps),
+      "layers": cumulative,
+      "per_layer": per_layer,
+      "input_output": spectrum.spectrum_record(
+          spectra.input_output, (n, n), dtype, rank_bound=chain_rank[:, -1],
+          layer=config.depth),
+  }
+
+
+QUANTILES = {"min": 0.0, "p10": 0.1, "median": 0.5, "p90": 0.9, "max": 1.0}
+
+
+def summarize_qr(config: SpectrumConfig, layers: tuple[int, ...],
+                 spectra: log_spectrum.LogSpectra) -> dict:
+  """The results dictionary of the ``qr`` method.
+
+  ``layers`` holds a :func:`vgrad.probes.spectrum.log_spectrum_record` per target
+  layer (exact log singular values, nats) with the Jacobi ``error_bound``
+  and ``sweeps`` per input; ``lyapunov`` the finite-time Lyapunov sums'
+  quantiles at every layer and the exponents ``S_L / L``.
+  """
+  dtype = np.dtype(config.dtype)
+  log_sv = np.asarray(spectra.log_singular_values)
+  bounds, sweeps = np.asarray(spectra.error_bound), np.asarray(spectra.sweeps)
+  records = [
+      spectrum.log_spectrum_record(
+          log_sv[:, t], dtype, layer=l, sweeps=sweeps[:, t].tolist(),
+          error_bound=[spectrum.json_float(b, dtype) for b in bounds[:, t]])
+      for t, l in enumerate(layers)]
+  return {
+      "config": dataclasses.asdict(config),
+      "convention": "J_l = D_l W_l, D_l = diag(phi'(h_l)); layers[t] is "
+                    "J_{<=l} at layer l = layers[t].layer; log values in "
+                    "nats; null log singular value: exact zero",
+      "dtype_eps": float(np.finfo(dtype).eps),
+      "layers": records,
+      "lyapunov": lyapunov_record(spectra.partial_sums, spectra.rank_bound,
+                                  dtype),
+      "input_output": records[-1],
+  }
+
+
+def lyapunov_record(partial_sums, rank_bound, dtype) -> dict:
+  """Per-layer quantiles of the finite-time Lyapunov sums and exponents.
+
+  ``partial_sums`` (B, L, N): pooled over inputs and the live positions
+  (exact zeros left out, counted in ``num_exact_zeros``).
+  """
+  sums = np.asarray(partial_sums, np.float64)
+  depth, n = sums.shape[1], sums.shape[2]
+  quantiles = {key: [] for key in QUANTILES}
+  for l in range(depth):
+    live = sums[:, l][np.isfinite(sums[:, l])]
+    values = (np.quantile(live, list(QUANTILES.values()), method="nearest")
+              if live.size else [None] * len(QUANTILES))
+    for key, value in zip(QUANTILES, values):
+      quantiles[key].append(None if value is None
+                            else spectrum.json_float(value, dtype))
+  exponents = log_spectrum.lyapunov_exponents(sums)
+  return {
+      "partial_sums": quantiles,
+      "num_exact_zeros": (n - np.asarray(rank_bound).min(axis=0)).tolist(),
+      "exponents": [[spectrum.json_float(v, dtype) for v in row]
+                    for row in exponents],
+      "top_exponent": spectrum.json_float(np.mean(exponents[:, 0]), dtype),
+  }
+
+
+# --------------------------------------------------------------------------
+# Judging either kind of results from log values.
+
+def is_qr(results: dict) -> bool:
+  return results.get("method") == "qr"
+
+
+def log_gain(record: dict) -> float | None:
+  """Log of the RMS singular value sqrt(tr(J J^T) / N) (-inf: exactly 0)."""
+  if "log_rms_gain" in record:
+    if record["log_rms_gain"] is None:
+      zero = (record["finite"] and min(record["num_exact_zeros"])
+              == record["num_singular_values"])
+      return -math.inf if zero else None
+    return record["log_rms_gain"]
+  g = gain(record)
+  return None if g is None else (math.log(g) if g > 0 else -math.inf)
+
+
+def gain(record: dict) -> float | None:
+  """RMS singular value sqrt(tr(J J^T) / N): the mean factor on ||v||^2.
+
+  For log records, None when it leaves the float range (use
+  :func:`log_gain`).
+  """
+  if "log_rms_gain" in record:
+    value = log_gain(record)
+    return None if value is None or value > 700 else math.exp(value)
+  ms = record["mean_sq_singular_value"]
+  return None if ms is None else math.sqrt(ms)
+
+
+def _log_extremes(record: dict):
+  """``(log min, log max, log condition number)``, None where unmeasured."""
+  if "log_rms_gain" in record:
+    zeros = max(record["num_exact_zeros"])
+    return (-math.inf if zeros else record["min_log_singular_value"],
+            record["max_log_singular_value"], record["log_condition_number"])
+  def log_or_none(v):
+    return None if v is None else (math.log(v) if v > 0 else -math.inf)
+  return (log_or_none(record["min_singular_value"]),
+          log_or_none(record["max_singular_value"]),
+          log_or_none(record["condition_number"]))
+
+
+def format_power(log_value: float | None, digits: int = 3) -> str:
+  """``e^log_value`` as ``1.23e-06``, or ``1.23e-4521`` beyond float64."""
+  if log_value is None:
+    return "-"
+  if log_value == -math.inf:
+    return "0"
+  if abs(log_value) < 700:
+    return f"{math.exp(log_value):.{digits}g}"
+  exponent10 = log_value / math.log(10)
+  power = math.floor(exponent10)
+  mantissa = 10 ** (exponent10 - power)
+  if round(mantissa, digits - 1) >= 10:
+    mantissa, power = mantissa / 10, power + 1
+  return f"{mantissa:.{digits}g}e{power:+d}"
+
+
+def unresolved_layers(results: dict) -> list[int]:
+  """Layers whose cumulative spectrum has values below resolution (never
+  for the ``qr`` method)."""
+  return [r["layer"] for r in results["layers"]
+          if r["finite"] and "num_resolved" in r
+          and min(r["num_resolved"]) < r["num_singular_values"]]
+
+
+def nonfinite_layers(results: dict) -> list[int]:
+  return [r["layer"] for r in results["layers"] if not r["finite"]]
+
+
+def verdict(results: dict) -> str:
+  """One line: input-output gain and vanishing / exploding / near-isometric."""
+  io, depth = results["input_output"], results["config"]["depth"]
+  bad = nonfinite_layers(results)
+  if bad:
+    return (f"exploding: the Jacobian overflowed {results['config']['dtype']}"
+            f" (Inf/NaN) from layer {bad[0]} on")
+  g = log_gain(io)
+  if g == -math.inf:
+    return ("vanishing: the input-output Jacobian is exactly zero "
+            "(dead units, zero weights, or underflow)")
+  rate = math.exp(g / depth)
+  head = f"input-output gain {format_power(g)} (x{rate:.3g} per layer)"
+  if g < math.log(VANISHING_GAIN):
+    return f"vanishing: {head}"
+  if g > math.log(EXPLODING_GAIN):
+    return f"exploding: {head}"
+  lo, hi, log_cond = _log_extremes(io)
+  if (lo is not None and math.log(ISOMETRY_BAND[0]) <= lo
+      and hi <= math.log(ISOMETRY_BAND[1])):
+    return (f"near-isometric: {head}, singular values in "
+            f"[{format_power(lo)}, {format_power(hi)}]")
+  if max(io["num_exact_zeros"]):
+    spread = (f"rank-deficient: up to {max(io['num_exact_zeros'])} of "
+              f"{io['num_singular_values']} singular values exactly zero "
+              f"(inactive units)")
+  elif log_cond is not None:
+    spread = f"condition number {format_power(log_cond)}"
+  else:
+    spread = "smallest singular values below resolution"
+  return (f"norm-preserving on average but not isometric: {head}, {spread}")
+
+
+def _fmt(value: float | None) -> str:
+  return "-" if value is None else f"{value:.3e}"
+
+
+def _fmt_log(value: float | None) -> str:
+  """A log value as a power of ten with 4 digits, ``1.234e-4521``."""
+  if value is None:
+    return "-"
+  if value == -math.inf:
+    return "0"
+  exponent10 = value / math.log(10)
+  power = math.floor(exponent10)
+  mantissa = 10 ** (exponent10 - power)
+  if round(mantissa, 3) >= 10:
+    mantissa, power = mantissa / 10, power + 1
+  return f"{mantissa:.3f}e{power:+03d}"
+
+
+def format_table(results: dict) -> str:
+  """Per-layer table of the cumulative (input-to-layer-l) spectra.
+
+  Dense: ``resolved`` is the worst input's count of measured values (exact
+  zeros included); ``zeros`` the most exact zeros (inactive units) of any
+  input. QR (target layers only; values as powers of ten, which may leave
+  the float range): ``Lyapunov max`` is ``exp(max_i S_{l,i})``, the
+  finite-time estimate of the largest singular value, and ``bound`` the
+  largest Jacobi error bound (nats) of any input.
+  """
+  if is_qr(results):
+    return _format_qr_table(results)
+  head = (f"{'l':>4} {'rms gain':>10} {'min sv':>10} {'median sv':>10} "
+          f"{'max sv':>10} {'cond':>10} {'layer gain':>10} {'resolved':>9} "
+          f"{'zeros':>5}")
+  lines = [head, "-" * len(head)]
+  for cum, one in zip(results["layers"], results["per_layer"]):
+    lines.append(
+        f"{cum['layer']:>4} {_fmt(gain(cum)):>10} "
+        f"{_fmt(cum['min_singular_value']):>10} "
+        f"{_fmt(cum['median_singular_value']):>10} "
+        f"{_fmt(cum['max_singular_value']):>10} "
+        f"{_fmt(cum['condition_number']):>10} {_fmt(gain(one)):>10} "
+        f"{min(cum['num_resolved']):>4}/{cum['num_singular_values']:<4} "
+        f"{max(cum['num_exact_zeros']):>5}")
+  return "\n".join(lines)
+
+
+def _format_qr_table(results: dict) -> str:
+  w = 12
+  head = (f"{'l':>5} {'rms gain':>{w}} {'min sv':>{w}} {'median sv':>{w}} "
+          f"{'max sv':>{w}} {'cond':>{w}} {'Lyapunov max':>{w + 1}} "
+          f"{'bound':>8} {'zeros':>5}")
+  lines = [head, "-" * len(head)]
+  lyap_max = results["lyapunov"]["partial_sums"]["max"]
+  for rec in results["layers"]:
+    worst = "-" if not rec["finite"] else f"{_worst_bound(rec):.1e}"
+    lines.append(
+        f"{rec['layer']:>5} {_fmt_log(log_gain(rec)):>{w}} "
+        f"{_fmt_log(rec['min_log_singular_value']):>{w}} "
+        f"{_fmt_log(rec['median_log_singular_value']):>{w}} "
+        f"{_fmt_log(rec['max_log_singular_value']):>{w}} "
+        f"{_fmt_log(rec['log_condition_number']):>{w}} "
+        f"{_fmt_log(lyap_max[rec['layer'] - 1]):>{w + 1}} "
+        f"{worst:>8} {max(rec['num_exact_zeros']):>5}")
+  return "\n".join(lines)
+
+
+def _worst_bound(record: dict) -> float:
+  """The largest Jacobi error bound of any input (inf: not converged)."""
+  return max(math.inf if b is None else b for b in record["error_bound"])
+
+
+# Jacobi error bounds above this (nats; 1e-3 relative in sigma) are noted.
+BOUND_NOTE = 1e-3
+
+
+def precision_note(results: dict) -> str | None:
+  """Says where values fell below resolution or overflowed, or (qr) where
+  Jacobi stopped at its sweep cap, else None."""
+  cfg, notes = results["config"], []
+  missing = unresolved_layers(results)
+  if missing:
+    worst = results["layers"][missing[-1] - 1]
+    notes.append(
+        f"{cfg['dtype']} resolves only {min(worst['num_resolved'])} of "
+        f"{worst['num_singular_values']} singular values at layer "
+        f"{worst['layer']} (unresolved from layer {missing[0]}: below "
+        f"s_max * N * eps); they are flagged, not reported")
+    if cfg["dtype"] == "float32":
+      notes.append("--dtype=float64 resolves more, --method=qr all")
+  bad = nonfinite_layers(results)
+  if bad:
+    notes.append(f"non-finite singular values (overflow) from layer {bad[0]}")
+  if is_qr(results):
+    loose = [(r["layer"], _worst_bound(r)) for r in results["layers"]
+             if r["finite"]]
+    loose = [(l, b) for l, b in loose if b > BOUND_NOTE]
+    if loose:
+      notes.append(
+          f"Jacobi stopped at {cfg['qr_sweeps']} sweeps with error bounds "
+          f"up to {max(b for _, b in loose):.2g} nats at layers "
+          f"{', '.join(str(l) for l, _ in loose)}; raise --qr_sweeps")
+  return "; ".join(notes) + "." if notes else None
+
+
+def method_line(results: dict) -> str:
+  """``auto chose qr: <reason>`` or ``qr (requested)``."""
+  if results["config"]["method"] == "auto":
+    return f"auto chose {results['method']}: {results['method_reason']}"
+  return f"{results['method']} (requested)"
