@@ -38,6 +38,7 @@ import sys
 
 from absl import flags
 
+from vgrad.plots import activation_table_plots
 from vgrad.cli import app as cli
 from vgrad.cli import progress as progress_lib
 from vgrad.studies import activation_table
@@ -192,7 +193,7 @@ def write_views(out_dir: str, record: dict
   paths = [os.path.join(out_dir, n) for n in ("table.md", "table.csv")]
   rundir.write_text(paths[0], activation_table.format_markdown(table))
   rundir.write_text(paths[1], activation_table.csv_text(table))
-  paths += style.save_figure(activation_table.plot_heatmap(table),
+  paths += style.save_figure(activation_table_plots.plot_heatmap(table),
                              os.path.join(out_dir, "heatmap"))
   return table, paths
 
@@ -205,7 +206,7 @@ def replot(run_dir: str) -> None:
     cli.fail(f"--replot redraws a finished table; it takes no other flag "
              f"(got {', '.join(given)})")
   try:
-    _, paths = write_views(run_dir, activation_table.read_record(run_dir))
+    _, paths = write_views(run_dir, activation_table_plots.read_record(run_dir))
   except ValueError as e:
     cli.fail(f"--replot: {e}")
   print(f"wrote {', '.join(paths)}")

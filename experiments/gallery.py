@@ -24,6 +24,9 @@ import sys
 
 from absl import flags
 
+from vgrad.plots import training_plots
+from vgrad.plots import activation_table_plots
+from vgrad.io import records
 from vgrad.cli import app as cli
 from vgrad.cli import reproduction
 from vgrad.cli import training_run
@@ -47,26 +50,26 @@ def define_flags():
 
 
 def _is_spectrum_run(run_dir: str) -> bool:
-  return gallery.json_matches(
+  return records.json_matches(
       run_dir, "results.json",
       lambda r: "schema" not in r and {"config", "layers",
                                        "input_output"} <= set(r))
 
 
 def _redraw_spectrum(run_dir: str) -> dict:
-  results = gallery.read_json(run_dir, "results.json")
+  results = records.read_json(run_dir, "results.json")
   return {"spectrum": plotting.plot_jacobian_spectrum(results)}
 
 
 def _is_training_run(run_dir: str) -> bool:
-  return gallery.json_matches(
+  return records.json_matches(
       run_dir, "metrics.json",
       lambda m: m.get("schema", training_run.SCHEMA) == training_run.SCHEMA
       and "arms" in m)
 
 
 def _redraw_training(run_dir: str) -> dict:
-  return training_report.figures(gallery.read_json(run_dir, "metrics.json"))
+  return training_plots.figures(records.read_json(run_dir, "metrics.json"))
 
 
 def _reproduction_kind(schema: str, title: str, module: str) -> gallery.Kind:
@@ -74,12 +77,12 @@ def _reproduction_kind(schema: str, title: str, module: str) -> gallery.Kind:
   spec = reproduction.REPORTS[schema]
 
   def detect(run_dir: str) -> bool:
-    return gallery.json_matches(
+    return records.json_matches(
         run_dir, "results.json",
         lambda r: reproduction.schema_of(r) == schema)
 
   def redraw(run_dir: str) -> dict:
-    return {spec.stem: spec.plot(gallery.read_json(run_dir,
+    return {spec.stem: spec.plot(records.read_json(run_dir,
                                                    "results.json"))}
 
   return gallery.Kind(
@@ -90,7 +93,7 @@ def _reproduction_kind(schema: str, title: str, module: str) -> gallery.Kind:
 
 
 def _is_sweep(run_dir: str) -> bool:
-  return gallery.json_matches(run_dir, "sweep.json",
+  return records.json_matches(run_dir, "sweep.json",
                               lambda r: r.get("schema") == sweep.SCHEMA)
 
 
@@ -130,7 +133,7 @@ KINDS = {
     "activation_table": gallery.Kind(
         title="Activation x initialisation tables "
               "(`experiments.activation_table`)",
-        detect=activation_table.is_run, redraw=activation_table.redraw,
+        detect=activation_table_plots.is_run, redraw=activation_table_plots.redraw,
         redraw_command="python -m experiments.activation_table "
                        "--replot={run_dir}",
         make_command="python -m experiments.activation_table"),

@@ -88,7 +88,7 @@ def main(argv):
     with rundir.staged_run_dir(out_dir, overwrite=FLAGS.overwrite) as stage:
       metrics = training_run.train_arms(preset.name, title, arms(preset), ds,
                                         stage)
-      training_report.write_run(stage, record, metrics)
+      training_run.write_run(stage, record, metrics)
       if mnist is not None:
         extra = presets.get_preset("mnist_deep")
         sub = os.path.join(stage, "mnist")
@@ -98,7 +98,7 @@ def main(argv):
         mnist_metrics = training_run.train_arms(
             "mnist_deep", f"mnist_deep: {extra.question}", mnist_arms, mnist,
             sub)
-        training_report.write_run(sub, record, mnist_metrics)
+        training_run.write_run(sub, record, mnist_metrics)
   except rundir.RunDirExistsError as e:
     cli.fail(e)
   training_run.report(metrics, out_dir)

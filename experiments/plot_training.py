@@ -11,6 +11,8 @@ import os
 
 from absl import flags
 
+from vgrad.cli import training_run
+from vgrad.plots import training_plots
 from vgrad.cli import app as cli
 from vgrad.studies import training_report
 
@@ -25,8 +27,8 @@ def main(argv):
   path = os.path.join(FLAGS.run_dir, "metrics.json")
   metrics = cli.read_run_file(FLAGS.run_dir, "metrics.json")
   try:
-    paths = training_report.write_figures(metrics, FLAGS.run_dir)
-    paths += training_report.write_tables(metrics, FLAGS.run_dir)
+    paths = training_plots.write_figures(metrics, FLAGS.run_dir)
+    paths += training_run.write_tables(metrics, FLAGS.run_dir)
   except (KeyError, TypeError, IndexError, ValueError) as e:
     cli.fail(f"--run_dir: {path} is not a training metrics file (missing or "
              f"malformed field {e})")

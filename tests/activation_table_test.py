@@ -25,6 +25,8 @@ from absl.testing import parameterized
 import numpy as np
 
 from experiments import activation_table as cli_table
+from vgrad.plots import activation_table_plots
+from vgrad.io import records
 from vgrad.studies import activation_table
 from vgrad.plots import gallery
 from vgrad.training import data
@@ -216,7 +218,7 @@ class TableTest(parameterized.TestCase):
       if (r["act"], r["init"]) == ("tanh", "uniform") and r["seed"] == 0:
         r.update(converged=False)
     table = activation_table.build_table(rows, info=self.info)
-    fig = activation_table.plot_heatmap(table)
+    fig = activation_table_plots.plot_heatmap(table)
     ax, bar = fig.axes
     texts = [t.get_text() for t in ax.texts]
     self.assertEqual(texts, [table.cell(a, i).text(sep="\n")
@@ -241,16 +243,16 @@ class TableTest(parameterized.TestCase):
         command="python -m experiments.activation_table")
     text = json.dumps(record, allow_nan=False)
     run_dir = self.create_tempdir().full_path
-    self.assertFalse(activation_table.is_run(run_dir))
+    self.assertFalse(activation_table_plots.is_run(run_dir))
     with open(os.path.join(run_dir, activation_table.TABLE_JSON), "w") as f:
       f.write(text)
-    self.assertTrue(activation_table.is_run(run_dir))
-    self.assertEqual(gallery.recorded_command(run_dir),
+    self.assertTrue(activation_table_plots.is_run(run_dir))
+    self.assertEqual(records.recorded_command(run_dir),
                      "python -m experiments.activation_table")
     table = activation_table.table_from_record(json.loads(text))
     self.assertEqual(table.cell("relu", "he_normal").seeds, 4)
     self.assertEqual(table.cell("relu", "he_normal").converged, 3)
-    figures = activation_table.redraw(run_dir)
+    figures = activation_table_plots.redraw(run_dir)
     self.assertEqual(list(figures), ["heatmap"])
     with self.assertRaisesRegex(ValueError, "not an activation table"):
       activation_table.table_from_record({"schema": "other"})

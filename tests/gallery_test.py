@@ -18,6 +18,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
+from vgrad.io import records
 from vgrad.cli import app as cli
 from experiments import gallery as gallery_main
 from experiments import jacobian_spectrum
@@ -170,10 +171,10 @@ def _write_runs(root: str) -> dict:
     metrics = training_run.train_arms("xor_deep", "tiny", [config],
                                       data.xor(), None)
   os.makedirs(os.path.join(runs["lecture"], "mnist"))
-  training_report.write_run(runs["lecture"], {"command": TRAIN_COMMAND},
+  training_run.write_run(runs["lecture"], {"command": TRAIN_COMMAND},
                             metrics | {"command": TRAIN_COMMAND})
   del metrics["command"]
-  training_report.write_run(os.path.join(runs["lecture"], "mnist"), {},
+  training_run.write_run(os.path.join(runs["lecture"], "mnist"), {},
                             metrics)
 
   hist = gh.run_study(gh.HistogramConfig(acts=("tanh",), depth=2, width=8,
@@ -246,7 +247,7 @@ class GalleryTest(absltest.TestCase):
   def test_page_lists_each_figure_with_its_commands(self):
     made = {"jacobian_spectrum": SPECTRUM_COMMAND,
             "training-lecture.tiny-": TRAIN_COMMAND,
-            "training-lecture.tiny.mnist": gallery.NOT_RECORDED,
+            "training-lecture.tiny.mnist": records.NOT_RECORDED,
             "gradient_histograms": HISTOGRAM_COMMAND}
     redraw = {"jacobian_spectrum": "plot_jacobian_spectrum",
               "training": "plot_training", "gradient_histograms": "replot"}
@@ -257,7 +258,7 @@ class GalleryTest(absltest.TestCase):
       self.assertIn(f"]({entry.stem}.png)", section)
       self.assertIn(f"[PDF]({entry.stem}.pdf)", section)
       [command] = [c for k, c in made.items() if entry.stem.startswith(k)]
-      if command != gallery.NOT_RECORDED:
+      if command != records.NOT_RECORDED:
         command = f"`{command}`"
       self.assertIn(f"- Results made by: {command}\n", section)
       [module] = [m for k, m in redraw.items() if entry.stem.startswith(k)]
@@ -317,7 +318,7 @@ class GalleryTest(absltest.TestCase):
     def redraw(run_dir):
       with style.style_context():
         fig = style.new_figure("column", 1.5)
-        fig.subplots().plot(gallery.read_json(run_dir, "toy.json")["y"])
+        fig.subplots().plot(records.read_json(run_dir, "toy.json")["y"])
       return {"line": fig}
 
     kinds = {"toy": gallery.Kind(
@@ -325,7 +326,7 @@ class GalleryTest(absltest.TestCase):
         detect=lambda d: os.path.isfile(os.path.join(d, "toy.json")),
         redraw_command="python -m experiments.toy --run_dir={run_dir}",
         make_command="python -m experiments.toy",
-        made_by=lambda d: gallery.read_json(d, "toy.json")["command"])}
+        made_by=lambda d: records.read_json(d, "toy.json")["command"])}
     runs, warnings = gallery.find_runs(root, kinds)
     self.assertEqual(runs, [gallery.Run("toy", os.path.join(root, "toys",
                                                             "a"), "toys.a")])

@@ -11,6 +11,7 @@ from absl.testing import absltest
 import jax
 import numpy as np
 
+from vgrad.plots import training_plots
 from vgrad.training import data
 from vgrad.studies import training_report
 from vgrad.studies import training_study as ts
@@ -82,7 +83,7 @@ class XorOutcomeTest(absltest.TestCase):
     self.assertEqual(tuple(parsed[0]), training_report.CSV_FIELDS)
     self.assertEqual(parsed[0]["solved"], "False")
     out = self.create_tempdir().full_path
-    training_report.write_figures(metrics, out)
+    training_plots.write_figures(metrics, out)
     self.assertContainsSubset(
         {"curves.png", "curves.pdf", "gradient_flow.png", "gradient_flow.pdf"},
         set(os.listdir(out)))

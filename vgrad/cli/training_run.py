@@ -18,6 +18,7 @@ import jax
 from vgrad.cli import app as cli
 from vgrad.training import data
 from vgrad.io import rundir
+from vgrad.plots import training_plots
 from vgrad.studies import training_report
 from vgrad.studies import training_study
 
@@ -127,6 +128,23 @@ def train_arms(name: str, title: str, configs, ds: data.Dataset,
           "arms": arms}
 
 
+def write_tables(metrics: dict, directory: str) -> list[str]:
+  """``table.md`` and ``table.csv``; returns the paths."""
+  paths = [os.path.join(directory, "table.md"),
+           os.path.join(directory, "table.csv")]
+  rundir.write_text(paths[0], training_report.format_table(metrics))
+  rundir.write_text(paths[1], training_report.format_csv(metrics))
+  return paths
+
+
+def write_run(directory: str, config: dict, metrics: dict) -> None:
+  """config.json, metrics.json, table.md, table.csv and the figures."""
+  rundir.write_json(os.path.join(directory, "config.json"), config)
+  rundir.write_json(os.path.join(directory, "metrics.json"), metrics)
+  write_tables(metrics, directory)
+  training_plots.write_figures(metrics, directory)
+
+
 def report(metrics: dict, out_dir: str) -> None:
   print(f"\n{metrics['title']} ({metrics['dataset']['description']})\n")
   print(training_report.format_table(metrics))
@@ -147,7 +165,7 @@ def run_arms(name: str, title: str, configs, ds: data.Dataset, out_dir: str,
   try:
     with rundir.staged_run_dir(out_dir, overwrite=FLAGS.overwrite) as stage:
       metrics = train_arms(name, title, configs, ds, stage)
-      training_report.write_run(stage, record, metrics)
+      write_run(stage, record, metrics)
   except rundir.RunDirExistsError as e:
     cli.fail(e)
   report(metrics, out_dir)

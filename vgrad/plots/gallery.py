@@ -15,7 +15,6 @@ longer exist are not deleted from OUT.
 """
 
 import dataclasses
-import json
 import os
 import re
 import shlex
@@ -23,52 +22,9 @@ from collections.abc import Callable, Sequence
 
 from matplotlib.figure import Figure
 
+from vgrad.io import records
 from vgrad.io import rundir
 from vgrad.plots import style
-
-# Files that may hold the command that made a run, in the order looked at.
-COMMAND_FILES = ("results.json", "metrics.json", "config.json", "table.json",
-                 "sweep.json")
-NOT_RECORDED = "not recorded"
-
-
-def read_json(run_dir: str, name: str) -> dict:
-  """``run_dir/name`` parsed as a JSON object.
-
-  Raises:
-    ValueError: the file cannot be read or parsed, or is not an object.
-  """
-  path = os.path.join(run_dir, name)
-  try:
-    with open(path) as f:
-      obj = json.load(f)
-  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-    raise ValueError(f"cannot read {path}: {e}") from e
-  if not isinstance(obj, dict):   # a malformed file, like a truncated one
-    raise ValueError(  # noqa: TRY004
-        f"{path} holds a JSON {type(obj).__name__}, not an object")
-  return obj
-
-
-def json_matches(run_dir: str, name: str,
-                 predicate: Callable[[dict], bool]) -> bool:
-  """False when ``run_dir/name`` does not exist, else ``predicate`` of its
-  JSON object (a file that exists but cannot be read raises ValueError)."""
-  if not os.path.isfile(os.path.join(run_dir, name)):
-    return False
-  return bool(predicate(read_json(run_dir, name)))
-
-
-def recorded_command(run_dir: str) -> str | None:
-  """The ``"command"`` field of the first of ``COMMAND_FILES`` that has
-  one (runs made before commands were recorded have none)."""
-  for name in COMMAND_FILES:
-    if os.path.isfile(os.path.join(run_dir, name)):
-      command = read_json(run_dir, name).get("command")
-      if isinstance(command, str) and command:
-        return command
-  return None
-
 
 @dataclasses.dataclass(frozen=True)
 class Kind:
@@ -85,14 +41,14 @@ class Kind:
       directory, with ``{run_dir}`` where the (quoted) path goes.
     make_command: an example command that makes a run of this kind.
     made_by: ``run_dir -> command or None``, the command recorded in the
-      run (default :func:`recorded_command`).
+      run (default :func:`records.recorded_command`).
   """
   title: str
   detect: Callable[[str], bool]
   redraw: Callable[[str], dict[str, Figure]]
   redraw_command: str
   make_command: str
-  made_by: Callable[[str], str | None] = recorded_command
+  made_by: Callable[[str], str | None] = records.recorded_command
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +65,7 @@ class Entry:
   run: Run
   figure: str
   stem: str          # file name in the gallery, without extension
-  made_by: str       # the recorded command, or NOT_RECORDED
+  made_by: str       # the recorded command, or records.NOT_RECORDED
   redraw: str        # the command that redraws it in the run directory
 
 
@@ -213,7 +169,7 @@ def draw(runs: list[Run], kinds: dict[str, Kind], out_dir: str,
     kind = kinds[run.kind]
     try:
       figures = kind.redraw(run.path)
-      made_by = kind.made_by(run.path) or NOT_RECORDED
+      made_by = kind.made_by(run.path) or records.NOT_RECORDED
     except Exception as e:  # noqa: BLE001  pylint: disable=broad-except
       # One malformed run must not stop the gallery; the warning names it.
       warnings.append(f"skipped {run.path} ({run.kind}): {_one_line(e)}")
@@ -260,7 +216,7 @@ def format_page(entries: list[Entry], kinds: dict[str, Kind], command: str,
       continue
     lines += [f"## {kind.title}", ""]
     for e in mine:
-      made = (NOT_RECORDED if e.made_by == NOT_RECORDED
+      made = (records.NOT_RECORDED if e.made_by == records.NOT_RECORDED
               else _code(e.made_by))
       lines += [
           f"### {_code(e.stem)}", "",

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from vgrad.plots import style
-from vgrad.studies import sweep
+from vgrad.studies import sweep_summary
 
 MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">")
 LINESTYLES = ("-", "--", ":", "-.")
@@ -101,7 +101,7 @@ def _draw_heatmap(fig, ax, summaries, task):
 
 def plot_sweep(rows: list[dict], task: str) -> Figure:
   """The figure of a sweep; see the module docstring."""
-  summaries = sweep.summarize(rows, task)
+  summaries = sweep_summary.summarize(rows, task)
   widths = sorted({s["width"] for s in summaries})
   single_depth = len({s["depth"] for s in summaries}) == 1
   with style.style_context():

@@ -8,6 +8,8 @@ several are compared. Both take the ``metrics.json`` dictionary and never
 touch JAX.
 """
 
+import os
+
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -192,3 +194,15 @@ def plot_gradient_flow(metrics: dict) -> Figure:
                  frameon=False)
     fig.suptitle(style.wrap(f"{title}\n{_title(metrics)}", width))
   return fig
+
+
+def figures(metrics: dict) -> dict[str, Figure]:
+  """The run's figures by file stem: ``curves`` and ``gradient_flow``."""
+  return {"curves": plot_training_curves(metrics),
+          "gradient_flow": plot_gradient_flow(metrics)}
+
+
+def write_figures(metrics: dict, directory: str) -> list[str]:
+  """``curves.{png,pdf}`` and ``gradient_flow.{png,pdf}``; returns paths."""
+  return [path for stem, fig in figures(metrics).items()
+          for path in style.save_figure(fig, os.path.join(directory, stem))]

@@ -37,11 +37,9 @@ refused (the grid itself may grow: new cells are added). ``results.csv``
 consolidates every finished cell, one row per (cell, seed).
 """
 
-import csv
 import dataclasses
 import functools
 import hashlib
-import io
 import json
 import math
 import os
@@ -63,8 +61,10 @@ from vgrad.nn import initializers
 from vgrad.probes import log_spectrum
 from vgrad.nn import lsuv
 from vgrad.nn import models
+from vgrad.io import cell_store
 from vgrad.io import rundir
 from vgrad.training import train
+from vgrad.studies import sweep_summary
 from vgrad.studies import training_study
 
 SCHEMA = "vgrad.sweep/1"
@@ -459,24 +459,13 @@ def cell_path(out_dir: str, cell: Cell) -> str:
   return os.path.join(cells_dir(out_dir), f"{cell.id}.json")
 
 
-def _fsync_dir(path: str) -> None:
-  fd = os.open(path, os.O_RDONLY)
-  try:
-    os.fsync(fd)
-  finally:
-    os.close(fd)
-
-
 def write_cell(out_dir: str, cell: Cell, settings: dict, rows: list[dict],
                seconds: float) -> str:
-  """One finished cell, atomically and durably (temp, fsync, rename, fsync
-  of the directory)."""
-  path = cell_path(out_dir, cell)
-  rundir.write_json(path, {"schema": SCHEMA, "cell": dataclasses.asdict(cell),
-                           "settings": settings, "seconds": seconds,
-                           "rows": rows})
-  _fsync_dir(os.path.dirname(path))
-  return path
+  """One finished cell, atomically and durably (:mod:`vgrad.io.cell_store`)."""
+  return cell_store.write_cell(
+      cells_dir(out_dir), cell.id,
+      {"schema": SCHEMA, "cell": dataclasses.asdict(cell),
+       "settings": settings, "seconds": seconds, "rows": rows})
 
 
 def _valid_cell(record, settings: dict) -> bool:
@@ -497,26 +486,9 @@ def read_cells(out_dir: str, settings: dict,
   out (and reported through ``warn``): its cell counts as missing and is
   recomputed, then replaced.
   """
-  directory = cells_dir(out_dir)
-  out = {}
-  if not os.path.isdir(directory):
-    return out
-  for name in sorted(os.listdir(directory)):
-    if not name.endswith(".json") or name.startswith("."):
-      continue
-    path = os.path.join(directory, name)
-    try:
-      with open(path) as f:
-        record = json.load(f)
-    except (OSError, ValueError) as e:
-      record, why = None, str(e)
-    else:
-      why = "settings or seeds differ from sweep.json"
-    if _valid_cell(record, settings):
-      out[Cell(**record["cell"]).id] = record
-    elif warn is not None:
-      warn(f"ignoring {path} ({why}); its cell will be recomputed")
-  return out
+  records = cell_store.read_cells(
+      cells_dir(out_dir), lambda r: _valid_cell(r, settings), warn)
+  return {Cell(**r["cell"]).id: r for r in records}
 
 
 def _check_sweep_file(out_dir: str, config: SweepConfig,
@@ -564,27 +536,6 @@ def read_sweep(out_dir: str) -> tuple[dict, list[dict]]:
   return record, rows_of(read_cells(out_dir, settings), settings["task"])
 
 
-def _remove_stale_temporaries(out_dir: str) -> None:
-  """Temporary files a killed writer left behind (never a finished cell)."""
-  for directory in (out_dir, cells_dir(out_dir)):
-    for name in os.listdir(directory):
-      if name.startswith(".tmp-"):
-        os.remove(os.path.join(directory, name))
-
-
-def _csv_value(v) -> str:
-  """A cell's text: ``true``/``false``, ``nan``/``inf``/``-inf``, repr of
-  finite floats (round-trips), ``''`` for None."""
-  v = _from_json(v)
-  if v is None:
-    return ""
-  if isinstance(v, bool):
-    return "true" if v else "false"
-  if isinstance(v, float) and not math.isfinite(v):
-    return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
-  return repr(v) if isinstance(v, float) else str(v)
-
-
 def rows_of(records: dict, task: str) -> list[dict]:
   """The CSV rows (one per cell and seed), sorted by (act, init, depth,
   width, seed)."""
@@ -597,29 +548,14 @@ def rows_of(records: dict, task: str) -> list[dict]:
     cell = record["cell"]
     for row in sorted(record["rows"], key=lambda r: r["seed"]):
       out.append({"cell": cell_id, **cell, "seed": row["seed"]}
-                 | {c: _from_json(row.get(c)) for c in columns})
+                 | {c: cell_store.from_json(row.get(c)) for c in columns})
   return out
 
 
-def _from_json(v):
-  """JSON stores non-finite floats as strings (``'nan'``, ``'-inf'``);
-  rows hold them as floats again."""
-  return float(v) if v in ("nan", "inf", "-inf") else v
-
-
 def write_csv(path: str, rows: list[dict], task: str) -> None:
-  """``rows`` as a CSV (header + one line per row), atomically.
-
-  Non-finite floats are written as ``nan``/``inf``/``-inf`` and booleans as
-  ``true``/``false``, which ``pandas.read_csv`` parses as float and bool.
-  """
-  columns = KEY_COLUMNS + (SPECTRUM_COLUMNS if task == "spectrum"
-                           else TRAIN_COLUMNS)
-  buf = io.StringIO()
-  writer = csv.writer(buf, lineterminator="\n")
-  writer.writerow(columns)
-  writer.writerows([_csv_value(row.get(c)) for c in columns] for row in rows)
-  rundir.write_text(path, buf.getvalue())
+  """``rows`` as ``results.csv`` (:func:`vgrad.io.cell_store.write_csv`)."""
+  cell_store.write_csv(path, KEY_COLUMNS + (
+      SPECTRUM_COLUMNS if task == "spectrum" else TRAIN_COLUMNS), rows)
 
 
 def consolidate(out_dir: str, task: str, settings: dict) -> list[dict]:
@@ -692,7 +628,7 @@ def _rows(metrics: dict, group_cells: list[Cell], config: SweepConfig,
 def converged(row: dict, chance: float | None) -> bool:
   """Never diverged and, for classification, left the chance plateau:
   final training loss <= CONVERGED_LOSS_FRACTION x chance-level loss."""
-  loss = _from_json(row.get("train_loss"))
+  loss = cell_store.from_json(row.get("train_loss"))
   if row.get("diverged_at") or loss is None or not math.isfinite(loss):
     return False
   return chance is None or loss <= CONVERGED_LOSS_FRACTION * chance
@@ -812,7 +748,7 @@ def run_sweep(config: SweepConfig, out_dir: str, *,
   writer = jax.process_index() == 0
   if writer:
     _check_sweep_file(out_dir, config, command)
-    _remove_stale_temporaries(out_dir)
+    cell_store.remove_stale_temporaries(out_dir, cells_dir(out_dir))
   grid = cells(config)
   done = _done_mask(out_dir, grid, settings, warn)
   todo = [cell for cell, d in zip(grid, done) if not d]
@@ -853,44 +789,8 @@ def run_sweep(config: SweepConfig, out_dir: str, *,
 
 # ----------------------------------------------------------------- summary
 
-PRIMARY = {"spectrum": "log10_gain", "train": "test_accuracy"}
 
-
-def summarize(rows: list[dict], task: str) -> list[dict]:
-  """Per cell (in row order): the grid fields, the number of seeds, and
-  the mean and sample std over seeds of the task's primary metric
-  (``log10_gain`` or ``test_accuracy``) over the seeds where it is finite;
-  ``ok`` counts finite (spectrum) or converged (train) seeds."""
-  metric = PRIMARY[task]
-  flag = "finite" if task == "spectrum" else "converged"
-  cells_seen: dict[str, list[dict]] = {}
-  for row in rows:
-    cells_seen.setdefault(row["cell"], []).append(row)
-  out = []
-  for cell_id, cell_rows in cells_seen.items():
-    values = np.array([_from_json(r.get(metric)) for r in cell_rows
-                       if r.get(metric) is not None], np.float64)
-    values = values[np.isfinite(values)]
-    first = cell_rows[0]
-    out.append({
-        "cell": cell_id, **{k: first[k] for k in KEY_COLUMNS[1:5]},
-        "seeds": len(cell_rows), "metric": metric,
-        "mean": float(values.mean()) if values.size else math.nan,
-        "std": float(values.std(ddof=1)) if values.size > 1 else math.nan,
-        "ok": sum(bool(r.get(flag)) for r in cell_rows)})
-  return out
-
-
-def format_summary(rows: list[dict], task: str) -> str:
-  """A Markdown table of :func:`summarize`, one line per cell."""
-  flag = "finite" if task == "spectrum" else "converged"
-  head = ("| act | init | depth | width | " + PRIMARY[task]
-          + " (mean ± std) | " + flag + " |")
-  lines = [head, "|" + "---|" * 6]
-  for s in summarize(rows, task):
-    value = ("—" if math.isnan(s["mean"]) else
-             f"{s['mean']:.3f} ± {s['std']:.3f}" if not math.isnan(s["std"])
-             else f"{s['mean']:.3f}")
-    lines.append(f"| {s['act']} | {s['init']} | {s['depth']} | {s['width']} "
-                 f"| {value} | {s['ok']}/{s['seeds']} |")
-  return "\n".join(lines) + "\n"
+# Per-cell summaries live in a module without JAX, for the plots.
+PRIMARY = sweep_summary.PRIMARY
+summarize = sweep_summary.summarize
+format_summary = sweep_summary.format_summary

@@ -1,21 +1,16 @@
-"""Tables and run files of a training study, from ``metrics.json`` alone.
+"""Tables of a training study, from ``metrics.json`` alone.
 
 ``format_table`` is the per-arm Markdown summary printed by the experiments
 and written to ``table.md``; ``csv_rows`` gives one row per (arm, seed) for
-``table.csv`` (read it with ``pandas.read_csv``); ``write_run`` writes every
-file of a run into a (staging) directory.
+``table.csv`` (read it with ``pandas.read_csv``). The run's files are
+written by :func:`vgrad.cli.training_run.write_run`.
 """
 
 import csv
 import io
-import os
 
 import numpy as np
-from matplotlib.figure import Figure
 
-from vgrad.io import rundir
-from vgrad.plots import style
-from vgrad.plots import training_plots
 from vgrad.studies import training_study
 
 
@@ -113,35 +108,6 @@ def format_csv(metrics: dict) -> str:
   writer.writeheader()
   writer.writerows(csv_rows(metrics))
   return buf.getvalue()
-
-
-def figures(metrics: dict) -> dict[str, Figure]:
-  """The run's figures by file stem: ``curves`` and ``gradient_flow``."""
-  return {"curves": training_plots.plot_training_curves(metrics),
-          "gradient_flow": training_plots.plot_gradient_flow(metrics)}
-
-
-def write_figures(metrics: dict, directory: str) -> list[str]:
-  """``curves.{png,pdf}`` and ``gradient_flow.{png,pdf}``; returns paths."""
-  return [path for stem, fig in figures(metrics).items()
-          for path in style.save_figure(fig, os.path.join(directory, stem))]
-
-
-def write_tables(metrics: dict, directory: str) -> list[str]:
-  """``table.md`` and ``table.csv``; returns the paths."""
-  paths = [os.path.join(directory, "table.md"),
-           os.path.join(directory, "table.csv")]
-  rundir.write_text(paths[0], format_table(metrics))
-  rundir.write_text(paths[1], format_csv(metrics))
-  return paths
-
-
-def write_run(directory: str, config: dict, metrics: dict) -> None:
-  """config.json, metrics.json, table.md, table.csv and the figures."""
-  rundir.write_json(os.path.join(directory, "config.json"), config)
-  rundir.write_json(os.path.join(directory, "metrics.json"), metrics)
-  write_tables(metrics, directory)
-  write_figures(metrics, directory)
 
 
 def explain_failures(metrics: dict, limit: int = 3) -> str:
