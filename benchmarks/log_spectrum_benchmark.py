@@ -1,7 +1,7 @@
 """Benchmark: stable log spectra of a deep Jacobian vs the dense float64 SVD.
 
 Times, in one process, on one input of a square tanh MLP (critical
-Gaussian init, ``sigma_w = 1``) of depth 1000 and width 256 (the issue's
+Gaussian init, ``sigma_w2 = 1``) of depth 1000 and width 256 (the issue's
 performance target):
 
   qr (all)    ``log_spectrum.make_log_spectrum_probe`` in float32: exact
@@ -82,11 +82,11 @@ def median_time(fn, repeats: int) -> float:
 def build(depth: int, width: int, act: str, seed: int):
   """float32 and float64 copies of one net, and one float32 input."""
   model32 = models.make_mlp(depth=depth, width=width, activation=act,
-                            init="gaussian", sigma_w=1.0)
+                            init="gaussian", sigma_w2=1.0)
   params32 = model32.init(jax.random.key(seed),
                           jnp.zeros((width,), jnp.float32))
   model64 = models.make_mlp(depth=depth, width=width, activation=act,
-                            init="gaussian", sigma_w=1.0,
+                            init="gaussian", sigma_w2=1.0,
                             param_dtype=jnp.float64)
   params64 = jax.tree.map(lambda a: a.astype(jnp.float64), params32)
   x = jax.random.normal(jax.random.key(seed + 1), (1, width), jnp.float32)
@@ -145,7 +145,7 @@ def run(args) -> list[dict]:
 
 def markdown(rows, summary, num_layers: int, args) -> str:
   lines = [
-      (f"{args.act}, Gaussian sigma_w = 1, depth {args.depth}, width "
+      (f"{args.act}, Gaussian sigma_w2 = 1, depth {args.depth}, width "
        f"{args.width}, one input; {platform.machine()} "
        f"{provenance.cpu_model()}, threads {args.threads or 'default'}; "
        f"{provenance.code_version(log_spectrum)}"),

@@ -1,7 +1,7 @@
 r"""Benchmark: matrix-free (Golub-Kahan, SLQ) vs dense Jacobian spectra.
 
 For a depth-16 tanh MLP at the critical point of Gaussian init
-(``sigma_w = 1, sigma_b = 0``: ``chi_1 = sigma_w^2 phi'(0)^2 = 1`` at the
+(``sigma_w2 = 1, sigma_b2 = 0``: ``chi_1 = sigma_w2 phi'(0)^2 = 1`` at the
 fixed point ``q* = 0``; Poole et al. 2016), one float32 input, and each width
 N, times in one process with identical weights:
 
@@ -126,7 +126,7 @@ def steps_for_tolerance(model, params, x, key, k: int, rtol: float,
 def run_width(n: int, args) -> dict:
   """Times and accuracies for one width; returns a table row."""
   model = models.make_mlp(depth=DEPTH, width=n, activation="tanh",
-                          init="gaussian", sigma_w=1.0, sigma_b=None)
+                          init="gaussian", sigma_w2=1.0, sigma_b2=None)
   params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((n,)))
   x = jax.random.normal(jax.random.key(1), (n,))
   gk_key, slq_key = jax.random.split(jax.random.key(2))
@@ -263,7 +263,7 @@ def main(argv=None):
          provenance.code_version(matrix_free),
          (f"cpu: {provenance.cpu_model()}; cores {os.cpu_count()}, usable "
           f"{len(os.sched_getaffinity(0))}; --threads {args.threads}"),
-         (f"tanh, Gaussian init sigma_w = 1, sigma_b = 0, depth {DEPTH}, "
+         (f"tanh, Gaussian init sigma_w2 = 1, sigma_b2 = 0, depth {DEPTH}, "
           "float32, one input")]
   for line in env:
     print(line)

@@ -27,6 +27,7 @@ from absl import flags
 import jax
 
 from vgrad.cli import app as cli
+from vgrad.cli import gradient_histograms as histograms_cli
 from vgrad.cli import reproduction
 from vgrad.training import data
 from vgrad.studies import gradient_histograms as gh
@@ -63,31 +64,14 @@ for _name, _low in (("depth", 1), ("width", 1), ("num_examples", 1),
   flags.register_validator(_name, lambda v, low=_low: v >= low,
                            message=f"--{_name} must be an integer >= {_low}")
 
-STUDY_FLAGS = ("acts", "inits", "depth", "width", "num_examples", "num_bins",
-               "seed", "out_dir", "overwrite")
-
-
-def replot(run_dir: str):
-  given = [f"--{f}" for f in STUDY_FLAGS if FLAGS[f].present]
-  if given:
-    cli.fail(f"--replot takes no other flag; got {' '.join(given)}")
-  print(f"wrote {', '.join(reproduction.redraw(run_dir, '--replot'))}")
-
-
-def make_config() -> gh.HistogramConfig:
-  return gh.HistogramConfig(
-      acts=tuple(FLAGS.acts), inits=tuple(FLAGS.inits), depth=FLAGS.depth,
-      width=FLAGS.width, num_examples=FLAGS.num_examples,
-      num_bins=FLAGS.num_bins, seed=FLAGS.seed)
-
 
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments {' '.join(argv[1:])}; flags look like "
              f"--acts=tanh")
   if FLAGS.replot is not None:
-    return replot(FLAGS.replot)
-  config = make_config()
+    return histograms_cli.replot(FLAGS.replot)
+  config = histograms_cli.make_config()
   out_dir = FLAGS.out_dir or rundir.default_run_dir(
       "runs/gradient_histograms", f"L{config.depth}_N{config.width}")
   try:

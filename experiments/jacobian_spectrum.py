@@ -24,18 +24,16 @@ into a fresh run directory (``--out_dir``, default
 """
 
 import json
-import os
 import time
 
 from absl import flags
 import jax
 
 from vgrad.cli import app as cli
+from vgrad.cli import jacobian_spectrum as spectrum_cli
 from vgrad.probes import log_spectrum
-from vgrad.plots import spectrum_plots as plotting
 from vgrad.io import rundir
 from vgrad.studies import spectrum_study
-from vgrad.plots import style
 
 FLAGS = flags.FLAGS
 
@@ -63,49 +61,11 @@ flags.register_validator("qr_sweeps", lambda v: v is None or v >= 1,
                          message="--qr_sweeps must be an integer >= 1")
 
 
-def qr_flags() -> dict:
-  """``qr_layers``/``qr_sweeps`` for the config, or a one-line error when
-  they are given with --method=dense or out of range."""
-  given = [f"--{name}" for name in ("qr_layers", "qr_sweeps")
-           if FLAGS[name].value is not None]
-  if given and FLAGS.method == "dense":
-    cli.fail(f"{' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'}"
-             f" only to --method=qr or auto, not --method=dense")
-  layers = None
-  if FLAGS.qr_layers is not None:
-    try:
-      layers = tuple(int(v) for v in FLAGS.qr_layers)
-    except ValueError:
-      layers = ()
-    if not layers or not all(1 <= l <= FLAGS.depth for l in layers):
-      cli.fail(f"--qr_layers must be comma-separated integers in [1, "
-               f"--depth={FLAGS.depth}], got {','.join(FLAGS.qr_layers)}")
-  return {"qr_layers": layers,
-          "qr_sweeps": FLAGS.qr_sweeps or log_spectrum.DEFAULT_MAX_SWEEPS}
-
-
-def make_config() -> spectrum_study.SpectrumConfig:
-  return spectrum_study.SpectrumConfig(
-      act=FLAGS.act, init=FLAGS.init, depth=FLAGS.depth, width=FLAGS.width,
-      sigma_w=FLAGS.sigma_w, sigma_b=FLAGS.sigma_b,
-      num_inputs=FLAGS.num_inputs, seed=FLAGS.seed, dtype=FLAGS.dtype,
-      act_params=cli.activation_params(), method=FLAGS.method, **qr_flags())
-
-
-def write_run(out_dir: str, results: dict, overwrite: bool) -> str:
-  with rundir.staged_run_dir(out_dir, overwrite=overwrite) as stage:
-    rundir.write_json(os.path.join(stage, "config.json"), results["config"])
-    rundir.write_json(os.path.join(stage, "results.json"), results)
-    fig = plotting.plot_jacobian_spectrum(results)
-    style.save_figure(fig, os.path.join(stage, "spectrum"))
-  return out_dir
-
-
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments {' '.join(argv[1:])}; flags look like "
              f"--act=sigmoid")
-  config = make_config()
+  config = spectrum_cli.make_config()
   name = f"{config.act}_{config.init}_L{config.depth}_N{config.width}"
   out_dir = FLAGS.out_dir or rundir.default_run_dir("runs/jacobian_spectrum",
                                                     name)
@@ -131,7 +91,7 @@ def main(argv):
     print(f"note: {note}")
   print(f"verdict: {spectrum_study.verdict(results)}")
   try:
-    write_run(out_dir, results, FLAGS.overwrite)
+    spectrum_cli.write_run(out_dir, results, FLAGS.overwrite)
   except rundir.RunDirExistsError as e:
     cli.fail(e)
   print(f"probe took {seconds:.2f} s on {jax.devices()[0].platform}; wrote "

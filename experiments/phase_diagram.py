@@ -22,21 +22,21 @@ import time
 
 from absl import flags
 import jax
-import numpy as np
 
 from vgrad.cli import app as cli
+from vgrad.cli import phase_diagram as phase_cli
 from vgrad.cli import reproduction
 from vgrad.cli import training_run
-from vgrad.nn import activations
 from vgrad.studies import phase_diagram
 from vgrad.io import rundir
+from vgrad.io import schemas
 
 FLAGS = flags.FLAGS
-SCHEMA = "vgrad.phase_diagram/1"
+SCHEMA = schemas.PHASE_DIAGRAM
 _D = phase_diagram.PhaseConfig()
-ELEMENTWISE = sorted(set(activations.ACTIVATIONS) - {"maxout"})
 
-flags.DEFINE_enum("act", _D.act, ELEMENTWISE, "Hidden-layer activation.")
+flags.DEFINE_enum("act", _D.act, phase_cli.ELEMENTWISE,
+                  "Hidden-layer activation.")
 flags.DEFINE_float("sigma_b2", _D.sigma_b2, "Bias variance sigma_b^2 >= 0.")
 flags.DEFINE_list("sigma_w2", [f"{v:g}" for v in _D.sigma_w2],
                   "Weight variances sigma_w^2 > 0 (comma-separated), or "
@@ -60,42 +60,10 @@ training_run.define_dataset_source_flags()
 cli.define_run_dir_flags()
 
 
-def _floats(flag: str, values: list[str]) -> tuple[float, ...]:
-  try:
-    if len(values) == 1 and values[0].count(":") == 2:
-      lo, hi, n = values[0].split(":")
-      return tuple(round(float(v), 6)
-                   for v in np.linspace(float(lo), float(hi), int(n)))
-    return tuple(float(v) for v in values)
-  except ValueError:
-    cli.fail(f"--{flag} must be numbers separated by commas or lo:hi:n, got "
-             f"{','.join(values)}")
-
-
-def make_config() -> phase_diagram.PhaseConfig:
-  sigma_w2 = _floats("sigma_w2", FLAGS.sigma_w2)
-  depths = _floats("depths", FLAGS.depths)
-  if any(d != int(d) for d in depths):
-    cli.fail("--depths must be integers >= 1")
-  config = phase_diagram.PhaseConfig(
-      act=FLAGS.act, sigma_b2=FLAGS.sigma_b2, sigma_w2=sigma_w2,
-      depths=tuple(int(d) for d in depths), width=FLAGS.width,
-      dataset=FLAGS.dataset, optimizer=FLAGS.optimizer, lr=FLAGS.lr,
-      steps=FLAGS.steps, batch_size=FLAGS.batch_size, seeds=FLAGS.seeds,
-      seed=FLAGS.seed, threshold=FLAGS.threshold)
-  try:
-    phase_diagram.check_config(config)
-  except ValueError as e:
-    cli.fail(f"--{e}")
-  if FLAGS.lr <= 0:
-    cli.fail("--lr must be > 0")
-  return config
-
-
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments {' '.join(argv[1:])}")
-  config = make_config()
+  config = phase_cli.make_config()
   out_dir = FLAGS.out_dir or rundir.default_run_dir("runs/phase_diagram",
                                                     config.act)
   reproduction.check_out_dir(out_dir, FLAGS.overwrite)

@@ -14,6 +14,7 @@ import os
 from absl import flags
 
 from vgrad.cli import app as cli
+from vgrad.io import schemas
 from vgrad.plots import spectrum_plots as plotting
 from vgrad.plots import style
 
@@ -28,6 +29,10 @@ def main(argv):
   del argv
   path = os.path.join(FLAGS.run_dir, "results.json")
   results = cli.read_run_file(FLAGS.run_dir, "results.json")
+  try:   # results.json written before the schema field are read too
+    results = schemas.check_schema(results, schemas.JACOBIAN_SPECTRUM, path)
+  except ValueError as e:
+    cli.fail(f"--run_dir: {e}")
   stem = FLAGS.out_stem or os.path.join(FLAGS.run_dir, "spectrum")
   try:
     fig = plotting.plot_jacobian_spectrum(results)

@@ -14,7 +14,7 @@ from absl import flags
 from vgrad.cli import training_run
 from vgrad.plots import training_plots
 from vgrad.cli import app as cli
-from vgrad.studies import training_report
+from vgrad.io import schemas
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run_dir", None, "Run directory holding metrics.json.")
@@ -26,6 +26,10 @@ def main(argv):
     cli.fail("--run_dir is required: a run directory holding metrics.json")
   path = os.path.join(FLAGS.run_dir, "metrics.json")
   metrics = cli.read_run_file(FLAGS.run_dir, "metrics.json")
+  try:   # metrics.json written before the schema field are read too
+    metrics = schemas.check_schema(metrics, schemas.TRAIN, path)
+  except ValueError as e:
+    cli.fail(f"--run_dir: {e}")
   try:
     paths = training_plots.write_figures(metrics, FLAGS.run_dir)
     paths += training_run.write_tables(metrics, FLAGS.run_dir)

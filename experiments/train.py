@@ -19,11 +19,10 @@ gradient_flow.png/pdf and TensorBoard runs under ``tb/<act>/seed_<s>``.
 from absl import flags
 
 from vgrad.cli import app as cli
+from vgrad.cli import train as train_cli
 from vgrad.cli import training_run
-from vgrad.nn import activations
 from vgrad.training import data
 from vgrad.training import train
-from vgrad.studies import training_study
 
 FLAGS = flags.FLAGS
 
@@ -58,28 +57,11 @@ flags.register_validator("dropout", lambda v: 0 <= v < 1,
                          message="--dropout must be in [0, 1)")
 
 
-def make_configs() -> list[training_study.TrainConfig]:
-  if FLAGS.momentum != 0.9 and FLAGS.optimizer != "momentum":
-    cli.fail(f"--momentum applies only to --optimizer=momentum, not "
-             f"--optimizer={FLAGS.optimizer}")
-  return [training_study.TrainConfig(
-      label=activations.get_activation(
-          act, **cli.activation_params(act)).describe(),
-      dataset=FLAGS.dataset, act=act,
-      act_params=cli.activation_params(act), init=FLAGS.init,
-      sigma_w=FLAGS.sigma_w, sigma_b=FLAGS.sigma_b, depth=FLAGS.depth,
-      width=FLAGS.width, loss=FLAGS.loss, optimizer=FLAGS.optimizer,
-      lr=FLAGS.lr, momentum=FLAGS.momentum, clip_norm=FLAGS.clip_norm,
-      dropout=FLAGS.dropout, steps=FLAGS.steps, batch_size=FLAGS.batch_size,
-      seeds=FLAGS.seeds, seed=FLAGS.seed, log_every=FLAGS.log_every)
-      for act in FLAGS.act]
-
-
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments {' '.join(argv[1:])}; flags look like "
              f"--act=sigmoid")
-  configs = make_configs()
+  configs = train_cli.make_configs()
   ds = training_run.load(FLAGS.dataset)
   if FLAGS.loss is not None:
     try:

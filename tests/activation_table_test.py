@@ -24,7 +24,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
-from experiments import activation_table as cli_table
+from vgrad.cli import activation_table as cli_table
 from vgrad.plots import activation_table_plots
 from vgrad.io import records
 from vgrad.studies import activation_table
@@ -349,6 +349,7 @@ class EndToEndTest(absltest.TestCase):
       cls.record = json.load(f)
 
   def test_files_and_printout(self):
+    self.assertEqual(self.record["schema"], "vgrad.activation_table/1")
     for name in ("table.md", "table.csv", "table.json", "heatmap.png",
                  "heatmap.pdf", "results.csv", "sweep.json"):
       self.assertTrue(os.path.isfile(os.path.join(self.dir, name)), name)

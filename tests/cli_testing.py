@@ -21,25 +21,37 @@ def run_module(module: str, *args: str, cwd: str,
                         timeout=timeout, check=False)
 
 
-# The driver of run_cases: imports the entry point once, then runs every
-# case through the same absl app.run the command line uses, with the flags
-# reset to their defaults in between. Prints one JSON list.
+# The driver of run_cases: runs the entry point once as ``python -m`` does
+# (runpy, as __main__: its flags are defined, its footer runs) with
+# ``cli.run`` standing in to keep the ``main`` it is given, then runs every
+# case through the real ``cli.run`` (the absl app.run the command line
+# uses), with the flags reset to their defaults in between. The tests name
+# the entry point by its module name only: none imports ``experiments``.
+# Prints one JSON list.
 _DRIVER = r"""
-import contextlib, importlib, io, json, os, sys, traceback
+import contextlib, importlib.util, io, json, os, runpy, sys, traceback
 from absl import flags
-module = importlib.import_module(sys.argv[1])
-cases = json.loads(sys.argv[2])
 from vgrad.cli import app as cli
+module = sys.argv[1]
+cases = json.loads(sys.argv[2])
+path = importlib.util.find_spec(module).origin
+mains, run = [], cli.run
+cli.run = mains.append
+try:
+  runpy.run_module(module, run_name="__main__")
+finally:
+  cli.run = run
+(main,) = mains
 results = []
 for cwd, args in cases:
   flags.FLAGS.unparse_flags()
   out, err = io.StringIO(), io.StringIO()
-  sys.argv = [module.__file__] + args
+  sys.argv = [path] + args
   os.chdir(cwd)
   code = 0
   with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
     try:
-      cli.run(module.main)
+      cli.run(main)
     except SystemExit as e:
       code = e.code if isinstance(e.code, int) else (0 if e.code is None
                                                      else 1)

@@ -1,9 +1,29 @@
-"""Test configuration: CPU only, strict rank promotion, quiet logs."""
+"""Test configuration: CPU only, strict rank promotion, quiet logs, and one
+persistent compilation cache for the whole run."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# One JAX persistent compilation cache for the whole test run, shared
+# through the environment with the pytest-xdist workers (started after this
+# file is imported in the controlling process) and with every entry point
+# the tests run as a subprocess: those compile the same programs again and
+# again (the same tiny networks, the same tables, plots of the same runs),
+# and a cache hit skips XLA's compilation. Every program is cached, however
+# fast it compiled (a subprocess's start-up is made of many small ones).
+# The process that made the directory removes it at exit; a directory given
+# in the environment is the caller's and is kept.
+if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+  _cache_dir = tempfile.mkdtemp(prefix="vgrad-test-jax-cache-")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache_dir
+  atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 import jax  # noqa: E402  pylint: disable=g-import-not-at-top
 

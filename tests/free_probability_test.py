@@ -19,8 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vgrad.nn import activations
 from vgrad.theory import free_probability as fp
 from vgrad.probes import jacobian
+from vgrad.theory import meanfield
 from vgrad.nn import models
 from vgrad.theory import quadrature
 
@@ -77,14 +79,17 @@ class LawTest(parameterized.TestCase):
   def test_erf_derivative_moments_closed_form(self, k, q):
     """E[erf'(sqrt(q) z)^(2k)] = (4/pi)^k / sqrt(1 + 4 k q).
 
+    On this module's rule: the one derivative_moment (mean field's) with
+    fp.DEFAULT_POINTS nodes, as predicted_moments takes it.
     erf'(sqrt(q) z)^(2k) = (4/pi)^k exp(-a z^2), a = 2 k q. The n-point
     rule's relative error on exp(-a z^2) is about 2 (a / (1 + a))^n (1e-11
     at a = 3.4, 2e-6 at 6.8 for n = 100); here a <= 1.2 gives < 1e-26, so
     only rounding is left: rtol 1e-12.
     """
+    erf = activations.get_activation("erf")
     with jax.enable_x64(True):
-      got = self.variant(
-          lambda q: fp.derivative_moment("erf", q, k, dtype=jnp.float64))(q)
+      got = self.variant(lambda q: meanfield.derivative_moment(
+          erf, q, k, num_points=fp.DEFAULT_POINTS, dtype=jnp.float64))(q)
       want = (4 / math.pi) ** k / math.sqrt(1 + 4 * k * q)
       self.assertAlmostEqual(float(got), want, delta=1e-12 * want)
 
@@ -100,9 +105,10 @@ class LawTest(parameterized.TestCase):
                              delta=1e-15)
       self.assertAlmostEqual(float(fp.atom_at_zero("relu", 0.7)), 0.5,
                              delta=1e-15)
-      for k in (1, 2, 5):
-        self.assertAlmostEqual(float(fp.derivative_moment("relu", 2.0, k)),
-                               0.5, delta=1e-15)
+      # m1 = (sigma_w2 mu_1)^L = 1 at sigma_w2 = 2, any q and depth.
+      for depth in (1, 2, 5):
+        m1, _ = fp.predicted_moments("relu", 2.0, 2.0, depth, "gaussian")
+        self.assertAlmostEqual(float(m1), 1.0, delta=1e-14)
 
   @parameterized.parameters("tanh", "gelu", "hard_tanh")
   def test_law_is_a_probability_measure_with_the_right_moments(self, act):
@@ -111,10 +117,13 @@ class LawTest(parameterized.TestCase):
           act, 0.4, dtype=jnp.float64)
       self.assertAlmostEqual(float(jnp.sum(weights)), 1.0, delta=1e-14)
       self.assertTrue(bool(jnp.all(weights > 0)))
+      # The one derivative_moment on this module's rule: the law's moments.
       for k in (1, 2):
         self.assertAlmostEqual(
             float(jnp.sum(weights * values ** k)),
-            float(fp.derivative_moment(act, 0.4, k, dtype=jnp.float64)),
+            float(meanfield.derivative_moment(
+                activations.get_activation(act), 0.4, k,
+                num_points=fp.DEFAULT_POINTS, dtype=jnp.float64)),
             delta=1e-15)
     self.assertEqual(float(fp.atom_at_zero("tanh", 0.4)), 0.0)
 
@@ -125,13 +134,13 @@ class LawTest(parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, "gaussian, orthogonal"):
       fp.s1("uniform")
     with self.assertRaisesRegex(ValueError, "elementwise"):
-      fp.derivative_moment("maxout", 1.0, 1)
+      fp.predicted_moments("maxout", 1.0, 1.0, 2, "gaussian")
     with self.assertRaisesRegex(ValueError, "unknown activation"):
-      fp.derivative_moment("tahn", 1.0, 1)
+      fp.predicted_moments("tahn", 1.0, 1.0, 2, "gaussian")
     with self.assertRaisesRegex(ValueError, "depth"):
       fp.predicted_moments("tanh", 1.0, 1.0, 0, "gaussian")
     with self.assertRaisesRegex(ValueError, "q must be"):
-      fp.derivative_moment("tanh", -1.0, 1)
+      fp.predicted_moments("tanh", -1.0, 1.0, 2, "gaussian")
     with self.assertRaisesRegex(ValueError, "sigma_w2"):
       fp.squared_singular_value_density("tanh", 1.0, 0.0, 2, "gaussian",
                                         [1.0])
@@ -173,15 +182,16 @@ class MomentsTest(parameterized.TestCase):
     self.assertGreater(float(m2), 1.0)
 
   def test_orthogonal_linear_net_is_measured_isometric(self):
-    """Every singular value of sigma_w^L Q_L ... Q_1 is sigma_w^L."""
+    """Every singular value of sqrt(sigma_w2)^L Q_L ... Q_1 is
+    sigma_w2^(L/2)."""
     model = models.make_mlp(depth=6, width=32, activation="linear",
-                            init="orthogonal", sigma_w=1.1)
+                            init="orthogonal", sigma_w2=1.21)
     params = model.init(jax.random.key(0), jnp.zeros((32,)))
     sv = jacobian.make_input_output_probe(model)(
         params, jax.random.normal(jax.random.key(1), (2, 32)))
     m1, m2 = fp.measured_moments(sv)
     # float32, norm-wise: each s^2 within rel = 2 L N eps ~ 2.3e-5 of
-    # sigma_w^(2L) (L products and an SVD); the ratio's own float32
+    # sigma_w2^L (L products and an SVD); the ratio's own float32
     # cancellation, mean(s^4) / mean(s^2)^2 - 1, adds ~2 N eps ~ 4e-6.
     rel, eps = 2 * 6 * 32 * 6e-8, 6e-8
     np.testing.assert_allclose(fp.variance_ratio(sv), 0.0,
@@ -455,8 +465,7 @@ class MeasurementTest(parameterized.TestCase):
     act, weights, sigma_w2, sigma_b2, q = _network(name)
     model = models.make_mlp(depth=self.DEPTH, width=self.WIDTH,
                             activation=act, init=weights,
-                            sigma_w=math.sqrt(sigma_w2),
-                            sigma_b=math.sqrt(sigma_b2) or None)
+                            sigma_w2=sigma_w2, sigma_b2=sigma_b2 or None)
     probe = jacobian.make_input_output_probe(model)
     init_key, data_key = jax.random.split(jax.random.key(42))
     nets = _init_networks(model, init_key, self.NETS)

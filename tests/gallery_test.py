@@ -1,4 +1,4 @@
-"""Tests for vgrad.plots.style, vgrad.plots.gallery, experiments.gallery and
+"""Tests for vgrad.plots.style, vgrad.plots.gallery, vgrad.cli.gallery and
 ``cli.command_line``: a gallery redrawn from real (tiny) run directories."""
 
 import contextlib
@@ -20,8 +20,8 @@ import numpy as np
 
 from vgrad.io import records
 from vgrad.cli import app as cli
-from experiments import gallery as gallery_main
-from experiments import jacobian_spectrum
+from vgrad.cli import gallery as gallery_main
+from vgrad.cli import jacobian_spectrum
 from vgrad.cli import reproduction
 from vgrad.cli import training_run
 from vgrad.training import data
@@ -94,7 +94,7 @@ class StyleTest(parameterized.TestCase):
       style.new_figure("page", 0.0)
 
   def test_wrap_keeps_every_word_within_the_width(self):
-    title = ("leaky_relu, slope=0.1 net, gaussian init, $\\sigma_w$=1.4: "
+    title = ("leaky_relu, slope=0.1 net, gaussian init, $\\sigma_w^2$=1.96: "
              "depth 2, width 4, 1 inputs, float64, QR\nsecond line")
     chars = int(style.COLUMN * 72 / (0.6 * (style.FONT_SIZE + 1)))
     wrapped = style.wrap(title, "column")
@@ -157,7 +157,7 @@ def _write_runs(root: str) -> dict:
           "corrupt": os.path.join(root, "broken"),
           "malformed": os.path.join(root, "phase_diagram", "malformed")}
   results = spectrum_study.run_study(spectrum_study.SpectrumConfig(
-      act="tanh", init="gaussian", sigma_w=1.0, depth=4, width=8,
+      act="tanh", init="gaussian", sigma_w2=1.0, depth=4, width=8,
       num_inputs=2, method="dense"))
   jacobian_spectrum.write_run(runs["spectrum"],
                               results | {"command": SPECTRUM_COMMAND}, False)
@@ -334,6 +334,34 @@ class GalleryTest(absltest.TestCase):
     entries, _ = gallery.draw(runs, kinds, root)
     self.assertEqual(entries[0].made_by, "python -m experiments.toy")
     self.assertTrue(os.path.isfile(os.path.join(root, "toy-toys.a-line.png")))
+
+  def test_spectrum_runs_of_every_schema_version(self):
+    """A spectrum run written before results carried a schema is redrawn;
+    one of a newer version is skipped with a warning naming both."""
+    with open(os.path.join(self.runs["spectrum"], "results.json")) as f:
+      results = json.load(f)
+    self.assertEqual(next(iter(results.items())),
+                     ("schema", "vgrad.jacobian_spectrum/1"))
+    root = self.create_tempdir().full_path
+    runs = os.path.join(root, "runs")
+    for name, schema in (("old", None),
+                         ("future", "vgrad.jacobian_spectrum/99")):
+      record = {k: v for k, v in results.items() if k != "schema"}
+      if schema:
+        record = {"schema": schema} | record
+      os.makedirs(os.path.join(runs, name))
+      with open(os.path.join(runs, name, "results.json"), "w") as f:
+        json.dump(record, f)
+    entries, _, stderr = _run_quietly(gallery_main.generate, runs,
+                                      os.path.join(root, "figures"))
+    self.assertEqual([e.stem for e in entries],
+                     ["jacobian_spectrum-old-spectrum"])
+    [warning] = stderr.splitlines()
+    self.assertStartsWith(warning, f"warning: skipped "
+                          f"{os.path.join(runs, 'future')} "
+                          f"(jacobian_spectrum): ")
+    self.assertIn("holds schema vgrad.jacobian_spectrum/99", warning)
+    self.assertIn("reads vgrad.jacobian_spectrum/1", warning)
 
   def test_histogram_runs_older_than_the_schema_field_are_recognised(self):
     with open(os.path.join(self.runs["histograms"], "results.json")) as f:

@@ -34,10 +34,10 @@ TINY = ["--acts=tanh", "--depth=2", "--width=8", "--num_examples=16",
         "--num_bins=10"]
 
 
-def _net(act, init, depth, width, n_in, num_classes, dtype, sigma_b=None,
+def _net(act, init, depth, width, n_in, num_classes, dtype, sigma_b2=None,
          seed=0):
   model = models.make_mlp(depth=depth, width=width, activation=act, init=init,
-                          sigma_b=sigma_b, num_outputs=num_classes,
+                          sigma_b2=sigma_b2, num_outputs=num_classes,
                           param_dtype=dtype)
   return model, model.init(jax.random.key(seed), jnp.zeros((n_in,), dtype))
 
@@ -56,7 +56,7 @@ class SignalsTest(chex.TestCase):
   def test_gradients_reproduce_jax_grad_of_the_parameters(self, act):
     with jax.enable_x64(True):
       model, params = _net(act, "glorot_uniform", depth=3, width=5, n_in=4,
-                           num_classes=3, dtype=jnp.float64, sigma_b=0.3)
+                           num_classes=3, dtype=jnp.float64, sigma_b2=0.09)
       x, y = _batch(6, 4, 3, jnp.float64)
       signals = self.variant(functools.partial(gh.compute_signals, model))(
           params, x, y)
@@ -226,6 +226,11 @@ class HistogramTest(parameterized.TestCase):
       gh.run_study(gh.HistogramConfig(num_examples=31), dataset)
     with self.assertRaisesRegex(ValueError, "inits must be .* glorot_uniform"):
       gh.run_study(gh.HistogramConfig(inits=("xavier",)), dataset)
+    # Depth and width: vgrad.nn.config.NetworkConfig's check.
+    with self.assertRaisesRegex(ValueError, "depth: must be an integer >= 1"):
+      gh.check_config(gh.HistogramConfig(depth=0))
+    with self.assertRaisesRegex(ValueError, "width: must be an integer >= 1"):
+      gh.check_config(gh.HistogramConfig(width=2.5))
 
 
 class ReportTest(parameterized.TestCase):
@@ -292,6 +297,8 @@ class MainTest(absltest.TestCase):
       results = json.load(f)
     with open(os.path.join(out, "config.json")) as f:
       self.assertEqual(json.load(f), results["config"])
+    self.assertEqual(next(iter(results.items())),
+                     ("schema", "vgrad.gradient_histograms/1"))
     self.assertEqual(results["config"]["acts"], ["tanh"])
     self.assertEqual(results["dataset"]["name"], "digits")
     self.assertLen(results["runs"], 2)

@@ -21,8 +21,8 @@ VAR_RTOL = 6 * math.sqrt(2 / N)
 MEAN_ATOL_IN_STD = 6 / math.sqrt(N)
 
 
-def _draw(name, shape=SHAPE, sigma_w=None, seed=0, dtype=jnp.float32):
-  init = initializers.get_initializer(name, sigma_w)
+def _draw(name, shape=SHAPE, sigma_w2=None, seed=0, dtype=jnp.float32):
+  init = initializers.get_initializer(name, sigma_w2)
   return np.asarray(init(jax.random.key(seed), shape, dtype), np.float64)
 
 
@@ -51,17 +51,18 @@ class InitializersTest(parameterized.TestCase):
     # with probability 1 - exp(-120) .
     self.assertGreater(np.abs(w).max(), limit * (1 - 1e-3))
 
-  @parameterized.parameters(((64, 64), 1.0), ((100, 40), 1.3),
-                            ((40, 100), 0.7))
-  def test_orthogonal_is_orthogonal(self, shape, gain):
+  @parameterized.parameters(((64, 64), 1.0), ((100, 40), 1.69),
+                            ((40, 100), 0.49))
+  def test_orthogonal_is_orthogonal(self, shape, sigma_w2):
+    """W = sqrt(sigma_w2) Q: the Gram matrix is sigma_w2 I."""
     with jax.enable_x64(True):
-      w = _draw("orthogonal", shape, sigma_w=gain, dtype=jnp.float64)
+      w = _draw("orthogonal", shape, sigma_w2=sigma_w2, dtype=jnp.float64)
     gram = w.T @ w if shape[0] >= shape[1] else w @ w.T
-    np.testing.assert_allclose(gram, gain ** 2 * np.eye(min(shape)),
+    np.testing.assert_allclose(gram, sigma_w2 * np.eye(min(shape)),
                                atol=1e-12)
-    w32 = _draw("orthogonal", shape, sigma_w=gain)
+    w32 = _draw("orthogonal", shape, sigma_w2=sigma_w2)
     gram = w32.T @ w32 if shape[0] >= shape[1] else w32 @ w32.T
-    np.testing.assert_allclose(gram, gain ** 2 * np.eye(min(shape)),
+    np.testing.assert_allclose(gram, sigma_w2 * np.eye(min(shape)),
                                atol=1e-5)
 
   def test_orthogonal_is_haar(self):
@@ -77,33 +78,37 @@ class InitializersTest(parameterized.TestCase):
     self.assertAlmostEqual(np.mean(q11 ** 2) * n, 1.0,
                            delta=6 * math.sqrt(2 / draws))
 
-  @parameterized.parameters(0.5, 1.0, 2.0)
-  def test_gaussian_sigma_w(self, sigma_w):
-    w = _draw("gaussian", sigma_w=sigma_w)
-    self.assertAlmostEqual(w.var() * SHAPE[0] / sigma_w ** 2, 1.0,
+  @parameterized.parameters(0.25, 1.0, 4.0)
+  def test_gaussian_sigma_w2_is_the_variance_times_fan_in(self, sigma_w2):
+    w = _draw("gaussian", sigma_w2=sigma_w2)
+    self.assertAlmostEqual(w.var() * SHAPE[0] / sigma_w2, 1.0,
                            delta=VAR_RTOL)
+    self.assertEqual(initializers.weight_variance("gaussian", *SHAPE,
+                                                  sigma_w2=sigma_w2),
+                     sigma_w2 / SHAPE[0])
 
-  def test_sigma_w_is_rejected_where_the_scale_is_fixed(self):
-    with self.assertRaisesRegex(ValueError, "sigma_w applies only to"):
-      initializers.get_initializer("glorot_uniform", sigma_w=1.0)
+  def test_sigma_w2_is_rejected_where_the_scale_is_fixed(self):
+    with self.assertRaisesRegex(ValueError, "sigma_w2 applies only to init "
+                                r"gaussian\|orthogonal"):
+      initializers.get_initializer("glorot_uniform", sigma_w2=1.0)
 
   def test_lsuv_is_a_data_dependent_unit_gain_orthogonal_pre_init(self):
     self.assertLessEqual(initializers.DATA_DEPENDENT,
                          set(initializers.INITIALIZERS))
     self.assertIn("lsuv", initializers.DATA_DEPENDENT)
     self.assertFalse(initializers.DATA_DEPENDENT
-                     & initializers.TAKES_SIGMA_W)
+                     & initializers.TAKES_SIGMA_W2)
     with jax.enable_x64(True):
       w = _draw("lsuv", (64, 64), dtype=jnp.float64)
     np.testing.assert_allclose(w.T @ w, np.eye(64), atol=1e-12)
     self.assertEqual(initializers.weight_variance("lsuv", 100, 40), 1 / 100)
     with self.assertRaisesRegex(ValueError, "sets its own scale from data"):
-      initializers.get_initializer("lsuv", sigma_w=1.0)
+      initializers.get_initializer("lsuv", sigma_w2=1.0)
 
-  def test_negative_sigma_is_rejected(self):
-    with self.assertRaisesRegex(ValueError, "sigma_w must be"):
-      initializers.get_initializer("gaussian", sigma_w=-1.0)
-    with self.assertRaisesRegex(ValueError, "sigma_b must be"):
+  def test_negative_variance_is_rejected(self):
+    with self.assertRaisesRegex(ValueError, "sigma_w2 must be"):
+      initializers.get_initializer("gaussian", sigma_w2=-1.0)
+    with self.assertRaisesRegex(ValueError, "sigma_b2 must be"):
       initializers.get_bias_initializer(-0.1)
 
   def test_unknown_name_lists_valid_names(self):
@@ -111,13 +116,13 @@ class InitializersTest(parameterized.TestCase):
                                 "glorot_normal"):
       initializers.get_initializer("xavier")
 
-  def test_bias_is_zero_unless_sigma_b(self):
+  def test_bias_is_zero_unless_sigma_b2(self):
     key = jax.random.key(0)
     np.testing.assert_array_equal(
         initializers.get_bias_initializer(None)(key, (1000,)), 0.0)
     np.testing.assert_array_equal(
         initializers.get_bias_initializer(0.0)(key, (1000,)), 0.0)
-    b = np.asarray(initializers.get_bias_initializer(0.3)(key, (N,)))
+    b = np.asarray(initializers.get_bias_initializer(0.09)(key, (N,)))
     self.assertAlmostEqual(b.var() / 0.09, 1.0, delta=VAR_RTOL)
 
 

@@ -59,6 +59,24 @@ class OperatingPointTest(absltest.TestCase):
       isometry_study.operating_point(isometry_study.Arm("relu", "gaussian",
                                                         0.05))
 
+  def test_check_config_names_the_bad_field(self):
+    arm = isometry_study.Arm("tanh", "orthogonal", 0.05)
+    self.assertEqual(arm.ensemble, "orthogonal")
+    for change, message in (
+        ({"arms": (isometry_study.Arm("tanh", "uniform", 0.05),)},
+         "ensemble must be one of gaussian, orthogonal"),
+        ({"arms": (isometry_study.Arm("tahn", "gaussian", 0.05),)},
+         "act: unknown activation 'tahn'"),
+        ({"arms": (isometry_study.Arm("tanh", "gaussian", -1.0),)},
+         "sigma_b2: must be a finite number >= 0"),
+        ({"arms": (isometry_study.Arm("maxout", "gaussian", 0.0),)},
+         "act: maxout"),
+        ({"depths": (4, 0)}, "depths: must be an integer >= 1, got 0"),
+        ({"width": 1}, "width must be >= 2")):
+      with self.assertRaisesRegex(ValueError, message):
+        isometry_study.check_config(isometry_study.IsometryConfig(
+            **{"arms": (arm,), "depths": (4,), "width": 8} | change))
+
 
 class MeasurementTest(absltest.TestCase):
 
@@ -105,7 +123,7 @@ class CommandLineTest(absltest.TestCase):
     tmp = self.create_tempdir().full_path
     out = os.path.join(tmp, "run")
     r = cli_testing.run_module("experiments.dynamical_isometry", "--width=16", "--depths=1,3",
-             "--seeds=1", "--sigma_b2=0.05", "--weights=orthogonal",
+             "--seeds=1", "--sigma_b2=0.05", "--ensembles=orthogonal",
              f"--out_dir={out}", cwd=tmp)
     self.assertEqual(r.returncode, 0, r.stderr)
     self.assertIn("relu has no finite fixed point", r.stderr)
@@ -114,8 +132,18 @@ class CommandLineTest(absltest.TestCase):
         "results.json"])
     with open(os.path.join(out, "results.json")) as f:
       results = json.load(f)
+    self.assertEqual(next(iter(results.items())),
+                     ("schema", "vgrad.dynamical_isometry/1"))
     self.assertEqual([a["label"] for a in results["arms"]], [
         "tanh, orthogonal, sigma_b^2=0.05", "relu, orthogonal, sigma_b^2=0"])
+    self.assertEqual([a["arm"]["ensemble"] for a in results["arms"]],
+                     ["orthogonal"] * 2)
+    # Results written before Arm.weights was renamed still replot.
+    for arm in results["arms"]:
+      arm["arm"] = {("weights" if k == "ensemble" else k): v
+                    for k, v in arm["arm"].items()}
+    with open(os.path.join(out, "results.json"), "w") as f:
+      json.dump(results, f)
     os.remove(os.path.join(out, "isometry.png"))
     r = cli_testing.run_module("experiments.replot", f"--run_dir={out}",
              cwd=tmp)
@@ -125,7 +153,9 @@ class CommandLineTest(absltest.TestCase):
   def test_bad_input_is_one_line_and_writes_nothing(self):
     tmp = self.create_tempdir().full_path
     cases = {"--acts=maxout": "--acts", "--acts=sigmoid": "--acts",
-             "--weights=uniform": "--weights",
+             "--ensembles=uniform": "--ensembles",
+             "--weights=orthogonal":
+                 "--weights was renamed: pass --ensembles",
              "--depths=0": "depths", "--width=1": "width",
              "--sigma_b2=-1": "--sigma_b2", "--sigma_b2=x": "--sigma_b2"}
     procs = cli_testing.run_cases(

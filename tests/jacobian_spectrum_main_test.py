@@ -9,6 +9,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 import cli_testing
+from vgrad.io import schemas
 
 TINY = ["--act=tanh", "--depth=3", "--width=8", "--num_inputs=2"]
 
@@ -38,9 +39,13 @@ class MainTest(absltest.TestCase):
       results = json.load(f)
     with open(os.path.join(out, "config.json")) as f:
       self.assertEqual(json.load(f), results["config"])
+    # The file names its schema, first, and has the documented keys.
+    self.assertEqual(next(iter(results)), "schema")
+    self.assertEqual(results["schema"], "vgrad.jacobian_spectrum/1")
+    schemas.validate(results)
     self.assertEqual(results["config"], {
         "act": "tanh", "init": "glorot_uniform", "depth": 3, "width": 8,
-        "sigma_w": None, "sigma_b": None, "num_inputs": 2, "seed": 3,
+        "sigma_w2": None, "sigma_b2": None, "num_inputs": 2, "seed": 3,
         "dtype": "float32", "act_params": {}, "method": "auto",
         "qr_layers": None, "qr_sweeps": 30, "out_dir": out,
         "overwrite": False, "leaky_slope": None, "elu_alpha": None,
@@ -52,18 +57,42 @@ class MainTest(absltest.TestCase):
       self.assertTrue(all(len(row) == 8 for row in record["singular_values"]))
       values = [v for row in record["singular_values"] for v in row]
       self.assertEqual(record["max_singular_value"], max(values))
-    # The redraw entry point rebuilds the figure from results.json alone.
+    # The redraw entry point rebuilds the figure from results.json alone,
+    # from a file written before results carried a schema too; a file of
+    # another version gets a one-line error naming both versions.
     os.remove(os.path.join(out, "spectrum.png"))
-    proc = _run("experiments.plot_jacobian_spectrum", f"--run_dir={out}",
-                cwd=cwd)
-    self.assertEqual(proc.returncode, 0, proc.stderr)
+    old, future = os.path.join(cwd, "old"), os.path.join(cwd, "future")
+    for run_dir, schema in ((old, None),
+                            (future, "vgrad.jacobian_spectrum/99")):
+      os.makedirs(run_dir)
+      record = {k: v for k, v in results.items() if k != "schema"}
+      if schema:
+        record = {"schema": schema} | record
+      else:   # and with the standard deviations older files recorded
+        record["config"] = {
+            {"sigma_w2": "sigma_w", "sigma_b2": "sigma_b"}.get(k, k): v
+            for k, v in record["config"].items()} | {"sigma_b": 0.5}
+      with open(os.path.join(run_dir, "results.json"), "w") as f:
+        json.dump(record, f)
+    done, upgraded, newer = cli_testing.run_cases(
+        "experiments.plot_jacobian_spectrum",
+        [(cwd, [f"--run_dir={d}"]) for d in (out, old, future)])
+    self.assertEqual(done.returncode, 0, done.stderr)
     self.assertTrue(os.path.exists(os.path.join(out, "spectrum.png")))
+    self.assertEqual(upgraded.returncode, 0, upgraded.stderr)
+    self.assertTrue(os.path.exists(os.path.join(old, "spectrum.png")))
+    self.assertNotEqual(newer.returncode, 0)
+    error = newer.stderr.strip().splitlines()
+    self.assertLen(error, 1, newer.stderr)
+    self.assertIn("vgrad.jacobian_spectrum/99", error[0])
+    self.assertIn("reads vgrad.jacobian_spectrum/1", error[0])
+    self.assertFalse(os.path.exists(os.path.join(future, "spectrum.png")))
 
   def test_default_run_dir_and_activation_parameters(self):
     cwd = self.create_tempdir().full_path
     proc = _spectrum("--act=leaky_relu", "--leaky_slope=0.1", "--depth=2",
                      "--width=4", "--num_inputs=1", "--init=gaussian",
-                     "--sigma_w=1.4", "--sigma_b=0.2", "--dtype=float64",
+                     "--sigma_w2=1.96", "--sigma_b2=0.04", "--dtype=float64",
                      cwd=cwd)
     self.assertEqual(proc.returncode, 0, proc.stderr)
     (run,) = os.listdir(os.path.join(cwd, "runs", "jacobian_spectrum"))
@@ -74,6 +103,7 @@ class MainTest(absltest.TestCase):
     self.assertEqual(config["act_params"], {"slope": 0.1})
     self.assertEqual(config["leaky_slope"], 0.1)
     self.assertEqual(config["dtype"], "float64")
+    self.assertEqual((config["sigma_w2"], config["sigma_b2"]), (1.96, 0.04))
 
   def test_existing_run_is_never_overwritten_silently(self):
     cwd = self.create_tempdir().full_path
@@ -148,11 +178,21 @@ BAD_INPUTS = (
       (["--depth=0"], ["--depth", ">= 1"]),
       (["--width=-3"], ["--width", ">= 1"]),
       (["--act=maxout", "--maxout_k=1"], ["--maxout_k", ">= 2"]),
-      (["--init=gaussian", "--sigma_w=-1"], ["--sigma_w", ">= 0"]),
-      (["--sigma_b=-0.5"], ["--sigma_b", ">= 0"]),
+      (["--init=gaussian", "--sigma_w2=-1"], ["--sigma_w2", ">= 0"]),
+      (["--sigma_b2=-0.5"], ["--sigma_b2", ">= 0"]),
       (["--dtype=float16"], ["--dtype", "float32", "float64"]),
       (["--act=tanh", "--maxout_k=3"], ["--maxout_k", "--act=maxout"]),
-      (["--sigma_w=2"], ["--sigma_w", "gaussian", "orthogonal"]),
+      (["--sigma_w2=2"], ["--sigma_w2", "gaussian", "orthogonal"]),
+      (["--init=lsuv", "--sigma_w2=2"], ["--sigma_w2", "from data"]),
+      # The old standard-deviation flags: one line naming the new flag.
+      (["--init=gaussian", "--sigma_w=1.5"],
+       ["--sigma_w was renamed: pass --sigma_w2 (the weight variance, "
+        "sigma_w^2 = 1.5^2 = 2.25 for --sigma_w=1.5)"]),
+      (["--sigma_b", "0.1"],
+       ["--sigma_b was renamed: pass --sigma_b2 (the bias variance, "
+        "sigma_b^2 = 0.1^2 = 0.01 for --sigma_b=0.1)"]),
+      (["-sigma_w=x"], ["--sigma_w was renamed: pass --sigma_w2",
+                        "the square of the old value"]),
       (["--num_inputs=0"], ["--num_inputs", ">= 1"]),
       (["--depth=ten"], ["--depth", "ten"]),
       (["--act=relu", "extra"], ["unexpected", "extra"]),

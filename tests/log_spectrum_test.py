@@ -38,11 +38,11 @@ U32 = float(np.finfo(np.float32).eps) / 2
 U64 = float(np.finfo(np.float64).eps) / 2
 
 
-def _net(act, depth, width, init="gaussian", sigma_w=1.0, dtype=jnp.float32,
+def _net(act, depth, width, init="gaussian", sigma_w2=1.0, dtype=jnp.float32,
          seed=0, **act_params):
   model = models.make_mlp(depth=depth, width=width, activation=act,
                           activation_params=act_params, init=init,
-                          sigma_w=sigma_w, param_dtype=dtype)
+                          sigma_w2=sigma_w2, param_dtype=dtype)
   params = model.init(jax.random.key(seed), jnp.zeros((width,), dtype))
   return model, params
 
@@ -114,9 +114,9 @@ class AgreementTest(parameterized.TestCase):
       ("sigmoid", "sigmoid", "glorot_normal", None, 10, 40, {}),
       ("maxout", "maxout", "glorot_uniform", None, 8, 32, {"k": 3}),
   )
-  def test_float32_qr_matches_float64_svd(self, act, init, sigma_w, depth,
+  def test_float32_qr_matches_float64_svd(self, act, init, sigma_w2, depth,
                                           width, act_params):
-    model, params = _net(act, depth, width, init, sigma_w, **act_params)
+    model, params = _net(act, depth, width, init, sigma_w2, **act_params)
     xs = _inputs(2, width)
     layers = log_spectrum.default_layers(depth)
     out = log_spectrum.make_log_spectrum_probe(model, layers)(params, xs)
@@ -285,7 +285,7 @@ class TheoryTest(parameterized.TestCase):
     chex.assert_shape(sums.partial_sums, (1, depth, width))
     self.assertIsNone(sums.activations)
     measured = np.asarray(sums.partial_sums[0, -1], np.float64) / depth
-    theory = log_spectrum.ginibre_lyapunov_exponents(width, sigma_w)
+    theory = log_spectrum.ginibre_lyapunov_exponents(width, sigma_w ** 2)
     std = np.sqrt(_trigamma_half_integer(width - np.arange(width))
                   / (4 * depth))
     np.testing.assert_array_less(np.abs(measured - theory), 6 * std)
@@ -295,15 +295,15 @@ class TheoryTest(parameterized.TestCase):
         atol=6 * std.max())
 
   def test_ginibre_closed_form(self):
-    # n = 1: lambda = (1/2)(log(2 sigma^2) + psi(1/2)) = (1/2) E log(sigma^2
-    # z^2) for z ~ N(0, 1); psi(1/2) = -gamma - 2 log 2.
+    # n = 1: lambda = (1/2)(log(2 sigma_w2) + psi(1/2)) = (1/2) E
+    # log(sigma_w2 z^2) for z ~ N(0, 1); psi(1/2) = -gamma - 2 log 2.
     self.assertAlmostEqual(
-        log_spectrum.ginibre_lyapunov_exponents(1, 2.0)[0],
+        log_spectrum.ginibre_lyapunov_exponents(1, 4.0)[0],
         0.5 * (math.log(8) - np.euler_gamma - 2 * math.log(2)), places=14)
     # Sum = (1/2) E log det(W^T W) (Goodman): exponents decrease in i.
     lam = log_spectrum.ginibre_lyapunov_exponents(64)
     self.assertTrue(np.all(np.diff(lam) < 0))
-    # Top exponent -> (1/2) log sigma_w^2 - 1/(2n) + O(n^-2) (psi(x) =
+    # Top exponent -> (1/2) log sigma_w2 - 1/(2n) + O(n^-2) (psi(x) =
     # log x - 1/(2x) + O(x^-2)): below the mean-field (1/2) log chi.
     self.assertAlmostEqual(lam[0], -1 / 128, delta=1 / 64 ** 2)
 

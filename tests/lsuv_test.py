@@ -56,10 +56,10 @@ class UnitVarianceTest(parameterized.TestCase):
 
   @parameterized.parameters(
       ("relu", {}, None), ("tanh", {}, None), ("selu", {}, None),
-      ("maxout", {"k": 3}, None), ("tanh", {}, 0.3))
+      ("maxout", {"k": 3}, None), ("tanh", {}, 0.09))
   def test_every_layer_has_unit_variance_on_the_batch(self, act, act_params,
-                                                      sigma_b):
-    model = _mlp(act, activation_params=act_params, sigma_b=sigma_b)
+                                                      sigma_b2):
+    model = _mlp(act, activation_params=act_params, sigma_b2=sigma_b2)
     # Input variance 9: the orthogonal first layer keeps it (Var(h_1) ~ 9),
     # so at least layer 1 must be rescaled whatever the activation.
     x = 3 * _inputs(128, 32)
@@ -80,7 +80,7 @@ class UnitVarianceTest(parameterized.TestCase):
     self.assertTrue(np.all(info.converged))
     self.assertFalse(np.any(info.degenerate))
     self.assertTrue(np.all(info.iterations <= lsuv.MAX_ITERS))
-    if sigma_b is None:
+    if sigma_b2 is None:
       # h_l = W_l x_{l-1} is linear in W_l: at most one rescale, exact.
       self.assertTrue(np.all(info.iterations <= 1), info.iterations)
       self.assertEqual(int(info.iterations[0]), 1)
@@ -92,11 +92,11 @@ class UnitVarianceTest(parameterized.TestCase):
 
   def test_loop_stops_at_the_cap_when_the_target_is_out_of_reach(self):
     # Var(c z + b) = c^2 Vz + 2 c C + Vb >= Vb - C^2 / Vz for every scale c
-    # (z = W x, pooled over examples and units). With sigma_b = 1.5 that
+    # (z = W x, pooled over examples and units). With sigma_b2 = 1.5^2 that
     # floor exceeds 1 + tol, checked below, so the loop must hit the cap.
     max_iters = 7
     model = models.make_mlp(depth=1, width=32, activation="tanh",
-                            init="lsuv", sigma_b=1.5)
+                            init="lsuv", sigma_b2=2.25)
     x = _inputs(64, 32)
     before = model.init(jax.random.key(0), x[:1])
     layer = models.layer_params(before, 1)
@@ -164,7 +164,7 @@ class ExactTest(absltest.TestCase):
       # Biases make the number of iterations differ between seeds, so the
       # batched while_loop must mask the seeds that already stopped.
       model = _mlp("relu", depth=5, width=16, dtype=jnp.float64,
-                   sigma_b=0.3)
+                   sigma_b2=0.09)
       x = _inputs(64, 32, dtype=jnp.float64)
       keys = jax.random.split(jax.random.key(0), 3)
       before = jax.vmap(lambda k: model.init(k, x[:1]))(keys)

@@ -30,10 +30,10 @@ from vgrad.probes import matrix_free
 from vgrad.nn import models
 
 
-def _net(act, depth, width, init="gaussian", sigma_w=1.0, sigma_b=0.1,
+def _net(act, depth, width, init="gaussian", sigma_w2=1.0, sigma_b2=0.01,
          num_outputs=None, dtype=jnp.float32, seed=0):
   model = models.make_mlp(depth=depth, width=width, activation=act,
-                          init=init, sigma_w=sigma_w, sigma_b=sigma_b,
+                          init=init, sigma_w2=sigma_w2, sigma_b2=sigma_b2,
                           num_outputs=num_outputs, param_dtype=dtype)
   params = jax.jit(model.init)(jax.random.key(seed),
                                jnp.zeros((width,), dtype))
@@ -220,7 +220,7 @@ class ExtremeSingularValuesTest(parameterized.TestCase):
     far above both. Agreement with the dense probe per input is also what
     shows that vmap over inputs is right.
     """
-    model, params = _net("relu", 4, 128, sigma_w=1.4)
+    model, params = _net("relu", 4, 128, sigma_w2=1.96)
     xs = jax.random.normal(jax.random.key(1), (3, 128))
     keys = jax.random.split(jax.random.key(2), 3)
     fn = matrix_free.mlp_map(model, params)
@@ -243,7 +243,7 @@ class ExtremeSingularValuesTest(parameterized.TestCase):
   def test_num_steps_n_gives_the_whole_dense_spectrum(self):
     """k = n = 128 steps: all 128 singular values = dense SVD (float64)."""
     with jax.enable_x64(True):
-      model, params = _net("tanh", 4, 128, sigma_w=1.5, dtype=jnp.float64)
+      model, params = _net("tanh", 4, 128, sigma_w2=2.25, dtype=jnp.float64)
       x = _input(128, jnp.float64)
       got = jax.jit(lambda x: matrix_free.extreme_singular_values(
           matrix_free.mlp_map(model, params), x, jax.random.key(3), 128,
@@ -254,7 +254,7 @@ class ExtremeSingularValuesTest(parameterized.TestCase):
     np.testing.assert_array_less(got.largest_bounds, 1e-10 * dense[0])
 
   def test_smallest_of_a_graded_spectrum_within_their_bounds(self):
-    """Deep tanh, Gaussian sigma_w = 2: singular values over ~19 decades.
+    """Deep tanh, Gaussian sigma_w2 = 4: singular values over ~19 decades.
 
     After j < n steps each of the 3 smallest Ritz values has a singular
     value of J within its bound, and (interlacing, m = n) the i-th smallest
@@ -264,7 +264,7 @@ class ExtremeSingularValuesTest(parameterized.TestCase):
     far above sigma_min ~ 3e-20 ||J||: the smallest converge slowly.
     """
     with jax.enable_x64(True):
-      model, params = _net("tanh", 8, 128, sigma_w=2.0, dtype=jnp.float64)
+      model, params = _net("tanh", 8, 128, sigma_w2=4.0, dtype=jnp.float64)
       x = _input(128, jnp.float64)
       fn = matrix_free.mlp_map(model, params)
       gk = jax.jit(lambda x: matrix_free.golub_kahan(
@@ -301,7 +301,7 @@ class OrthogonalLinearNetTest(absltest.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     model, params = _net("linear", cls.DEPTH, cls.WIDTH, init="orthogonal",
-                         sigma_w=cls.SIGMA_W, sigma_b=None)
+                         sigma_w2=cls.SIGMA_W ** 2, sigma_b2=None)
     cls.fn = staticmethod(matrix_free.mlp_map(model, params))
     cls.x = _input(cls.WIDTH)
     cls.sigma = cls.SIGMA_W ** cls.DEPTH
@@ -343,7 +343,7 @@ class SpectralDensityTest(parameterized.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     with jax.enable_x64(True):
-      model, params = _net("tanh", 4, 64, sigma_w=1.5, dtype=jnp.float64)
+      model, params = _net("tanh", 4, 64, sigma_w2=2.25, dtype=jnp.float64)
       cls.x = _input(64, jnp.float64)
       cls.fn = staticmethod(matrix_free.mlp_map(model, params))
       cls.jac = np.asarray(jax.jit(jax.jacfwd(cls.fn))(cls.x))
@@ -432,7 +432,7 @@ class SpectralDensityTest(parameterized.TestCase):
 
   def test_vmap_over_inputs_float32(self):
     """jit(vmap) over two inputs: shapes, dtype, per-input moments."""
-    model, params = _net("tanh", 3, 32, sigma_w=1.5)
+    model, params = _net("tanh", 3, 32, sigma_w2=2.25)
     fn = matrix_free.mlp_map(model, params)
     grid = jnp.linspace(-3.0, 2.0, 11)
 

@@ -172,6 +172,30 @@ class ClosedFormTest(parameterized.TestCase):
           float(meanfield.derivative_moment(ACT["relu"], 0.0, k)), 0.5,
           delta=1e-14)
 
+  @parameterized.parameters(0.0, 1e-8, 0.3, 7.0, 1e4, float("inf"))
+  def test_the_one_derivative_moment_matches_closed_forms_at_any_q(self, q):
+    """E[phi'(sqrt(q) z)^2]: ReLU 1/2, leaky ReLU (1 + a^2)/2, linear 1.
+
+    Positively homogeneous phi: phi' does not depend on the scale sqrt(q),
+    so the moment is the same at every q, q = 0 and +inf (limits)
+    included. Exact for any even rule (no node at 0, symmetric weights),
+    so both rules (mean field's 300 nodes and free probability's 100,
+    which free_probability.predicted_moments uses) give it to rounding.
+    """
+    leaky = activations.get_activation("leaky_relu", slope=0.2)
+    for num_points in (meanfield.POINTS_1D, 100):
+      kw = {"num_points": num_points}
+      # float32 (the default): a sum of 100-300 weights, to a few ulp.
+      self.assertAlmostEqual(float(meanfield.derivative_moment(
+          ACT["relu"], q, 1, **kw)), 0.5, delta=1e-6)
+      self.assertAlmostEqual(float(meanfield.derivative_moment(
+          leaky, q, 1, **kw)), (1 + 0.2 ** 2) / 2, delta=1e-6)
+      self.assertAlmostEqual(float(meanfield.derivative_moment(
+          ACT["linear"], q, 1, **kw)), 1.0, delta=1e-6)
+      with jax.enable_x64(True):
+        self.assertAlmostEqual(float(meanfield.derivative_moment(
+            ACT["relu"], q, 1, dtype=jnp.float64, **kw)), 0.5, delta=1e-14)
+
   @chex.variants(with_jit=True, without_jit=True)
   def test_maps_are_jittable(self):
     erf = ACT["erf"]
@@ -570,8 +594,7 @@ class MonteCarloTest(parameterized.TestCase):
     cs = np.asarray(meanfield.c_sequence(c1, q1, act, sw2, sb2, depth))
 
     model = models.make_mlp(depth=depth, width=width, activation=name,
-                            init="gaussian", sigma_w=math.sqrt(sw2),
-                            sigma_b=math.sqrt(sb2))
+                            init="gaussian", sigma_w2=sw2, sigma_b2=sb2)
     init = jax.jit(model.init)
     apply = jax.jit(lambda p, x: model.apply(p, x,
                                              return_preactivations=True)[1])

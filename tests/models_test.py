@@ -45,7 +45,7 @@ class MLPTest(parameterized.TestCase):
 
   def test_layers_compose_to_the_model(self):
     model = models.make_mlp(depth=3, width=5, activation="elu",
-                            num_outputs=3, sigma_b=None)
+                            num_outputs=3, sigma_b2=None)
     params = _init(model, 4)
     x = jax.random.normal(jax.random.key(2), (4,))
     z = x
@@ -89,9 +89,10 @@ class MLPTest(parameterized.TestCase):
       np.testing.assert_array_equal(p["bias"], 0.0)
       self.assertLessEqual(float(jnp.abs(p["kernel"]).max()), 1.0)
 
-  def test_sigma_b_draws_biases(self):
+  def test_sigma_b2_draws_biases(self):
+    # sigma_b2 is the bias VARIANCE: std sqrt(0.25) = 0.5.
     model = models.make_mlp(depth=1, width=5000, activation="tanh",
-                            init="gaussian", sigma_b=0.5)
+                            init="gaussian", sigma_b2=0.25)
     b = np.asarray(models.layer_params(_init(model, 2), 1)["bias"])
     self.assertAlmostEqual(b.std(), 0.5, delta=6 * 0.5 / np.sqrt(2 * 5000))
 
@@ -103,7 +104,7 @@ class MLPTest(parameterized.TestCase):
     self.assertEqual(models.make_mlp(depth=2, width=3,
                                      init="lsuv").data_init, "lsuv")
     with self.assertRaisesRegex(ValueError, "sets its own scale from data"):
-      models.make_mlp(depth=2, width=3, init="lsuv", sigma_w=1.0)
+      models.make_mlp(depth=2, width=3, init="lsuv", sigma_w2=1.0)
 
   @parameterized.parameters(
       ({"depth": -1, "width": 3}, "depth"),

@@ -3,7 +3,6 @@
 
 import dataclasses
 import json
-import math
 import os
 
 from absl.testing import absltest
@@ -35,8 +34,8 @@ class TrainabilityTest(absltest.TestCase):
 
   def test_grid_cell_equals_the_network_trained_alone(self):
     # Column g of the vmapped grid must be exactly the network one would
-    # build with init='gaussian', sigma_w = sqrt(sigma_w2[g]): same draws
-    # (the Gaussian init is linear in sigma_w), same minibatches.
+    # build with init='gaussian', sigma_w2 = sigma_w2[g]: same draws (the
+    # Gaussian init is linear in its gain sqrt(sigma_w2)), same minibatches.
     config = TINY
     cells = phase_diagram.train_depth(config, self.digits, 2)
     for key in cells:
@@ -44,8 +43,8 @@ class TrainabilityTest(absltest.TestCase):
     g, s = 2, 1
     model = models.make_mlp(
         depth=2, width=8, activation="tanh", init="gaussian",
-        sigma_w=math.sqrt(config.sigma_w2[g]),
-        sigma_b=math.sqrt(config.sigma_b2), num_outputs=10)
+        sigma_w2=config.sigma_w2[g], sigma_b2=config.sigma_b2,
+        num_outputs=10)
     opt = train.make_optimizer("sgd", config.lr)
     init_key, train_key = jax.random.split(jax.random.key(config.seed + s))
     x, y = jnp.asarray(self.digits.x_train), jnp.asarray(self.digits.y_train)
@@ -128,6 +127,8 @@ class CommandLineTest(absltest.TestCase):
         "report.md", "results.json"])
     with open(os.path.join(out, "results.json")) as f:
       results = json.load(f)
+    self.assertEqual(next(iter(results.items())),
+                     ("schema", "vgrad.phase_diagram/1"))
     self.assertEqual(np.shape(results["cells"]["train_accuracy"]), (2, 2, 1))
     self.assertIn("critical point (chi_1 = 1): sigma_w^2 = 1.7", r.stdout)
     os.remove(os.path.join(out, "phase_diagram.png"))
@@ -153,6 +154,10 @@ class CommandLineTest(absltest.TestCase):
         "--act=sigmod": "--act",
         "--threshold=2": "threshold",
         "--lr=0": "--lr",
+        "--sigma_b2=-0.5": "--sigma_b2: must be a finite number >= 0",
+        "--sigma_b=0.2": "--sigma_b was renamed: pass --sigma_b2 (the bias "
+                         "variance, sigma_b^2 = 0.2^2 = 0.04 for "
+                         "--sigma_b=0.2)",
     }
     procs = cli_testing.run_cases(
         "experiments.phase_diagram",

@@ -9,6 +9,8 @@ from absl.testing import parameterized
 import jax
 import numpy as np
 
+from vgrad.io import records
+from vgrad.io import schemas
 from vgrad.probes import jacobian
 from vgrad.nn import lsuv
 from vgrad.plots import spectrum_plots as plotting
@@ -37,7 +39,7 @@ class VerdictTest(parameterized.TestCase):
                               depth=10), "vanishing"),
       ("relu_large", dict(act="relu", init="large_normal", depth=10),
        "exploding"),
-      ("tanh_critical", dict(act="tanh", init="gaussian", sigma_w=1.0,
+      ("tanh_critical", dict(act="tanh", init="gaussian", sigma_w2=1.0,
                              depth=20), "norm-preserving on average"),
       ("relu_he", dict(act="relu", init="he_normal", depth=10),
        "norm-preserving on average but not isometric"),
@@ -74,9 +76,12 @@ class VerdictTest(parameterized.TestCase):
     results = _study(act="maxout", init="glorot_uniform",
                      act_params={"k": 3})
     self.assertEqual(set(results),
-                     {"config", "convention", "dtype_eps", "layers",
+                     {"schema", "config", "convention", "dtype_eps", "layers",
                       "per_layer", "input_output", "method",
                       "method_reason"})
+    self.assertEqual(next(iter(results)), "schema")
+    self.assertEqual(results["schema"], schemas.JACOBIAN_SPECTRUM)
+    schemas.validate(results)
     self.assertEqual(results["method"], "dense")
     self.assertLen(results["layers"], 6)
     self.assertLen(results["per_layer"], 6)
@@ -111,7 +116,7 @@ class VerdictTest(parameterized.TestCase):
     self.assertGreater(gain, 4 * orthogonal)
 
   def test_float64_resolves_what_float32_cannot(self):
-    kw = dict(act="tanh", init="gaussian", sigma_w=1.0, depth=40, width=64)
+    kw = dict(act="tanh", init="gaussian", sigma_w2=1.0, depth=40, width=64)
     r32 = _study(**kw)
     with jax.enable_x64(True):
       r64 = _study(dtype="float64", **kw)
@@ -199,8 +204,9 @@ class MethodTest(parameterized.TestCase):
         method="qr", act="relu", init="he_normal", depth=12, width=16,
         qr_layers=(3, 1, 3), qr_sweeps=20), allow_nan=False))
     self.assertEqual(set(results),
-                     {"config", "convention", "dtype_eps", "layers",
+                     {"schema", "config", "convention", "dtype_eps", "layers",
                       "lyapunov", "input_output", "method", "method_reason"})
+    schemas.validate(results)
     self.assertEqual(results["method_reason"], "requested")
     self.assertEqual([r["layer"] for r in results["layers"]], [1, 3, 12])
     self.assertEqual(results["input_output"], results["layers"][-1])
@@ -236,6 +242,12 @@ class MethodTest(parameterized.TestCase):
       ({"method": "svd"}, "method must be one of auto, dense, qr"),
       ({"qr_layers": (0, 2)}, r"qr_layers must be integers in \[1, depth=6"),
       ({"qr_sweeps": 0}, "qr_sweeps must be an integer >= 1"),
+      # The network fields are checked by vgrad.nn.config.NetworkConfig.
+      ({"depth": 0}, "depth: must be an integer >= 1, got 0"),
+      ({"act": "tahn"}, "act: unknown activation 'tahn'"),
+      ({"init": "he_normal", "sigma_w2": 2.0},
+       r"sigma_w2: applies only to init gaussian\|orthogonal"),
+      ({"sigma_b2": -1.0}, "sigma_b2: must be a finite number >= 0"),
   )
   def test_bad_config(self, kw, message):
     with self.assertRaisesRegex(ValueError, message):
@@ -256,7 +268,7 @@ class PlottingTest(absltest.TestCase):
 
   def test_figure_from_saved_results(self):
     results = json.loads(json.dumps(_study(act="tanh", init="gaussian",
-                                           sigma_w=1.0, depth=30)))
+                                           sigma_w2=1.0, depth=30)))
     fig = plotting.plot_jacobian_spectrum(results)
     left, right = fig.axes
     self.assertEqual(left.get_yscale(), "log")
@@ -274,6 +286,26 @@ class PlottingTest(absltest.TestCase):
     stem = self.create_tempdir().full_path + "/fig"
     paths = plotting.save_figure(fig, stem)
     self.assertEqual([p[-3:] for p in paths], ["png", "pdf"])
+
+  def test_results_with_the_old_standard_deviation_keys_redraw(self):
+    """Before the variance convention config held sigma_w, sigma_b (std);
+    readers (records.upgrade_keys) see sigma_w2 = sigma_w ** 2."""
+    new = json.loads(json.dumps(_study(act="tanh", init="gaussian",
+                                       sigma_w2=2.25, sigma_b2=0.25,
+                                       depth=3)))
+    self.assertEqual(records.upgrade_keys(new), new)
+    old = dict(new, config={
+        {"sigma_w2": "sigma_w", "sigma_b2": "sigma_b"}.get(k, k): v
+        for k, v in new["config"].items()} | {"sigma_w": 1.5,
+                                               "sigma_b": 0.5})
+    self.assertNotIn("sigma_w2", old["config"])
+    self.assertEqual(records.upgrade_keys(old), new)
+    self.assertEqual(records.upgrade_keys({"sigma_w": None}),
+                     {"sigma_w2": None})
+    fig = plotting.plot_jacobian_spectrum(records.upgrade_keys(old))
+    title = fig._suptitle.get_text()  # pylint: disable=protected-access
+    self.assertIn(r"$\sigma_w^2$=2.25,", title)
+    self.assertIn(r"$\sigma_b^2$=0.25", title)
 
 
 if __name__ == "__main__":

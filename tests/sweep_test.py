@@ -165,13 +165,13 @@ class SweepLibraryTest(parameterized.TestCase):
       sweep.run_sweep(other, out)
 
   def test_overflow_is_recorded_not_crashed_on(self):
-    # ReLU with sigma_w = 1e6: activations grow ~1e6 per layer and pass
+    # ReLU with sigma_w2 = 1e12: activations grow ~1e6 per layer and pass
     # float32's 3e38 by layer 7; at width 8 the next layer adds +inf and
     # -inf (the forward pass is NaN from there).
     config = sweep.SweepConfig(task="spectrum", acts=("relu",),
                                inits=("gaussian",), depths=(10,),
                                widths=(8,), seeds=1, num_inputs=1,
-                               sigma_w=1e6)
+                               sigma_w2=1e12)
     out = self.create_tempdir().full_path + "/s"
     result = sweep.run_sweep(config, out)
     (row,) = result.rows
@@ -183,7 +183,7 @@ class SweepLibraryTest(parameterized.TestCase):
                   sweep.format_summary(result.rows, "spectrum"))
 
   def test_gallery_redraws_the_sweep(self):
-    from experiments import gallery  # pylint: disable=g-import-not-at-top
+    from vgrad.cli import gallery  # pylint: disable=g-import-not-at-top
     runs = self.create_tempdir().full_path
     shutil.copytree(self.out, os.path.join(runs, "s"))
     figures = os.path.join(runs, "figures")
@@ -202,8 +202,11 @@ class SweepLibraryTest(parameterized.TestCase):
       ("act_not_number", {"acts": ("elu:x",)}, "'x' is not a number"),
       ("unknown_init", {"inits": ("nope",)}, "unknown initializer"),
       ("repeated", {"depths": (3, 3)}, "depths lists a value twice"),
-      ("zero_width", {"widths": (0,)}, "widths must be integers >= 1"),
-      ("sigma_w_fixed_init", {"sigma_w": 1.0}, "sigma_w applies only"),
+      ("zero_width", {"widths": (0,)}, "widths: must be an integer >= 1"),
+      ("zero_depth", {"depths": (2, 0)}, "depths: must be an integer >= 1"),
+      ("sigma_w2_fixed_init", {"sigma_w2": 1.0},
+       "sigma_w2: applies only to init"),
+      ("negative_sigma_b2", {"sigma_b2": -1.0}, "sigma_b2: must be"),
       ("no_seeds", {"seeds": 0}, "seeds must be integers >= 1"),
   )
   def test_bad_config(self, change, message):
@@ -411,17 +414,24 @@ class SweepCommandTest(absltest.TestCase):
     for name in ("summary.md", "sweep.png", "sweep.pdf"):
       self.assertTrue(os.path.exists(os.path.join(out, name)), name)
     with open(os.path.join(out, "sweep.json")) as f:
-      self.assertEqual(json.load(f)["command"].split()[:3],
-                       ["python", "-m", "experiments.sweep"])
+      record = json.load(f)
+    self.assertEqual(record["schema"], "vgrad.sweep/1")
+    self.assertEqual(record["command"].split()[:3],
+                     ["python", "-m", "experiments.sweep"])
+    cells = os.path.join(out, sweep.CELLS_DIR)
+    for name in [n for n in os.listdir(cells) if n.endswith(".json")]:
+      # every cell file names its schema too
+      with open(os.path.join(cells, name)) as f:
+        self.assertEqual(json.load(f)["schema"], "vgrad.sweep/1", name)
     # --replot redraws from the saved cells alone; it takes no other flag.
     summary = _read(os.path.join(out, "summary.md"))
     os.remove(os.path.join(out, "summary.md"))
     os.remove(os.path.join(out, "sweep.png"))
-    # ReLU at sigma_w = 1e6 overflows float32 by layer 7 (see
+    # ReLU at sigma_w2 = 1e12 overflows float32 by layer 7 (see
     # test_overflow_is_recorded_not_crashed_on): reported, not crashed on.
     ok, bad, blown = cli_testing.run_cases("experiments.sweep", [
         (cwd, [f"--replot={out}"]), (cwd, [f"--replot={out}", "--seeds=3"]),
-        (cwd, ["--acts=relu", "--inits=gaussian", "--sigma_w=1e6",
+        (cwd, ["--acts=relu", "--inits=gaussian", "--sigma_w2=1e12",
                "--depths=10", "--widths=8", "--seeds=1", "--num_inputs=1",
                f"--out_dir={cwd}/blown"])])
     self.assertEqual(blown.returncode, 0, blown.stderr)
@@ -451,7 +461,11 @@ class SweepCommandTest(absltest.TestCase):
         "conflict": (["--task=train", "--num_inputs=3"],
                      ["--num_inputs", "--task=train"]),
         "conflict 2": (["--steps=5"], ["--steps", "--task=spectrum"]),
-        "sigma_w": (["--sigma_w=2"], ["--sigma_w", "orthogonal"]),
+        "sigma_w2": (["--sigma_w2=2"], ["--sigma_w2", "orthogonal"]),
+        "old sigma_w": (["--sigma_w=1.5"], [
+            "--sigma_w was renamed: pass --sigma_w2", "1.5^2 = 2.25"]),
+        "old sigma_b": (["--sigma_b", "0.5"], [
+            "--sigma_b was renamed: pass --sigma_b2", "0.5^2 = 0.25"]),
         "devices": (["--devices=5"], ["--devices", "[0, 1]"]),
         "distributed": (["--process_id=1"], ["--process_id",
                                              "--distributed"]),

@@ -431,6 +431,17 @@ TRAIN_BAD_INPUTS = (
        ["--dataset=mnist", "--download", "{data_dir}",
         "train-images-idx3-ubyte"]),
       ("stray_positional", ["--act=relu", "stray"], ["unexpected", "stray"]),
+      ("zero_depth", ["--depth=0"], ["--depth", ">= 1", "got 0"]),
+      ("sigma_w2_fixed_init", ["--init=uniform", "--sigma_w2=2"],
+       ["--sigma_w2", "gaussian|orthogonal", "'uniform' fixes its own"]),
+      ("negative_sigma_b2", ["--sigma_b2=-1"], ["--sigma_b2", ">= 0"]),
+      # The old standard-deviation flags: one line naming the new flag.
+      ("old_sigma_w", ["--init=gaussian", "--sigma_w=2"],
+       ["--sigma_w was renamed: pass --sigma_w2 (the weight variance, "
+        "sigma_w^2 = 2^2 = 4 for --sigma_w=2)"]),
+      ("old_sigma_b", ["--act=relu", "--sigma_b=0.3"],
+       ["--sigma_b was renamed: pass --sigma_b2 (the bias variance, "
+        "sigma_b^2 = 0.3^2 = 0.09 for --sigma_b=0.3)"]),
 )
 LECTURE_BAD_INPUTS = (
       ("no_preset", [], ["--preset"] + sorted(presets.PRESETS)),

@@ -97,7 +97,7 @@ class StepTest(parameterized.TestCase):
     with jax.enable_x64(True):
       model = models.make_mlp(depth=2, width=3, activation="tanh",
                               init="glorot_normal", num_outputs=3,
-                              param_dtype=jnp.float64, sigma_b=0.3)
+                              param_dtype=jnp.float64, sigma_b2=0.09)
       x = jax.random.normal(jax.random.key(1), (5, 4), jnp.float64)
       y = jnp.array([0, 2, 1, 1, 0])
       params = model.init(jax.random.key(2), x)

@@ -111,7 +111,7 @@ class DivergenceTest(absltest.TestCase):
 
 class LsuvTest(absltest.TestCase):
 
-  def test_an_lsuv_arm_runs_and_rejects_sigma_w(self):
+  def test_an_lsuv_arm_runs_and_rejects_sigma_w2(self):
     # run_training initialises through train.init_states, so the LSUV step
     # (tested in lsuv_test and train_test) runs on the training inputs.
     config = ts.TrainConfig(act="relu", init="lsuv", depth=6, width=8,
@@ -121,7 +121,7 @@ class LsuvTest(absltest.TestCase):
     self.assertEqual(arm["config"]["init"], "lsuv")
     self.assertEqual(arm["summary"]["diverged"], 0)
     with self.assertRaisesRegex(ValueError, "sets its own scale from data"):
-      ts.build(ts.TrainConfig(init="lsuv", sigma_w=1.0), data.xor())
+      ts.build(ts.TrainConfig(init="lsuv", sigma_w2=1.0), data.xor())
 
 
 class RegressionTest(absltest.TestCase):
@@ -218,6 +218,13 @@ class HelpersTest(absltest.TestCase):
       ts.build(ts.TrainConfig(steps=0), data.xor())
     with self.assertRaisesRegex(ValueError, "does not fit"):
       ts.build(ts.TrainConfig(loss="categorical_cross_entropy"), data.xor())
+    # The network fields: one check, vgrad.nn.config.NetworkConfig's.
+    for change, message in (({"depth": 0}, "depth: must be an integer >= 1"),
+                            ({"width": 0}, "width: must be an integer >= 1"),
+                            ({"sigma_b2": -0.5}, "sigma_b2: must be"),
+                            ({"act": "sigmod"}, "act: unknown activation")):
+      with self.assertRaisesRegex(ValueError, message):
+        ts.build(ts.TrainConfig(**change), data.xor())
 
 
 if __name__ == "__main__":

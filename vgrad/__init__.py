@@ -1,0 +1,156 @@
+"""vgrad: vanishing and exploding gradients, measured and predicted.
+
+The names a researcher uses from a notebook or a script (README.md, "vgrad
+as a library")::
+
+    import vgrad
+    model = vgrad.make_mlp(depth=10, width=64, activation="tanh")
+
+Build a net (``make_mlp``, the activation and initializer registries),
+probe its Jacobian spectrum (``make_spectrum_probe``,
+``make_log_spectrum_probe``, the matrix-free ``extreme_singular_values``
+and ``spectral_density``), predict it (mean field: ``fixed_point_q``,
+``chi_1``, ``critical_sigma_w2``, ...; free probability:
+``singular_value_density``, ``predicted_moments``, ...), train it
+(``make_optimizer``, ``init_states``, ``make_step_fn``,
+``make_train_step``; the datasets ``load_dataset``, ``xor``, ``digits``,
+``mnist``) and run whole studies (``run_spectrum_study``,
+``run_training``). Results files are read with ``load_results``.
+
+``import vgrad`` is light: each name is imported from its layer package
+(``vgrad.nn``, ``vgrad.probes``, ``vgrad.theory``, ``vgrad.training``,
+``vgrad.studies``, ``vgrad.io``) on first use, so ``import vgrad`` loads
+neither JAX nor matplotlib nor absl, and the JAX-free layers (``vgrad.io``,
+``vgrad.plots``) stay JAX-free.
+"""
+
+import importlib
+from typing import TYPE_CHECKING
+
+# Public name -> (module, attribute). Grouped as the README presents them.
+_EXPORTS = {
+    # Building a net.
+    "make_mlp": ("vgrad.nn.models", "make_mlp"),
+    "MLP": ("vgrad.nn.models", "MLP"),
+    "NetworkConfig": ("vgrad.nn.config", "NetworkConfig"),
+    "Activation": ("vgrad.nn.activations", "Activation"),
+    "ACTIVATIONS": ("vgrad.nn.activations", "ACTIVATIONS"),
+    "get_activation": ("vgrad.nn.activations", "get_activation"),
+    "INITIALIZERS": ("vgrad.nn.initializers", "INITIALIZERS"),
+    "get_initializer": ("vgrad.nn.initializers", "get_initializer"),
+    "get_bias_initializer": ("vgrad.nn.initializers", "get_bias_initializer"),
+    "lsuv_initialize": ("vgrad.nn.lsuv", "initialize"),
+    # Probing the Jacobian.
+    "make_spectrum_probe": ("vgrad.probes.jacobian", "make_spectrum_probe"),
+    "make_input_output_probe": ("vgrad.probes.jacobian",
+                                "make_input_output_probe"),
+    "input_output_jacobian": ("vgrad.probes.jacobian",
+                              "input_output_jacobian"),
+    "Spectra": ("vgrad.probes.jacobian", "Spectra"),
+    "make_log_spectrum_probe": ("vgrad.probes.log_spectrum",
+                                "make_log_spectrum_probe"),
+    "make_lyapunov_probe": ("vgrad.probes.log_spectrum",
+                            "make_lyapunov_probe"),
+    "lyapunov_exponents": ("vgrad.probes.log_spectrum",
+                           "lyapunov_exponents"),
+    "extreme_singular_values": ("vgrad.probes.matrix_free",
+                                "extreme_singular_values"),
+    "spectral_density": ("vgrad.probes.matrix_free", "spectral_density"),
+    "mlp_map": ("vgrad.probes.matrix_free", "mlp_map"),
+    # Mean field.
+    "fixed_point_q": ("vgrad.theory.meanfield", "fixed_point_q"),
+    "fixed_point_c": ("vgrad.theory.meanfield", "fixed_point_c"),
+    "chi_1": ("vgrad.theory.meanfield", "chi_1"),
+    "chi_c": ("vgrad.theory.meanfield", "chi_c"),
+    "length_map": ("vgrad.theory.meanfield", "length_map"),
+    "correlation_map": ("vgrad.theory.meanfield", "correlation_map"),
+    "critical_sigma_w2": ("vgrad.theory.meanfield", "critical_sigma_w2"),
+    "solve_meanfield": ("vgrad.theory.meanfield", "solve"),
+    "solve_grid": ("vgrad.theory.meanfield", "solve_grid"),
+    "MeanField": ("vgrad.theory.meanfield", "MeanField"),
+    # Free probability.
+    "singular_value_density": ("vgrad.theory.free_probability",
+                               "singular_value_density"),
+    "squared_singular_value_density": ("vgrad.theory.free_probability",
+                                       "squared_singular_value_density"),
+    "predicted_moments": ("vgrad.theory.free_probability",
+                          "predicted_moments"),
+    "predicted_variance_ratio": ("vgrad.theory.free_probability",
+                                 "predicted_variance_ratio"),
+    "measured_moments": ("vgrad.theory.free_probability", "measured_moments"),
+    "support_upper_edge": ("vgrad.theory.free_probability",
+                           "support_upper_edge"),
+    # Training.
+    "TrainState": ("vgrad.training.train", "TrainState"),
+    "make_optimizer": ("vgrad.training.train", "make_optimizer"),
+    "init_state": ("vgrad.training.train", "init_state"),
+    "init_states": ("vgrad.training.train", "init_states"),
+    "make_step_fn": ("vgrad.training.train", "make_step_fn"),
+    "make_train_step": ("vgrad.training.train", "make_train_step"),
+    "make_evaluate": ("vgrad.training.train", "make_evaluate"),
+    # Data.
+    "Dataset": ("vgrad.training.data", "Dataset"),
+    "DATASETS": ("vgrad.training.data", "DATASETS"),
+    "load_dataset": ("vgrad.training.data", "load_dataset"),
+    "xor": ("vgrad.training.data", "xor"),
+    "digits": ("vgrad.training.data", "digits"),
+    "diabetes": ("vgrad.training.data", "diabetes"),
+    "mnist": ("vgrad.training.data", "mnist"),
+    # Whole studies.
+    "SpectrumConfig": ("vgrad.studies.spectrum_study", "SpectrumConfig"),
+    "run_spectrum_study": ("vgrad.studies.spectrum_study", "run_study"),
+    "TrainConfig": ("vgrad.studies.training_study", "TrainConfig"),
+    "run_training": ("vgrad.studies.training_study", "run_training"),
+    # Results files.
+    "load_results": ("vgrad.io.schemas", "load_results"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+  """Imports a public name's module on first use (PEP 562)."""
+  try:
+    module, attribute = _EXPORTS[name]
+  except KeyError:
+    raise AttributeError(f"module 'vgrad' has no attribute {name!r}") from None
+  value = getattr(importlib.import_module(module), attribute)
+  globals()[name] = value   # later look-ups skip __getattr__
+  return value
+
+
+def __dir__():
+  return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:   # for type checkers and IDEs; never run
+  from vgrad.io.schemas import load_results  # noqa: F401
+  from vgrad.nn.activations import ACTIVATIONS, Activation, get_activation  # noqa: F401
+  from vgrad.nn.config import NetworkConfig  # noqa: F401
+  from vgrad.nn.initializers import (  # noqa: F401
+      INITIALIZERS, get_bias_initializer, get_initializer)
+  from vgrad.nn.lsuv import initialize as lsuv_initialize  # noqa: F401
+  from vgrad.nn.models import MLP, make_mlp  # noqa: F401
+  from vgrad.probes.jacobian import (  # noqa: F401
+      Spectra, input_output_jacobian, make_input_output_probe,
+      make_spectrum_probe)
+  from vgrad.probes.log_spectrum import (  # noqa: F401
+      lyapunov_exponents, make_log_spectrum_probe, make_lyapunov_probe)
+  from vgrad.probes.matrix_free import (  # noqa: F401
+      extreme_singular_values, mlp_map, spectral_density)
+  from vgrad.studies.spectrum_study import SpectrumConfig  # noqa: F401
+  from vgrad.studies.spectrum_study import run_study as run_spectrum_study  # noqa: F401
+  from vgrad.studies.training_study import TrainConfig, run_training  # noqa: F401
+  from vgrad.theory.free_probability import (  # noqa: F401
+      measured_moments, predicted_moments, predicted_variance_ratio,
+      singular_value_density, squared_singular_value_density,
+      support_upper_edge)
+  from vgrad.theory.meanfield import (  # noqa: F401
+      MeanField, chi_1, chi_c, correlation_map, critical_sigma_w2,
+      fixed_point_c, fixed_point_q, length_map, solve_grid)
+  from vgrad.theory.meanfield import solve as solve_meanfield  # noqa: F401
+  from vgrad.training.data import (  # noqa: F401
+      DATASETS, Dataset, diabetes, digits, load_dataset, mnist, xor)
+  from vgrad.training.train import (  # noqa: F401
+      TrainState, init_state, init_states, make_evaluate, make_optimizer,
+      make_step_fn, make_train_step)

@@ -1,7 +1,10 @@
 """Flag helpers shared by the experiments: network flags and one-line errors.
 
 Every bad command line ends the same way: one line on stderr naming the flag
-and the valid values, exit status 2, no traceback, nothing written.
+and the valid values, exit status 2, no traceback, nothing written. A flag
+that was renamed (``RENAMED_FLAGS``: ``--sigma_w`` is now ``--sigma_w2``, a
+variance) ends the same way, with a line naming the new flag and how to
+convert the old value.
 """
 
 import json
@@ -13,7 +16,9 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from vgrad.io import records
 from vgrad.nn import activations
+from vgrad.nn import config as nn_config
 from vgrad.nn import initializers
 
 FLAGS = flags.FLAGS
@@ -78,12 +83,63 @@ def read_run_file(run_dir: str, name: str) -> dict:
   path = os.path.join(run_dir, name)
   try:
     with open(path) as f:
-      return json.load(f)
+      # Files written before the variance convention read as now.
+      return records.upgrade_keys(json.load(f))
   except (OSError, json.JSONDecodeError) as e:
     fail(f"--run_dir: cannot read {path}: {e}")
 
 
+def _squared(what: str, symbol: str):
+  """How an old standard-deviation flag's value converts to the variance."""
+  def hint(old: str, value: str | None) -> str:
+    try:
+      square = f"{float(value) ** 2:g}"
+    except (TypeError, ValueError):
+      return f"the {what}, {symbol}: the square of the old value"
+    return f"the {what}, {symbol} = {value}^2 = {square} for --{old}={value}"
+  return hint
+
+
+# Old flag -> (new flag, hint(old, value) on converting the old value). An
+# entry point that defines the new flag answers the old one with one line
+# (before any flag is parsed, so nothing runs and nothing is written).
+RENAMED_FLAGS = {
+    "sigma_w": ("sigma_w2", _squared("weight variance", "sigma_w^2")),
+    "sigma_b": ("sigma_b2", _squared("bias variance", "sigma_b^2")),
+    "weights": ("ensembles", lambda old, value: (
+        "the weight ensembles, the same names"
+        + (f": --ensembles={value}" if value else ""))),
+}
+
+
+def renamed_flag_error(argv: list[str]) -> str | None:
+  """The one-line error for the first renamed flag in ``argv``, or None.
+
+  ``--sigma_w=1.5``, ``--sigma_w 1.5`` and ``-sigma_w=1.5`` all count; only
+  flags this program defines under their new name (and not the old).
+  """
+  args = list(argv[1:])
+  for i, arg in enumerate(args):
+    if arg == "--":
+      break
+    if not arg.startswith("-"):
+      continue
+    name, eq, value = arg.lstrip("-").partition("=")
+    if name not in RENAMED_FLAGS or name in FLAGS:
+      continue
+    new, hint = RENAMED_FLAGS[name]
+    if new not in FLAGS:
+      continue
+    if not eq:
+      value = args[i + 1] if i + 1 < len(args) else None
+    return f"--{name} was renamed: pass --{new} ({hint(name, value)})"
+  return None
+
+
 def _parse_flags(argv):
+  renamed = renamed_flag_error(argv)
+  if renamed:
+    fail(renamed)
   try:
     return FLAGS(argv)
   except flags.Error as e:
@@ -106,10 +162,37 @@ def _at_least(name: str, bound: float, what: str, why: str = ""):
       message=f"--{name} must be {what} >= {bound:g}{why}")
 
 
+def _checked_by(name: str, check) -> None:
+  """A validator of flag ``name`` that runs ``check(value)`` (one of
+  :mod:`vgrad.nn.config`'s field checks): its ConfigError's reason becomes
+  the flag error, ``flag --depth=0: must be an integer >= 1, got 0``."""
+  def validator(value):
+    if value is not None:
+      try:
+        check(value)
+      except nn_config.ConfigError as e:
+        raise flags.ValidationError(e.reason) from None
+    return True
+  flags.register_validator(name, validator)
+
+
+def define_variance_flags(init_flag: str = "init"):
+  """--sigma_w2 and --sigma_b2: the weight and bias VARIANCES, the papers'
+  sigma_w^2 and sigma_b^2 (:mod:`vgrad.nn.config`)."""
+  flags.DEFINE_float("sigma_w2", None, "Weight variance sigma_w^2 >= 0 of "
+                     f"--{init_flag}=gaussian (Var W = sigma_w2/fan_in) or "
+                     "orthogonal (gain sqrt(sigma_w2)); default 1.")
+  flags.DEFINE_float("sigma_b2", None, "Bias variance sigma_b^2 >= 0: b ~ "
+                     "N(0, sigma_b2). Default: zero biases.")
+  for name in ("sigma_w2", "sigma_b2"):
+    _checked_by(name, lambda v, name=name: nn_config.check_variance(name, v))
+
+
 def define_network_flags(*, act: str, init: str, depth: int, width: int,
                          multi_act: bool = False):
-  """Defines --act, --init, --depth, --width, --sigma_w, --sigma_b and the
-  activation-parameter flags, with validators.
+  """Defines --act, --init, --depth, --width, --sigma_w2, --sigma_b2 and the
+  activation-parameter flags, with validators (:mod:`vgrad.nn.config`'s
+  checks; :func:`network_config` checks them together).
 
   With ``multi_act`` --act is a comma-separated list of activations to
   compare (``FLAGS.act`` is then a list).
@@ -131,21 +214,15 @@ def define_network_flags(*, act: str, init: str, depth: int, width: int,
   flags.DEFINE_integer("depth", depth, "Number of hidden layers (affine + "
                        "activation), >= 1.")
   flags.DEFINE_integer("width", width, "Units per hidden layer, >= 1.")
-  flags.DEFINE_float("sigma_w", None, "Weight scale for --init=gaussian "
-                     "(Var W = sigma_w^2/fan_in) or orthogonal (gain); "
-                     "default 1.")
-  flags.DEFINE_float("sigma_b", None, "Bias std: b ~ N(0, sigma_b^2). "
-                     "Default: zero biases.")
+  define_variance_flags()
   flags.DEFINE_float("leaky_slope", None, "Negative slope of --act=leaky_relu "
                      "(default 0.01; the lectures also use 0.1).")
   flags.DEFINE_float("elu_alpha", None, "alpha of --act=elu (default 1).")
   flags.DEFINE_float("swish_beta", None, "beta of --act=swish (default 1).")
   flags.DEFINE_integer("maxout_k", None, "Linear pieces per unit of "
                        "--act=maxout (default 2).")
-  _at_least("depth", 1, "an integer")
-  _at_least("width", 1, "an integer")
-  _at_least("sigma_w", 0, "a number")
-  _at_least("sigma_b", 0, "a number")
+  for name in ("depth", "width"):
+    _checked_by(name, lambda v, name=name: nn_config.check_count(name, v, 1))
   _at_least("maxout_k", 2, "an integer",
             " (maxout takes the max of k >= 2 linear pieces)")
   flags.register_validator(
@@ -157,11 +234,19 @@ def define_network_flags(*, act: str, init: str, depth: int, width: int,
 
 def activation_params(name: str | None = None) -> dict:
   """The activation parameters set on the command line for activation
-  ``name`` (default: the single ``--act``).
+  ``name`` (default: the single ``--act``), once :func:`network_config`
+  has checked the network they belong to."""
+  return network_config(name).act_params
 
-  Exits with a one-line error when a parameter flag belongs to none of the
-  chosen activations, and when --sigma_w is given with an initializer that
-  fixes its own scale.
+
+def network_config(name: str | None = None) -> nn_config.NetworkConfig:
+  """The network the flags of :func:`define_network_flags` describe, with
+  activation ``name`` (default: the single ``--act``), validated by
+  :class:`vgrad.nn.config.NetworkConfig`.
+
+  Exits with a one-line error naming the flag for a bad setting (say,
+  --sigma_w2 with an initializer that fixes its own scale), and when a
+  parameter flag belongs to none of the chosen activations.
   """
   chosen = FLAGS.act if isinstance(FLAGS.act, list) else [FLAGS.act]
   name = name or chosen[0]
@@ -175,8 +260,13 @@ def activation_params(name: str | None = None) -> dict:
            f"{','.join(chosen)}")
     if act == name:
       params[param] = value
-  if FLAGS.sigma_w is not None and FLAGS.init not in initializers.TAKES_SIGMA_W:
-    fail(f"--sigma_w applies only to --init="
-         f"{'|'.join(sorted(initializers.TAKES_SIGMA_W))}; --init="
-         f"{FLAGS.init} fixes its own scale")
-  return params
+  try:
+    return nn_config.NetworkConfig(
+        act=name, init=FLAGS.init, depth=FLAGS.depth, width=FLAGS.width,
+        sigma_w2=FLAGS.sigma_w2, sigma_b2=FLAGS.sigma_b2, act_params=params)
+  except nn_config.ConfigError as e:
+    flag = e.field
+    if flag == "act_params":   # the flag that set the parameter
+      flag = next((f for f, (a, _) in ACT_PARAM_FLAGS.items() if a == name),
+                  "act")
+    fail(f"--{flag}: {e.reason}")

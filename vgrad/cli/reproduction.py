@@ -22,6 +22,7 @@ from vgrad.studies import isometry_study
 from vgrad.studies import phase_diagram
 from vgrad.plots import phase_plots
 from vgrad.io import rundir
+from vgrad.io import schemas
 from vgrad.plots import style
 
 
@@ -35,13 +36,13 @@ class Report:
 
 
 REPORTS = {
-    "vgrad.phase_diagram/1": Report(
+    schemas.PHASE_DIAGRAM: Report(
         "phase_diagram", phase_plots.plot_phase_diagram,
         phase_diagram.format_report),
-    "vgrad.dynamical_isometry/1": Report(
+    schemas.DYNAMICAL_ISOMETRY: Report(
         "isometry", isometry_plots.plot_isometry,
         isometry_study.format_report),
-    gradient_histograms.SCHEMA: Report(
+    schemas.GRADIENT_HISTOGRAMS: Report(
         "histograms", histogram_plots.plot_histograms,
         gradient_histograms.format_report),
 }
@@ -51,12 +52,10 @@ def schema_of(results: dict) -> str | None:
   """The reproduction schema of a results dictionary, or None.
 
   Gradient-histogram runs made before results carried a ``schema`` field
-  are recognised by their ``runs`` and ``convention`` sections.
+  are recognised by their ``runs`` and ``convention`` sections
+  (:func:`vgrad.io.schemas.identify`).
   """
-  schema = results.get("schema")
-  if schema is None and {"runs", "convention", "dataset"} <= set(results):
-    return gradient_histograms.SCHEMA
-  return schema
+  return schemas.identify(results)
 
 
 def output_names(schema: str) -> str:
@@ -105,9 +104,11 @@ def write_run(out_dir: str, results: dict, overwrite: bool) -> None:
 def redraw(run_dir: str, flag: str = "--run_dir") -> list[str]:
   """Rewrites a run's figure and report from its results.json."""
   results = cli.read_run_file(run_dir, "results.json")
-  if schema_of(results) not in REPORTS:
-    cli.fail(f"{flag}: {run_dir} is not a reproduction run (schema "
-             f"{results.get('schema')!r}; known: {', '.join(REPORTS)})")
+  try:
+    results = schemas.check_schema(
+        results, REPORTS, f"{os.path.join(run_dir, 'results.json')}")
+  except ValueError as e:
+    cli.fail(f"{flag}: {e}")
   try:
     return write_outputs(run_dir, results)
   except (KeyError, TypeError, IndexError, ValueError) as e:

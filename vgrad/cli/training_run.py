@@ -9,22 +9,23 @@ JSON files record the ``command`` line that made the run.
 
 import os
 import re
-import sys
 import time
 
 from absl import flags
 import jax
 
 from vgrad.cli import app as cli
+from vgrad.cli import progress as progress_lib
 from vgrad.training import data
 from vgrad.io import rundir
+from vgrad.io import schemas
 from vgrad.plots import training_plots
 from vgrad.studies import training_report
 from vgrad.studies import training_study
 
 FLAGS = flags.FLAGS
 
-SCHEMA = "vgrad.train/1"
+SCHEMA = schemas.TRAIN
 
 
 def define_dataset_source_flags():
@@ -75,26 +76,28 @@ def slug(label: str) -> str:
 
 
 class Progress:
-  """One status line per logged step: rewritten in place on a terminal."""
+  """A tqdm bar of steps per arm (``[arm/arms] label: ...``, with the median
+  loss): redrawn in place on a terminal, one line per logged step
+  otherwise."""
 
   def __init__(self, arms: int):
-    self.arms, self.arm, self.start = arms, 0, time.perf_counter()
-    self.tty = sys.stderr.isatty()
+    self.arms, self.arm = arms, 0
+    self.label, self.bar = None, None
 
   def next_arm(self, label: str):
+    if self.bar is not None:
+      self.bar.close()
     self.arm += 1
-    self.label, self.arm_start = label, time.perf_counter()
+    self.label, self.bar = label, None
+    self.arm_start = time.perf_counter()
 
   def __call__(self, step: int, steps: int, loss: float):
-    elapsed = time.perf_counter() - self.arm_start
-    eta = elapsed / step * (steps - step) if step else float("nan")
-    line = (f"[{self.arm}/{self.arms}] {self.label}: step {step}/{steps}, "
-            f"median loss {loss:.4g}, {elapsed:.0f} s, ETA {eta:.0f} s")
-    if self.tty:
-      print(f"\r{line}\033[K", end="" if step < steps else "\n",
-            file=sys.stderr, flush=True)
-    else:
-      print(line, file=sys.stderr, flush=True)
+    if self.bar is None:
+      self.bar = progress_lib.Bar(steps, unit="steps",
+                                  desc=f"[{self.arm}/{self.arms}] "
+                                       f"{self.label}: ",
+                                  start=self.arm_start)
+    self.bar.update(step, f"median loss {loss:.4g}")
 
 
 def _dataset_record(ds: data.Dataset) -> dict:

@@ -16,6 +16,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 
+from vgrad.io import records
 from vgrad.io import rundir
 
 
@@ -54,7 +55,7 @@ def read_cells(directory: str, valid: Callable[[object], bool],
     path = os.path.join(directory, name)
     try:
       with open(path) as f:
-        record = json.load(f)
+        record = records.upgrade_keys(json.load(f))  # older cells too
     except (OSError, ValueError) as e:
       record, why = None, str(e)
     else:

@@ -12,8 +12,34 @@ COMMAND_FILES = ("results.json", "metrics.json", "config.json", "table.json",
 NOT_RECORDED = "not recorded"
 
 
+def upgrade_keys(obj):
+  """A results, config or metrics object written by an older vgrad, with
+  the keys this vgrad reads (new objects come back unchanged).
+
+  Weight and bias scales were standard deviations ``sigma_w``/``sigma_b``;
+  they are the variances ``sigma_w2 = sigma_w ** 2``/``sigma_b2 = sigma_b **
+  2`` now (None stays None). A dynamical-isometry arm's weight ensemble was
+  ``weights``; it is ``ensemble`` now. Applied to every dict in ``obj``,
+  recursively; returns a new object.
+  """
+  if isinstance(obj, list):
+    return [upgrade_keys(v) for v in obj]
+  if not isinstance(obj, dict):
+    return obj
+  out = {}
+  for key, value in obj.items():
+    if key in ("sigma_w", "sigma_b") and f"{key}2" not in obj:
+      key = f"{key}2"
+      value = value ** 2 if isinstance(value, (int, float)) else value
+    elif (key == "weights" and isinstance(value, str) and "act" in obj
+          and "ensemble" not in obj):
+      key = "ensemble"
+    out[key] = upgrade_keys(value)
+  return out
+
+
 def read_json(run_dir: str, name: str) -> dict:
-  """``run_dir/name`` parsed as a JSON object.
+  """``run_dir/name`` parsed as a JSON object, with :func:`upgrade_keys`.
 
   Raises:
     ValueError: the file cannot be read or parsed, or is not an object.
@@ -27,7 +53,7 @@ def read_json(run_dir: str, name: str) -> dict:
   if not isinstance(obj, dict):   # a malformed file, like a truncated one
     raise ValueError(  # noqa: TRY004
         f"{path} holds a JSON {type(obj).__name__}, not an object")
-  return obj
+  return upgrade_keys(obj)
 
 
 def json_matches(run_dir: str, name: str,

@@ -19,8 +19,8 @@ glorot_uniform    U(-a, a), a = sqrt(6 / (n_in + n_out))      2 / (n_in + n_out)
 glorot_normal     N(0, 2 / (n_in + n_out))                    2 / (n_in + n_out)
 he_uniform        U(-a, a), a = sqrt(6 / n_in)                2 / n_in
 he_normal         N(0, 2 / n_in)                              2 / n_in
-gaussian          N(0, sigma_w^2 / n_in)  (mean-field)        sigma_w^2 / n_in
-orthogonal        sigma_w * Q, Q Haar-orthogonal              sigma_w^2 / n_out
+gaussian          N(0, sigma_w2 / n_in)  (mean-field)         sigma_w2 / n_in
+orthogonal        sqrt(sigma_w2) * Q, Q Haar-orthogonal       sigma_w2 / n_out
 lsuv              Q Haar-orthogonal, then rescaled on data    1 / max(n_in,
                   (Mishkin & Matas 2015; see vgrad.nn.lsuv)      n_out) before LSUV
 ================  ==========================================  ==================
@@ -29,7 +29,9 @@ The ``*_normal`` entries are exact Gaussians (not the truncated normals of
 Keras/Flax) so that the mean-field theory of Poole et al. (2016) applies to
 them exactly. ``gaussian`` and ``orthogonal`` are the parameterisation of the
 theory papers (Poole et al. 2016; Pennington et al. 2017) and are the only
-entries that take ``sigma_w`` (default 1). For a non-square kernel
+entries that take the weight VARIANCE ``sigma_w2`` (the papers' sigma_w^2,
+default 1): ``Var W = sigma_w2 / fan_in`` for ``gaussian``, the gain
+``sqrt(sigma_w2)`` for ``orthogonal``. For a non-square kernel
 ``orthogonal`` has orthonormal rows or columns, whichever there are fewer of.
 
 ``lsuv`` is data-dependent (listed in ``DATA_DEPENDENT``): its kernel init
@@ -37,9 +39,10 @@ here is only LSUV's orthonormal pre-initialisation, with unit gain; the
 scale of each layer is then set from a batch of data by
 :func:`vgrad.nn.lsuv.lsuv_init`, which ``make_mlp(init='lsuv')`` flags on the
 model (``MLP.data_init``) and :func:`vgrad.nn.lsuv.initialize` applies. It
-takes no ``sigma_w``.
+takes no ``sigma_w2``.
 
-Biases are zero unless ``sigma_b`` is given, then N(0, sigma_b^2).
+Biases are zero unless the bias variance ``sigma_b2`` is given, then
+N(0, sigma_b2).
 """
 
 import math
@@ -125,17 +128,20 @@ def he_normal() -> Initializer:
   return _normal(lambda n_in, n_out: math.sqrt(2 / n_in))
 
 
-def gaussian(sigma_w: float = 1.0) -> Initializer:
-  """W_ij ~ N(0, sigma_w^2 / fan_in) (Poole et al. 2016, Sec. 2)."""
-  return _normal(lambda n_in, n_out: sigma_w / math.sqrt(n_in))
+def gaussian(sigma_w2: float = 1.0) -> Initializer:
+  """W_ij ~ N(0, sigma_w2 / fan_in) (Poole et al. 2016, Sec. 2)."""
+  gain = math.sqrt(sigma_w2)
+  return _normal(lambda n_in, n_out: gain / math.sqrt(n_in))
 
 
-def orthogonal(sigma_w: float = 1.0) -> Initializer:
-  """W = sigma_w * Q with Q Haar-distributed (Saxe et al. 2014).
+def orthogonal(sigma_w2: float = 1.0) -> Initializer:
+  """W = sqrt(sigma_w2) * Q with Q Haar-distributed (Saxe et al. 2014).
 
   Q comes from the QR decomposition of a Gaussian matrix with the signs of
   R's diagonal absorbed into Q, which makes it exactly Haar (Mezzadri 2007).
   """
+  gain = math.sqrt(sigma_w2)
+
   def init(key, shape, dtype=jnp.float32):
     _check_kernel_shape(shape)
     n_in, n_out = shape
@@ -144,7 +150,7 @@ def orthogonal(sigma_w: float = 1.0) -> Initializer:
     q, r = jnp.linalg.qr(a)
     q = q * jnp.sign(jnp.diag(r))[None, :]
     q = q if n_in >= n_out else q.T
-    return sigma_w * q
+    return gain * q
   return init
 
 
@@ -174,22 +180,22 @@ INITIALIZERS: dict[str, Callable[..., Initializer]] = {
     "lsuv": lsuv,
 }
 
-# Entries whose scale is set by sigma_w; the others fix their own scale.
-TAKES_SIGMA_W = frozenset({"gaussian", "orthogonal"})
+# Entries whose scale is set by sigma_w2; the others fix their own scale.
+TAKES_SIGMA_W2 = frozenset({"gaussian", "orthogonal"})
 # Entries whose scale is set from a batch of data after ``model.init``.
 DATA_DEPENDENT = frozenset({"lsuv"})
 
 
 def weight_variance(name: str, fan_in: int, fan_out: int,
-                    sigma_w: float | None = None) -> float:
-  """Var[W_ij] of ``get_initializer(name, sigma_w)`` for a (fan_in, fan_out).
+                    sigma_w2: float | None = None) -> float:
+  """Var[W_ij] of ``get_initializer(name, sigma_w2)`` for a (fan_in, fan_out).
 
   For a data-dependent entry (``lsuv``) this is the variance of the
   pre-initialisation that ``get_initializer`` draws, ``1 / max(fan_in,
   fan_out)``; the weights after LSUV depend on the data and are not
   described by it.
   """
-  s2 = 1.0 if sigma_w is None else sigma_w ** 2
+  s2 = 1.0 if sigma_w2 is None else sigma_w2
   return {
       "zeros": 0.0, "uniform": 1 / 3, "small_normal": 1e-4,
       "large_normal": 1.0, "standard_uniform": 1 / (3 * fan_in),
@@ -209,38 +215,50 @@ def _check_name(name: str) -> str:
   return name
 
 
-def _check_sigma(label: str, value: float | None):
-  if value is not None and not (value >= 0 and math.isfinite(value)):
-    raise ValueError(f"{label} must be a finite number >= 0, got {value}")
+def check_variance(label: str, value: float | None):
+  """ValueError unless ``value`` (a variance) is None or finite and >= 0."""
+  try:
+    ok = value is None or (value >= 0 and math.isfinite(value))
+  except TypeError:
+    ok = False
+  if not ok:
+    raise ValueError(f"{label} must be a finite number >= 0, got {value!r}")
 
 
-def get_initializer(name: str, sigma_w: float | None = None) -> Initializer:
-  """Returns the weight initializer ``name``.
+def check_scale(name: str, sigma_w2: float | None):
+  """ValueError unless ``sigma_w2`` is None or a valid variance given to an
+  entry of ``TAKES_SIGMA_W2`` (the message names those entries)."""
+  _check_name(name)
+  check_variance("sigma_w2", sigma_w2)
+  if sigma_w2 is None or name in TAKES_SIGMA_W2:
+    return
+  why = ("sets its own scale from data (each layer rescaled to unit output "
+         "variance)" if name in DATA_DEPENDENT else "fixes its own scale")
+  raise ValueError(f"sigma_w2 applies only to init "
+                   f"{'|'.join(sorted(TAKES_SIGMA_W2))}; initializer "
+                   f"{name!r} {why}")
+
+
+def get_initializer(name: str, sigma_w2: float | None = None) -> Initializer:
+  """Returns the weight initializer ``name``; ``sigma_w2`` is the weight
+  variance of ``gaussian``/``orthogonal`` (None: 1).
 
   Raises:
     ValueError: for an unknown name (listing the valid ones), a negative
-      ``sigma_w``, or ``sigma_w`` given to an entry that fixes its own scale.
+      ``sigma_w2``, or ``sigma_w2`` given to an entry that fixes its own
+      scale.
   """
-  _check_name(name)
-  _check_sigma("sigma_w", sigma_w)
-  if name in TAKES_SIGMA_W:
-    return INITIALIZERS[name]() if sigma_w is None else INITIALIZERS[name](
-        sigma_w)
-  if sigma_w is not None and name in DATA_DEPENDENT:
-    raise ValueError(f"initializer {name!r} sets its own scale from data "
-                     f"(each layer rescaled to unit output variance); "
-                     f"sigma_w applies only to "
-                     f"{', '.join(sorted(TAKES_SIGMA_W))}")
-  if sigma_w is not None:
-    raise ValueError(f"initializer {name!r} fixes its own scale; sigma_w "
-                     f"applies only to {', '.join(sorted(TAKES_SIGMA_W))}")
-  return INITIALIZERS[name]()
+  check_scale(name, sigma_w2)
+  if sigma_w2 is None:
+    return INITIALIZERS[name]()
+  return INITIALIZERS[name](sigma_w2)
 
 
-def get_bias_initializer(sigma_b: float | None = None) -> Initializer:
-  """Zeros when ``sigma_b`` is None or 0, else b_i ~ N(0, sigma_b^2)."""
-  _check_sigma("sigma_b", sigma_b)
-  if not sigma_b:
+def get_bias_initializer(sigma_b2: float | None = None) -> Initializer:
+  """Zeros when ``sigma_b2`` is None or 0, else b_i ~ N(0, sigma_b2)."""
+  check_variance("sigma_b2", sigma_b2)
+  if not sigma_b2:
     return lambda key, shape, dtype=jnp.float32: jnp.zeros(shape, dtype)
-  return lambda key, shape, dtype=jnp.float32: sigma_b * jax.random.normal(
+  std = math.sqrt(sigma_b2)
+  return lambda key, shape, dtype=jnp.float32: std * jax.random.normal(
       key, shape, dtype)

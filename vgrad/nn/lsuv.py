@@ -28,7 +28,7 @@ inner-product layer like the others and is normalised last, as in the
 paper, which runs the loop up to the classifier: its logits (before any
 head) get unit variance, so a softmax starts neither uniform (tiny logits,
 no gradient signal from the classifier) nor saturated (huge logits).
-Biases are not touched (the registry leaves them zero unless ``sigma_b``
+Biases are not touched (the registry leaves them zero unless ``sigma_b2``
 is given).
 
 With zero biases ``h_l`` is linear in ``W_l``, so one rescaling lands on

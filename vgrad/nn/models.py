@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from vgrad.nn import activations as activations_lib
+from vgrad.nn import config
 from vgrad.nn import initializers as initializers_lib
 
 # Full float32 products even where XLA would use TF32 (NVIDIA Ampere and
@@ -168,22 +169,25 @@ def layer_params(params, index: int):
 
 def make_mlp(*, depth: int, width: int, activation: str = "relu",
              activation_params: dict | None = None, init: str = "he_normal",
-             sigma_w: float | None = None, sigma_b: float | None = None,
+             sigma_w2: float | None = None, sigma_b2: float | None = None,
              num_outputs: int | None = None, head: str = "none",
              param_dtype: Any = jnp.float32, dropout_rate: float = 0.0) -> MLP:
   """Builds an :class:`MLP` from registry names, validating every argument.
 
-  A data-dependent ``init`` (``'lsuv'``) sets ``MLP.data_init``; initialise
-  such a model with :func:`vgrad.nn.lsuv.initialize` and a batch of data.
+  ``sigma_w2`` is the weight variance of ``init='gaussian'`` (``Var W =
+  sigma_w2 / fan_in``) or ``'orthogonal'`` (gain ``sqrt(sigma_w2)``),
+  ``sigma_b2`` the bias variance (None: zero biases); see
+  :mod:`vgrad.nn.config`. A data-dependent ``init`` (``'lsuv'``) sets
+  ``MLP.data_init``; initialise such a model with
+  :func:`vgrad.nn.lsuv.initialize` and a batch of data.
 
   Raises:
     ValueError: unknown names, depth < 0, width < 1, num_outputs < 1, a head
       without a readout, or an invalid activation/initializer parameter.
   """
-  if int(depth) != depth or depth < 0:
-    raise ValueError(f"depth must be an integer >= 0, got {depth}")
-  if int(width) != width or width < 1:
-    raise ValueError(f"width must be an integer >= 1, got {width}")
+  # depth 0 (a linear model) is allowed here when there is a readout.
+  depth = config.check_count("depth", depth, 0)
+  width = config.check_count("width", width, 1)
   if num_outputs is not None and num_outputs < 1:
     raise ValueError(f"num_outputs must be >= 1, got {num_outputs}")
   if head not in HEADS:
@@ -197,8 +201,8 @@ def make_mlp(*, depth: int, width: int, activation: str = "relu",
       depth=int(depth), width=int(width),
       activation=activations_lib.get_activation(
           activation, **(activation_params or {})),
-      kernel_init=initializers_lib.get_initializer(init, sigma_w),
-      bias_init=initializers_lib.get_bias_initializer(sigma_b),
+      kernel_init=initializers_lib.get_initializer(init, sigma_w2),
+      bias_init=initializers_lib.get_bias_initializer(sigma_b2),
       num_outputs=num_outputs, head=head, param_dtype=param_dtype,
       dropout_rate=float(dropout_rate),
       data_init=init if init in initializers_lib.DATA_DEPENDENT else None)

@@ -18,10 +18,10 @@ BINS = 40
 
 
 def _groups(results: dict) -> list[tuple[str, list[dict]]]:
-  """Arms grouped by (activation, weights), in first-seen order."""
+  """Arms grouped by (activation, weight ensemble), in first-seen order."""
   groups: dict[str, list[dict]] = {}
   for arm in results["arms"]:
-    key = f"{arm['arm']['act']}, {arm['arm']['weights']} weights"
+    key = f"{arm['arm']['act']}, {arm['arm']['ensemble']} weights"
     groups.setdefault(key, []).append(arm)
   return list(groups.items())
 
@@ -78,7 +78,8 @@ def _draw_panel(ax, arms: list[dict], column: int):
 
 
 def plot_isometry(results: dict) -> Figure:
-  """Rows (activation, weights) x columns (depth); measured and predicted."""
+  """Rows (activation, weight ensemble) x columns (depth); measured and
+  predicted."""
   groups = _groups(results)
   depths = results["config"]["depths"]
   with style.style_context():

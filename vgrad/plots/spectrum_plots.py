@@ -45,9 +45,8 @@ def _title(results: dict) -> str:
   c = results["config"]
   params = "".join(f", {k}={v}" for k, v in sorted(c.get("act_params",
                                                           {}).items()))
-  scale = "".join(f", $\\sigma_{k[-1]}$={c[k]:g}" for k in ("sigma_w",
-                                                            "sigma_b")
-                  if c.get(k) is not None)
+  scale = "".join(f", $\\sigma_{k[-2]}^2$={c[k]:g}"
+                  for k in ("sigma_w2", "sigma_b2") if c.get(k) is not None)
   return (f"{c['act']}{params} net, {c['init']} init{scale}: depth "
           f"{c['depth']}, width {c['width']}, {c['num_inputs']} inputs, "
           f"{c['dtype']}")

@@ -607,18 +607,18 @@ def lyapunov_exponents(partial_sums) -> np.ndarray:
   return -np.sort(-final, axis=-1)
 
 
-def ginibre_lyapunov_exponents(n: int, sigma_w: float = 1.0) -> np.ndarray:
+def ginibre_lyapunov_exponents(n: int, sigma_w2: float = 1.0) -> np.ndarray:
   """Lyapunov exponents of products of ``n x n`` Gaussian matrices.
 
-  For ``W_ij ~ N(0, sigma_w^2 / n)``, Newman (1986) and Forrester (2015,
-  eq. 1.4): ``lambda_i = (1/2) [log(2 sigma_w^2 / n) + psi((n - i + 1)/2)]``,
+  For ``W_ij ~ N(0, sigma_w2 / n)``, Newman (1986) and Forrester (2015,
+  eq. 1.4): ``lambda_i = (1/2) [log(2 sigma_w2 / n) + psi((n - i + 1)/2)]``,
   ``i = 1 .. n``, ``psi`` the digamma function. (By the Bartlett
-  decomposition ``(R_l)_ii^2 sigma_w^{-2} n`` is chi^2 with ``n - i + 1``
+  decomposition ``(R_l)_ii^2 n / sigma_w2`` is chi^2 with ``n - i + 1``
   degrees of freedom, independently over ``i`` and ``l``, and
   ``E log chi^2_k = log 2 + psi(k / 2)``.)
   """
   dof = n - np.arange(n)
-  return 0.5 * (np.log(2 * sigma_w ** 2 / n) + _digamma_half_integer(dof))
+  return 0.5 * (np.log(2 * sigma_w2 / n) + _digamma_half_integer(dof))
 
 
 def _digamma_half_integer(k: np.ndarray) -> np.ndarray:

@@ -33,7 +33,9 @@ import math
 
 import numpy as np
 
-SCHEMA = "vgrad.activation_table/1"
+from vgrad.io import schemas
+
+SCHEMA = schemas.ACTIVATION_TABLE
 TABLE_JSON = "table.json"
 
 # (activation spec for vgrad.studies.sweep, display label), in the issue's order.
@@ -66,8 +68,6 @@ INIT_LABELS = dict(COLUMNS)
 NOT_CONVERGED = "n/c"
 DIVERGED_MARK = "†"
 MISSING = "—"
-# Cell status: every seed converged, some did, none did, no rows at all.
-STATUSES = ("ok", "partial", "n/c", "missing")
 
 FOOTNOTE = (
     "Test accuracy, mean ± sample std over the seeds that converged "
@@ -106,7 +106,8 @@ class TableCell:
 
   @property
   def status(self) -> str:
-    """One of ``STATUSES``."""
+    """``'ok'`` (every seed converged), ``'partial'`` (some did), ``'n/c'``
+    (none did) or ``'missing'`` (not run)."""
     if self.seeds == 0:
       return "missing"
     if self.converged == 0:
@@ -330,8 +331,8 @@ def table_from_record(record: dict) -> Table:
   Raises:
     ValueError: not a record of this schema, or malformed.
   """
-  if not isinstance(record, dict) or record.get("schema") != SCHEMA:
-    raise ValueError(f"not an activation table (schema {SCHEMA!r})")
+  record = schemas.check_schema(record, SCHEMA, "not an activation table: "
+                                "the record")
   try:
     return build_table(record["rows"], acts=tuple(record["acts"]),
                        inits=tuple(record["inits"]), info=record["info"])

@@ -51,11 +51,13 @@ import numpy as np
 import optax
 
 from vgrad.nn import activations as activations_lib
+from vgrad.nn import config as nn_config
 from vgrad.training import data as data_lib
 from vgrad.nn import initializers as initializers_lib
 from vgrad.nn import models
+from vgrad.io import schemas
 
-SCHEMA = "vgrad.gradient_histograms/1"
+SCHEMA = schemas.GRADIENT_HISTOGRAMS
 
 # Output ranges of the bounded activations. A value counts as saturated when
 # it lies in the outer SATURATION_LEVEL of the half-range around the middle:
@@ -101,11 +103,15 @@ class HistogramConfig:
 
 
 def check_config(config: HistogramConfig) -> None:
-  """Raises ValueError naming the bad field and its valid values."""
+  """Raises ValueError naming the bad field and its valid values; each
+  network is checked by :class:`vgrad.nn.config.NetworkConfig`."""
   _check_names("acts", config.acts, ELEMENTWISE)
   _check_names("inits", config.inits, STATIC_INITS)
-  for field, low in (("depth", 1), ("width", 1), ("num_examples", 1),
-                     ("num_bins", 2)):
+  for act in config.acts:
+    for init in config.inits:
+      nn_config.NetworkConfig(act=act, init=init, depth=config.depth,
+                              width=config.width)
+  for field, low in (("num_examples", 1), ("num_bins", 2)):
     value = getattr(config, field)
     if int(value) != value or value < low:
       raise ValueError(f"{field} must be an integer >= {low}, got {value}")

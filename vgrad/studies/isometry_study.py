@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vgrad.nn import activations as activations_lib
+from vgrad.nn import config as nn_config
 from vgrad.theory import free_probability
 from vgrad.probes import jacobian
 from vgrad.theory import meanfield
@@ -39,17 +40,19 @@ from vgrad.probes import spectrum
 
 @dataclasses.dataclass(frozen=True)
 class Arm:
-  """One curve: an activation, a weight ensemble and a bias variance.
+  """One curve: an activation, a weight ensemble (``gaussian`` or
+  ``orthogonal``, :data:`vgrad.theory.free_probability.WEIGHTS`) and a bias
+  variance.
 
   ``sigma_w2=None`` puts the network on the critical line (chi_1 = 1).
   """
   act: str
-  weights: str
+  ensemble: str
   sigma_b2: float
   sigma_w2: float | None = None
 
   def label(self) -> str:
-    return f"{self.act}, {self.weights}, sigma_b^2={self.sigma_b2:g}"
+    return f"{self.act}, {self.ensemble}, sigma_b^2={self.sigma_b2:g}"
 
 
 DEFAULT_ARMS = tuple(
@@ -72,19 +75,25 @@ class IsometryConfig:
 def check_config(config: IsometryConfig) -> None:
   """Raises ValueError naming the field and its valid values."""
   if not config.arms:
-    raise ValueError("arms: need at least one (activation, weights) arm")
+    raise ValueError("arms: need at least one (activation, ensemble) arm")
+  if not config.depths:
+    raise ValueError("depths must be integers >= 1")
   for arm in config.arms:
+    if arm.ensemble not in free_probability.WEIGHTS:
+      raise ValueError(f"ensemble must be one of "
+                       f"{', '.join(free_probability.WEIGHTS)}, got "
+                       f"{arm.ensemble!r}")
+    for depth in config.depths:   # the network checks: NetworkConfig's
+      try:
+        nn_config.NetworkConfig(act=arm.act, init=arm.ensemble, depth=depth,
+                                width=config.width, sigma_w2=arm.sigma_w2,
+                                sigma_b2=arm.sigma_b2)
+      except nn_config.ConfigError as e:
+        raise ValueError(f"{'depths' if e.field == 'depth' else e.field}: "
+                         f"{e.reason}") from None
     if activations_lib.get_activation(arm.act).is_maxout:
       raise ValueError("act: maxout has no diagonal D_l; the theory needs an "
                        "elementwise activation")
-    if arm.weights not in free_probability.WEIGHTS:
-      raise ValueError(f"weights must be one of "
-                       f"{', '.join(free_probability.WEIGHTS)}, got "
-                       f"{arm.weights!r}")
-    if arm.sigma_b2 < 0:
-      raise ValueError(f"sigma_b2 must be >= 0, got {arm.sigma_b2}")
-  if not config.depths or min(config.depths) < 1:
-    raise ValueError("depths must be integers >= 1")
   for field, lo in (("width", 2), ("seeds", 1), ("density_points", 10)):
     if getattr(config, field) < lo:
       raise ValueError(f"{field} must be >= {lo}, got "
@@ -128,8 +137,8 @@ def measure(config: IsometryConfig, arm: Arm, sigma_w2: float,
   def build(depth):
     return models.make_mlp(
         depth=depth, width=config.width, activation=arm.act,
-        init=arm.weights, sigma_w=math.sqrt(sigma_w2),
-        sigma_b=math.sqrt(arm.sigma_b2) if arm.sigma_b2 else None,
+        init=arm.ensemble, sigma_w2=sigma_w2,
+        sigma_b2=arm.sigma_b2 if arm.sigma_b2 else None,
         param_dtype=dtype)
 
   deepest = build(max(config.depths))
@@ -206,7 +215,7 @@ def predict(arm: Arm, point: dict, depth: int, num: int,
   ln 10) over the continuous spectrum.
   """
   act = activations_lib.get_activation(arm.act)
-  args = (act, point["q_star"], point["sigma_w2"], depth, arm.weights)
+  args = (act, point["q_star"], point["sigma_w2"], depth, arm.ensemble)
   m1, m2 = (float(v) for v in free_probability.predicted_moments(*args))
   lam = free_probability.density_grid(*args, num=num, spacing="log",
                                       decades=decades)

@@ -13,8 +13,8 @@ deepest trainable networks sit at the critical ``sigma_w2``.
 ``run_trainability(config, dataset)`` measures this directly: for every depth
 in ``config.depths`` it trains ``len(sigma_w2) x seeds`` networks in ONE
 vmapped program (``vgrad.training.train``; the grid's sigma_w2 axis is a batch axis
-like the seeds, because a Gaussian init scales linearly with sigma_w: every
-kernel of seed s is ``sqrt(sigma_w2) * W_s`` with ``W_s`` the seed's unit-
+like the seeds, because a Gaussian init scales linearly with its gain
+sqrt(sigma_w2): every kernel of seed s is ``sqrt(sigma_w2) * W_s`` with ``W_s`` the seed's unit-
 variance draw, so each column of the heat map sees the same random
 directions). ``theory(config)`` evaluates :mod:`vgrad.theory.meanfield` on the same
 axes and on the full (sigma_w2, sigma_b2) plane. Nothing here reads flags or
@@ -22,7 +22,6 @@ writes files.
 """
 
 import dataclasses
-import math
 import time
 from typing import Callable
 
@@ -31,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vgrad.nn import activations as activations_lib
+from vgrad.nn import config as nn_config
 from vgrad.training import data as data_lib
 from vgrad.theory import meanfield
 from vgrad.nn import models
@@ -70,18 +70,25 @@ class PhaseConfig:
 
 
 def check_config(config: PhaseConfig) -> None:
-  """Raises ValueError naming the field and its valid values."""
-  act = activations_lib.get_activation(config.act)
-  if act.is_maxout:
-    raise ValueError("act: mean-field theory here needs an elementwise "
-                     "activation, not maxout")
+  """Raises ValueError naming the field and its valid values; each grid
+  point's network is checked by :class:`vgrad.nn.config.NetworkConfig`."""
   if not config.sigma_w2 or min(config.sigma_w2) <= 0:
     raise ValueError("sigma_w2 must be a non-empty list of values > 0")
-  if not config.depths or min(config.depths) < 1:
+  if not config.depths:
     raise ValueError("depths must be a non-empty list of integers >= 1")
-  if config.sigma_b2 < 0:
-    raise ValueError(f"sigma_b2 must be >= 0, got {config.sigma_b2}")
-  for field, lo in (("width", 1), ("steps", 1), ("seeds", 1),
+  for depth in config.depths:
+    for sigma_w2 in config.sigma_w2:
+      try:
+        nn_config.NetworkConfig(act=config.act, init="gaussian", depth=depth,
+                                width=config.width, sigma_w2=sigma_w2,
+                                sigma_b2=config.sigma_b2)
+      except nn_config.ConfigError as e:
+        raise ValueError(f"{'depths' if e.field == 'depth' else e.field}: "
+                         f"{e.reason}") from None
+  if activations_lib.get_activation(config.act).is_maxout:
+    raise ValueError("act: mean-field theory here needs an elementwise "
+                     "activation, not maxout")
+  for field, lo in (("steps", 1), ("seeds", 1),
                     ("batch_size", 0), ("theory_points", 2)):
     if getattr(config, field) < lo:
       raise ValueError(f"{field} must be >= {lo}, got "
@@ -121,7 +128,7 @@ def train_depth(config: PhaseConfig, dataset: data_lib.Dataset,
   """
   model = models.make_mlp(
       depth=depth, width=config.width, activation=config.act, init="gaussian",
-      sigma_w=1.0, sigma_b=math.sqrt(config.sigma_b2),
+      sigma_w2=1.0, sigma_b2=config.sigma_b2,
       num_outputs=dataset.num_outputs)
   optimizer = train.make_optimizer(config.optimizer, config.lr)
   loss = train.DEFAULT_LOSS[dataset.task]

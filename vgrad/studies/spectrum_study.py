@@ -27,6 +27,8 @@ import numpy as np
 
 from vgrad.probes import jacobian
 from vgrad.probes import log_spectrum
+from vgrad.io import schemas
+from vgrad.nn import config as nn_config
 from vgrad.nn import lsuv
 from vgrad.nn import models
 from vgrad.probes import spectrum
@@ -47,7 +49,10 @@ class SpectrumConfig:
 
   The network is square (input size = width) with no readout, so the
   input-output Jacobian is ``J_{<=depth} = D_depth W_depth ... D_1 W_1``.
-  Inputs are ``x_0 ~ N(0, I_width)``. ``method`` is one of ``METHODS``;
+  Inputs are ``x_0 ~ N(0, I_width)``. The network fields (``act``,
+  ``act_params``, ``init``, ``depth``, ``width`` and the weight and bias
+  variances ``sigma_w2``, ``sigma_b2``) are those of
+  :class:`vgrad.nn.config.NetworkConfig`. ``method`` is one of ``METHODS``;
   ``qr_layers`` are the layers whose exact log spectra the ``qr`` method
   computes (default :func:`vgrad.probes.log_spectrum.default_layers`; ``depth`` is
   always added: it is the input-output Jacobian) and ``qr_sweeps`` caps its
@@ -57,8 +62,8 @@ class SpectrumConfig:
   init: str = "glorot_uniform"
   depth: int = 10
   width: int = 256
-  sigma_w: float | None = None
-  sigma_b: float | None = None
+  sigma_w2: float | None = None
+  sigma_b2: float | None = None
   num_inputs: int = 16
   seed: int = 0
   dtype: str = "float32"
@@ -67,13 +72,17 @@ class SpectrumConfig:
   qr_layers: tuple[int, ...] | None = None
   qr_sweeps: int = log_spectrum.DEFAULT_MAX_SWEEPS
 
+  def network(self) -> nn_config.NetworkConfig:
+    """The probed network's settings, validated (ConfigError if bad)."""
+    return nn_config.NetworkConfig(
+        act=self.act, init=self.init, depth=self.depth, width=self.width,
+        sigma_w2=self.sigma_w2, sigma_b2=self.sigma_b2,
+        act_params=self.act_params)
+
 
 def build_model(config: SpectrumConfig) -> models.MLP:
-  return models.make_mlp(
-      depth=config.depth, width=config.width, activation=config.act,
-      activation_params=config.act_params, init=config.init,
-      sigma_w=config.sigma_w, sigma_b=config.sigma_b,
-      param_dtype=jnp.dtype(config.dtype))
+  return models.make_mlp(**config.network().mlp_kwargs(),
+                         param_dtype=jnp.dtype(config.dtype))
 
 
 def qr_layers(config: SpectrumConfig) -> tuple[int, ...]:
@@ -85,7 +94,9 @@ def qr_layers(config: SpectrumConfig) -> tuple[int, ...]:
 
 
 def check_config(config: SpectrumConfig):
-  """ValueError naming the field for a bad method, qr_layers or qr_sweeps."""
+  """ValueError naming the field for a bad network (see
+  :class:`vgrad.nn.config.NetworkConfig`), method, qr_layers or qr_sweeps."""
+  config.network()
   if config.method not in METHODS:
     raise ValueError(f"method must be one of {', '.join(METHODS)}, got "
                      f"{config.method!r}")
@@ -130,7 +141,9 @@ def run_study(config: SpectrumConfig) -> dict:
                                                  config.qr_sweeps)
     results = summarize_qr(config, layers,
                            jax.device_get(probe(params, xs)))
-  return results | {"method": method, "method_reason": reason}
+  # "schema" first: the file names its format before anything else.
+  return ({"schema": schemas.JACOBIAN_SPECTRUM} | results
+          | {"method": method, "method_reason": reason})
 
 
 def _float_limits(dtype) -> tuple[float, float, float]:

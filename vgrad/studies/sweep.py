@@ -57,17 +57,19 @@ from jax.sharding import PartitionSpec
 
 from vgrad.nn import activations
 from vgrad.training import data as data_lib
-from vgrad.nn import initializers
+from vgrad.nn import config as nn_config
 from vgrad.probes import log_spectrum
 from vgrad.nn import lsuv
 from vgrad.nn import models
 from vgrad.io import cell_store
+from vgrad.io import records
 from vgrad.io import rundir
+from vgrad.io import schemas
 from vgrad.training import train
 from vgrad.studies import sweep_summary
 from vgrad.studies import training_study
 
-SCHEMA = "vgrad.sweep/1"
+SCHEMA = schemas.SWEEP   # sweep.json and every cell file
 TASKS = ("spectrum", "train")
 AXIS = "cells"
 CELLS_DIR = "cells"
@@ -75,6 +77,9 @@ CSV_NAME = "results.csv"
 # The single parameter an activation spec ``name:value`` sets.
 ACT_PARAMETER = {"leaky_relu": "slope", "elu": "alpha", "swish": "beta",
                  "maxout": "k"}
+# The grid field a NetworkConfig field comes from (errors name the former).
+GRID_FIELDS = {"act": "acts", "act_params": "acts", "init": "inits",
+               "depth": "depths", "width": "widths"}
 # A training seed has converged when it never diverged and its final
 # training loss is at most this fraction of the chance-level loss (the
 # cross-entropy of predicting the class prior): it left the plateau.
@@ -133,9 +138,11 @@ class Cell:
 class SweepConfig:
   """A grid and the settings every cell shares (see the module docstring).
 
-  ``sigma_w`` applies to the initialisers that take a scale (``gaussian``,
-  ``orthogonal``); ``sigma_b`` (bias std) to all. The training fields are
-  those of :class:`vgrad.studies.training_study.TrainConfig`.
+  The weight variance ``sigma_w2`` applies to the initialisers that take a
+  scale (``gaussian``, ``orthogonal``); the bias variance ``sigma_b2`` to
+  all. Every cell's network is checked by
+  :class:`vgrad.nn.config.NetworkConfig`. The training fields are those of
+  :class:`vgrad.studies.training_study.TrainConfig`.
   """
   task: str = "spectrum"
   acts: tuple[str, ...] = ("tanh", "relu")
@@ -144,8 +151,8 @@ class SweepConfig:
   widths: tuple[int, ...] = (64,)
   seeds: int = 4
   seed: int = 0
-  sigma_w: float | None = None
-  sigma_b: float | None = None
+  sigma_w2: float | None = None
+  sigma_b2: float | None = None
   # task 'spectrum'
   num_inputs: int = 4
   # task 'train'
@@ -169,7 +176,15 @@ class SweepConfig:
 
 def settings_digest(settings: dict) -> str:
   """8 hex digits of ``settings`` (sha256 of its sorted JSON): the default
-  directory name, so the same command finds its directory again."""
+  directory name, so the same command finds its directory again.
+
+  Unset scales (None) are hashed under their names from before the
+  variance convention (``sigma_w``, ``sigma_b``), so a command that sets
+  neither still finds the directory an older vgrad made for it.
+  """
+  legacy = {"sigma_w2": "sigma_w", "sigma_b2": "sigma_b"}
+  settings = {(legacy[k] if k in legacy and v is None else k): v
+              for k, v in settings.items()}
   text = json.dumps(settings, sort_keys=True)
   return hashlib.sha256(text.encode()).hexdigest()[:8]
 
@@ -191,25 +206,17 @@ def check_config(config: SweepConfig) -> None:
       raise ValueError(f"{field} must name at least one value")
     if len(set(values)) != len(values):
       raise ValueError(f"{field} lists a value twice: {list(values)}")
-  for spec in config.acts:
-    parse_act(spec)
-  for init in config.inits:
-    initializers.get_initializer(init)
-  if config.sigma_w is not None:
-    fixed = [i for i in config.inits if i not in initializers.TAKES_SIGMA_W]
-    if fixed:
-      raise ValueError(
-          f"sigma_w applies only to inits "
-          f"{'|'.join(sorted(initializers.TAKES_SIGMA_W))}; {', '.join(fixed)}"
-          f" fix their own scale")
-    if config.sigma_w <= 0:
-      raise ValueError(f"sigma_w must be > 0, got {config.sigma_w}")
-  if config.sigma_b is not None and config.sigma_b < 0:
-    raise ValueError(f"sigma_b must be >= 0, got {config.sigma_b}")
-  if "lsuv" in config.inits and config.sigma_w is not None:
-    raise ValueError("sigma_w does not apply to init lsuv")
-  lows = {"depths": 1, "widths": 1, "seeds": 1, "num_inputs": 1,
-          "steps": 1, "batch_size": 0}
+  for cell in cells(config):
+    name, params = parse_act(cell.act)
+    try:
+      nn_config.NetworkConfig(
+          act=name, act_params=params, init=cell.init, depth=cell.depth,
+          width=cell.width, sigma_w2=config.sigma_w2,
+          sigma_b2=config.sigma_b2)
+    except nn_config.ConfigError as e:
+      raise ValueError(f"{GRID_FIELDS.get(e.field, e.field)}: "
+                       f"{e.reason}") from None
+  lows = {"seeds": 1, "num_inputs": 1, "steps": 1, "batch_size": 0}
   for field, lo in lows.items():
     values = getattr(config, field)
     for v in values if isinstance(values, tuple) else (values,):
@@ -267,7 +274,7 @@ def _models(config: SweepConfig, act: str, depth: int, width: int,
   name, params = parse_act(act)
   return [models.make_mlp(
       depth=depth, width=width, activation=name, activation_params=params,
-      init=init, sigma_w=config.sigma_w, sigma_b=config.sigma_b,
+      init=init, sigma_w2=config.sigma_w2, sigma_b2=config.sigma_b2,
       num_outputs=num_outputs, param_dtype=dtype) for init in inits]
 
 
@@ -455,10 +462,6 @@ def cells_dir(out_dir: str) -> str:
   return os.path.join(out_dir, CELLS_DIR)
 
 
-def cell_path(out_dir: str, cell: Cell) -> str:
-  return os.path.join(cells_dir(out_dir), f"{cell.id}.json")
-
-
 def write_cell(out_dir: str, cell: Cell, settings: dict, rows: list[dict],
                seconds: float) -> str:
   """One finished cell, atomically and durably (:mod:`vgrad.io.cell_store`)."""
@@ -499,7 +502,7 @@ def _check_sweep_file(out_dir: str, config: SweepConfig,
   settings = config.settings()
   if os.path.exists(path):
     with open(path) as f:
-      old = json.load(f).get("settings")
+      old = records.upgrade_keys(json.load(f)).get("settings")
     if old != settings:
       diff = sorted(k for k in set(old or {}) | set(settings)
                     if (old or {}).get(k) != settings.get(k))
@@ -527,11 +530,10 @@ def read_sweep(out_dir: str) -> tuple[dict, list[dict]]:
   path = os.path.join(out_dir, "sweep.json")
   try:
     with open(path) as f:
-      record = json.load(f)
+      record = records.upgrade_keys(json.load(f))
   except (OSError, ValueError) as e:
     raise ValueError(f"cannot read {path}: {e}") from None
-  if not isinstance(record, dict) or record.get("schema") != SCHEMA:
-    raise ValueError(f"{path} is not a vgrad sweep ({SCHEMA})")
+  record = schemas.check_schema(record, SCHEMA, path)
   settings = record["settings"]
   return record, rows_of(read_cells(out_dir, settings), settings["task"])
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vgrad.training import data as data_lib
+from vgrad.nn import config as nn_config
 from vgrad.nn import models
 from vgrad.training import train
 
@@ -40,14 +41,19 @@ SOLVED = {
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """One arm of a training study (defaults: the lecture's deep XOR net)."""
+  """One arm of a training study (defaults: the lecture's deep XOR net).
+
+  The network fields (``act``, ``act_params``, ``init``, the weight and
+  bias variances ``sigma_w2``, ``sigma_b2``, ``depth``, ``width``) are
+  those of :class:`vgrad.nn.config.NetworkConfig`.
+  """
   label: str = ""
   dataset: str = "xor"
   act: str = "sigmoid"
   act_params: dict = dataclasses.field(default_factory=dict)
   init: str = "uniform"
-  sigma_w: float | None = None
-  sigma_b: float | None = None
+  sigma_w2: float | None = None
+  sigma_b2: float | None = None
   depth: int = 10
   width: int = 5
   loss: str | None = None
@@ -65,21 +71,26 @@ class TrainConfig:
   def name(self) -> str:
     return self.label or self.act
 
+  def network(self) -> nn_config.NetworkConfig:
+    """The trained network's settings, validated (ConfigError if bad)."""
+    return nn_config.NetworkConfig(
+        act=self.act, init=self.init, depth=self.depth, width=self.width,
+        sigma_w2=self.sigma_w2, sigma_b2=self.sigma_b2,
+        act_params=self.act_params)
+
 
 def build(config: TrainConfig, dataset: data_lib.Dataset):
   """``(model, optimizer, loss)`` for ``config`` on ``dataset``; validates."""
   loss = config.loss or train.DEFAULT_LOSS[dataset.task]
   train.check_loss(loss, dataset.task)
   for field, lo in (("steps", 1), ("seeds", 1), ("log_every", 1),
-                    ("batch_size", 0), ("depth", 1)):
+                    ("batch_size", 0)):
     if getattr(config, field) < lo:
       raise ValueError(f"{field} must be >= {lo}, got "
                        f"{getattr(config, field)}")
   model = models.make_mlp(
-      depth=config.depth, width=config.width, activation=config.act,
-      activation_params=config.act_params, init=config.init,
-      sigma_w=config.sigma_w, sigma_b=config.sigma_b,
-      num_outputs=dataset.num_outputs, dropout_rate=config.dropout)
+      **config.network().mlp_kwargs(), num_outputs=dataset.num_outputs,
+      dropout_rate=config.dropout)
   optimizer = train.make_optimizer(config.optimizer, config.lr,
                                    momentum=config.momentum,
                                    clip_norm=config.clip_norm)

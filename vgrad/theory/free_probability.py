@@ -11,8 +11,8 @@ Setting. ``depth = L`` hidden layers of width N (:mod:`vgrad.nn.models`),
 
 with every pre-activation h_l ~ N(0, q) entrywise, q = q* the mean-field
 fixed point (the caller supplies it), and W_l either Gaussian,
-W_ij ~ N(0, sigma_w2 / N), or sigma_w * Haar-orthogonal (sigma_w2 =
-sigma_w^2). The object is the law rho of lambda = sigma^2, the eigenvalues of
+W_ij ~ N(0, sigma_w2 / N), or sqrt(sigma_w2) * Haar-orthogonal (the
+weight variance sigma_w2 = sigma_w^2 throughout). The object is the law rho of lambda = sigma^2, the eigenvalues of
 J J^T (squared singular values of J), as N -> infinity at fixed L.
 
 Transforms (of a law rho on [0, inf) with moments m_k):
@@ -125,6 +125,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vgrad.nn import activations as activations_lib
+from vgrad.theory import meanfield
 from vgrad.theory import quadrature
 
 Array = jax.Array
@@ -197,18 +198,17 @@ def squared_derivative_distribution(
   return jnp.square(activation.deriv(jnp.sqrt(q) * z)), w
 
 
-def derivative_moment(activation: ActivationLike, q, k,
-                      num_points: int = DEFAULT_POINTS, dtype=None) -> Array:
-  """``mu_k = E[phi'(sqrt(q) z)^(2k)]``, z ~ N(0, 1), by Gauss-Hermite.
-
-  ``chi = sigma_w2 mu_1`` is the mean-field gradient gain per layer. Taken
-  from the same discrete law as the density (not from
-  :func:`vgrad.theory.meanfield.derivative_moment`'s finer 300-node rule), so the
-  predicted moments are exactly those of the predicted density.
-  """
-  values, weights = squared_derivative_distribution(activation, q,
-                                                    num_points, dtype)
-  return jnp.sum(weights * values ** k)
+def _derivative_moment(activation: ActivationLike, q, k,
+                       num_points: int = DEFAULT_POINTS, dtype=None) -> Array:
+  """``mu_k = E[phi'(sqrt(q) z)^(2k)]``: the one
+  :func:`vgrad.theory.meanfield.derivative_moment`, on this module's
+  ``num_points``-node rule (not mean field's finer default), so the
+  predicted moments are those of the discrete law behind the predicted
+  density. ``chi = sigma_w2 mu_1`` is the gradient gain per layer."""
+  activation = _as_activation(activation)
+  _check_positive("q", q)
+  return meanfield.derivative_moment(activation, q, k,
+                                     num_points=num_points, dtype=dtype)
 
 
 def atom_at_zero(activation: ActivationLike, q,
@@ -247,8 +247,8 @@ def predicted_moments(activation: ActivationLike, q, sigma_w2, depth,
   module docstring from the S-transform series).
   """
   _check_positive("sigma_w2", sigma_w2)
-  m1 = (sigma_w2 * derivative_moment(activation, q, 1, num_points,
-                                     dtype)) ** depth
+  m1 = (sigma_w2 * _derivative_moment(activation, q, 1, num_points,
+                                      dtype)) ** depth
   ratio = predicted_variance_ratio(activation, q, sigma_w2, depth, weights,
                                    num_points, dtype)
   return m1, m1 ** 2 * (1 + ratio)
@@ -267,8 +267,8 @@ def predicted_variance_ratio(activation: ActivationLike, q, sigma_w2, depth,
   if isinstance(depth, int):
     _check_depth(depth)
   s = s1(weights)
-  mu1 = derivative_moment(activation, q, 1, num_points, dtype)
-  mu2 = derivative_moment(activation, q, 2, num_points, dtype)
+  mu1 = _derivative_moment(activation, q, 1, num_points, dtype)
+  mu2 = _derivative_moment(activation, q, 2, num_points, dtype)
   return depth * (mu2 / mu1 ** 2 - 1 - s)
 
 

@@ -12,8 +12,9 @@ propagation" ("Schoenholz"). For the fully connected net of
 (h^1 = W^1 x^0 + b^1), in the limit of infinite width every pre-activation
 is Gaussian with variance ("length") q^l and, between two inputs,
 correlation c^l. Everything is parametrised by the VARIANCES ``sigma_w2``
-and ``sigma_b2``, as in the papers (``models.make_mlp`` takes the standard
-deviations ``sigma_w = sqrt(sigma_w2)``, ``sigma_b = sqrt(sigma_b2)``).
+and ``sigma_b2``, as in the papers and everywhere in vgrad
+(``models.make_mlp(init='gaussian', sigma_w2=..., sigma_b2=...)`` builds
+exactly this network; see :mod:`vgrad.nn.config`).
 With z, z1, z2 independent standard normals:
 
     length map (Poole eq. 3)       q^{l+1} = sigma_w2 E[phi(sqrt(q^l) z)^2]
@@ -182,9 +183,9 @@ def _effective_q(q: Array) -> Array:
   return jnp.where(jnp.isinf(q), Q_LARGE, jnp.maximum(q, Q_SMALL))
 
 
-def _expect(values_fn, q: Array, num_points: int) -> Array:
+def _expect(values_fn, q: Array, num_points: int, dtype=None) -> Array:
   """E[f] with ``values_fn(u, z)`` the (n,) values at u = sqrt(q) z."""
-  z, w = quadrature.gauss_hermite(num_points)
+  z, w = quadrature.gauss_hermite(num_points, dtype)
   return jnp.dot(w, values_fn(jnp.sqrt(q) * z, z))
 
 
@@ -397,26 +398,32 @@ def fixed_point_q(activation: Activation, sigma_w2, sigma_b2, *,
 # Gradient moments.
 
 def derivative_moment(activation: Activation, q, k, *,
-                      num_points: int = POINTS_1D) -> Array:
+                      num_points: int = POINTS_1D, dtype=None) -> Array:
   """mu_k = E[phi'(sqrt(q) z)^(2k)] (Pennington et al. 2017, Sec. 2.4).
 
-  mu_1 = chi_1 / sigma_w2; the moments of the squared singular values of a
-  deep network's Jacobian are polynomials in these. q = 0 and q = +inf are
-  the limits q -> 0+ and q -> infinity (see the module docstring).
+  The one implementation: :mod:`vgrad.theory.free_probability` calls it
+  with its own (coarser) rule, so its predicted moments are those of its
+  predicted density. mu_1 = chi_1 / sigma_w2; the moments of the squared
+  singular values of a deep network's Jacobian are polynomials in these.
+  q = 0 and q = +inf are the limits q -> 0+ and q -> infinity (see the
+  module docstring): ReLU's mu_k is 1/2 at every q, q = 0 included.
 
   Args:
     activation: an elementwise Activation.
     q: scalar length.
     k: scalar moment order >= 0.
+    num_points: nodes of the Gauss-Hermite rule.
+    dtype: float dtype of the rule and of q (JAX's default float if None).
 
   Returns:
     The scalar mu_k.
   """
   _check_elementwise(activation)
   dphi = activation.deriv
-  power = 2 * _float(k)
-  return _expect(lambda u, z: dphi(u) ** power, _effective_q(_float(q)),
-                 num_points)
+  dtype = jnp.result_type(float) if dtype is None else dtype
+  power = 2 * jnp.asarray(k, dtype)
+  return _expect(lambda u, z: dphi(u) ** power,
+                 _effective_q(jnp.asarray(q, dtype)), num_points, dtype)
 
 
 def chi_1(activation: Activation, sigma_w2, sigma_b2, q_star, *,
@@ -675,16 +682,16 @@ def fixed_point_c(activation: Activation, sigma_w2, sigma_b2, q_star, *,
                  slope_at_1, iterations)
 
 
-def _c_star(series: _Series, q_star: Array, sw2: Array, sb2: Array,
-            chi1: Array, iterations: int) -> Array:
+def _c_star(series: _Series, q_star: Array, sigma_w2: Array,
+            sigma_b2: Array, chi1: Array, iterations: int) -> Array:
   """fixed_point_c's iteration on a computed Mehler series."""
   q = _effective_q(_float(q_star))
-  length = sw2 * series.second_moment + sb2
+  length = sigma_w2 * series.second_moment + sigma_b2
 
   def step(c):
     value, slope = _series_value(series, c)
-    g = (sw2 * value + sb2) / length - c
-    gp = sw2 * slope / length - 1
+    g = (sigma_w2 * value + sigma_b2) / length - c
+    gp = sigma_w2 * slope / length - 1
     newton = jnp.where(gp < 0, c - g / jnp.where(gp < 0, gp, -1.0), 1.0)
     return jnp.where(g > 0, jnp.clip(newton, c, 1.0), c)
 
@@ -693,7 +700,7 @@ def _c_star(series: _Series, q_star: Array, sw2: Array, sb2: Array,
     new = step(c)
     return i + 1, new, new != c
 
-  zero = jnp.zeros_like(q + sw2 + sb2)
+  zero = jnp.zeros_like(q + sigma_w2 + sigma_b2)
   _, c, _ = jax.lax.while_loop(lambda s: (s[0] < iterations) & s[2], body,
                                (0, zero, jnp.ones_like(zero, bool)))
   # The map's slope at c = 1 is chi_1 q / q'; q' = q at a finite q*. For
@@ -702,11 +709,11 @@ def _c_star(series: _Series, q_star: Array, sw2: Array, sb2: Array,
   return jnp.where(slope_at_1 > 1, c, jnp.ones_like(c))
 
 
-def _chi_c(series: _Series, q_star: Array, c_star: Array, sw2: Array,
+def _chi_c(series: _Series, q_star: Array, c_star: Array, sigma_w2: Array,
            chi1: Array) -> Array:
-  """chi_c from a computed Mehler series: sw2 N'(c*) / q (Price)."""
+  """chi_c from a computed Mehler series: sigma_w2 N'(c*) / q (Price)."""
   pair = _series_value(series, c_star)[1] / _effective_q(_float(q_star))
-  return jnp.where(c_star >= 1, chi1, sw2 * pair)
+  return jnp.where(c_star >= 1, chi1, sigma_w2 * pair)
 
 
 def chi_c(activation: Activation, sigma_w2, sigma_b2, q_star, c_star=None, *,
@@ -732,34 +739,6 @@ def chi_c(activation: Activation, sigma_w2, sigma_b2, q_star, c_star=None, *,
   chi1 = chi_1(activation, sigma_w2, sigma_b2, q_star, num_points=num_points)
   return _chi_c(series, q_star, jnp.clip(_float(c_star), -1.0, 1.0),
                 _float(sigma_w2), chi1)
-
-
-def depth_scales(activation: Activation, sigma_w2, sigma_b2, q_star=None,
-                 c_star=None) -> tuple[Array, Array]:
-  """(xi_q, xi_c), Schoenholz eqs. 8 and 9.
-
-  xi_q^{-1} = -log(chi_1 + sigma_w2 E[phi''(u) phi(u)]) = -log L'(q*)
-  (:func:`length_map_slope`): |q^l - q*| ~ exp(-l / xi_q). xi_c^{-1} =
-  -log chi_c: |c^l - c*| ~ exp(-l / xi_c). Each is +inf where its rate is
-  >= 1 (xi_c on the critical line); xi_q is +inf where q* = +inf.
-
-  Args:
-    activation, sigma_w2, sigma_b2: as :func:`fixed_point_q`.
-    q_star, c_star: the fixed points, computed if None.
-
-  Returns:
-    The scalars (xi_q, xi_c).
-  """
-  _check_elementwise(activation)
-  if q_star is None:
-    q_star = fixed_point_q(activation, sigma_w2, sigma_b2)
-  if c_star is None:
-    c_star = fixed_point_c(activation, sigma_w2, sigma_b2, q_star)
-  q_star = _float(q_star)
-  rate_q = length_map_slope(q_star, activation, sigma_w2, sigma_b2)
-  xi_q = jnp.where(jnp.isinf(q_star), jnp.inf, _inverse_rate(rate_q))
-  xi_c = _inverse_rate(chi_c(activation, sigma_w2, sigma_b2, q_star, c_star))
-  return xi_q, xi_c
 
 
 # --------------------------------------------------------------------------

@@ -16,7 +16,6 @@ The nodes and weights are computed once on the host in float64
 """
 
 import functools
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -43,25 +42,3 @@ def gauss_hermite(num_points: int = DEFAULT_POINTS,
   nodes, weights = _rule(num_points)
   dtype = dtype or jnp.result_type(float)
   return jnp.asarray(nodes, dtype), jnp.asarray(weights, dtype)
-
-
-def gaussian_expectation(f: Callable[[jax.Array], jax.Array],
-                         num_points: int = DEFAULT_POINTS,
-                         dtype=None) -> jax.Array:
-  """``E_{z ~ N(0, 1)}[f(z)]``; ``f`` maps ``(n,)`` nodes to ``(n, ...)``."""
-  z, w = gauss_hermite(num_points, dtype)
-  values = f(z)
-  return jnp.tensordot(w, values, axes=(0, 0))
-
-
-def bivariate_gaussian_expectation(
-    f: Callable[[jax.Array, jax.Array], jax.Array], num_points: int = 50,
-    dtype=None) -> jax.Array:
-  """``E[f(z1, z2)]`` for independent ``z1, z2 ~ N(0, 1)`` (tensor rule).
-
-  ``f`` receives two ``(n, n)`` grids and returns ``(n, n)`` values.
-  Correlated pairs are written as ``u2 = c z1 + sqrt(1 - c^2) z2``.
-  """
-  z, w = gauss_hermite(num_points, dtype)
-  z1, z2 = jnp.meshgrid(z, z, indexing="ij")
-  return jnp.sum(w[:, None] * w[None, :] * f(z1, z2))

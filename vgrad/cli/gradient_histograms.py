@@ -1,0 +1,30 @@
+"""What ``experiments.gradient_histograms`` builds from its flags, and its
+``--replot``."""
+
+from absl import flags
+
+from vgrad.cli import app as cli
+from vgrad.cli import reproduction
+from vgrad.studies import gradient_histograms as gh
+
+FLAGS = flags.FLAGS
+
+
+# The flags --replot refuses (it redraws a finished run).
+STUDY_FLAGS = ("acts", "inits", "depth", "width", "num_examples", "num_bins",
+               "seed", "out_dir", "overwrite")
+
+
+def replot(run_dir: str):
+  """--replot: the figure and report of a run from its results.json."""
+  given = [f"--{f}" for f in STUDY_FLAGS if FLAGS[f].present]
+  if given:
+    cli.fail(f"--replot takes no other flag; got {' '.join(given)}")
+  print(f"wrote {', '.join(reproduction.redraw(run_dir, '--replot'))}")
+
+
+def make_config() -> gh.HistogramConfig:
+  return gh.HistogramConfig(
+      acts=tuple(FLAGS.acts), inits=tuple(FLAGS.inits), depth=FLAGS.depth,
+      width=FLAGS.width, num_examples=FLAGS.num_examples,
+      num_bins=FLAGS.num_bins, seed=FLAGS.seed)

@@ -1,0 +1,26 @@
+"""The configs ``experiments.train`` builds from its flags."""
+
+from absl import flags
+
+from vgrad.cli import app as cli
+from vgrad.nn import activations
+from vgrad.studies import training_study
+
+FLAGS = flags.FLAGS
+
+
+def make_configs() -> list[training_study.TrainConfig]:
+  if FLAGS.momentum != 0.9 and FLAGS.optimizer != "momentum":
+    cli.fail(f"--momentum applies only to --optimizer=momentum, not "
+             f"--optimizer={FLAGS.optimizer}")
+  return [training_study.TrainConfig(
+      label=activations.get_activation(
+          act, **cli.activation_params(act)).describe(),
+      dataset=FLAGS.dataset, act=act,
+      act_params=cli.activation_params(act), init=FLAGS.init,
+      sigma_w2=FLAGS.sigma_w2, sigma_b2=FLAGS.sigma_b2, depth=FLAGS.depth,
+      width=FLAGS.width, loss=FLAGS.loss, optimizer=FLAGS.optimizer,
+      lr=FLAGS.lr, momentum=FLAGS.momentum, clip_norm=FLAGS.clip_norm,
+      dropout=FLAGS.dropout, steps=FLAGS.steps, batch_size=FLAGS.batch_size,
+      seeds=FLAGS.seeds, seed=FLAGS.seed, log_every=FLAGS.log_every)
+      for act in FLAGS.act]
