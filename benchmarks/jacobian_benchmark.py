@@ -80,8 +80,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import provenance
-from vgrad.probes import jacobian
 from vgrad.nn import models
+from vgrad.probes import jacobian
 
 try:
   import torch

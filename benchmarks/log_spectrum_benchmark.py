@@ -63,9 +63,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import provenance
+from vgrad.nn import models
 from vgrad.probes import jacobian
 from vgrad.probes import log_spectrum
-from vgrad.nn import models
 
 
 def median_time(fn, repeats: int) -> float:

@@ -111,7 +111,10 @@ def import_matfree():
   """The matfree modules used here, or SystemExit saying how to get them."""
   try:
     # pylint: disable=g-import-not-at-top
-    from matfree import decomp, eig, funm, stochtrace
+    from matfree import decomp
+    from matfree import eig
+    from matfree import funm
+    from matfree import stochtrace
   except ImportError as e:
     raise SystemExit(
         "matfree_benchmark needs matfree (not a vgrad dependency): "

@@ -69,9 +69,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import provenance
+from vgrad.nn import models
 from vgrad.probes import jacobian
 from vgrad.probes import matrix_free
-from vgrad.nn import models
 
 DEPTH = 16
 DEFAULT_WIDTHS = "256,1024,2048,4096"

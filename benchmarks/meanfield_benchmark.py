@@ -50,9 +50,9 @@ import numpy as np
 
 from benchmarks import provenance
 from vgrad.cli import app as cli
+from vgrad.io import rundir
 from vgrad.nn import activations
 from vgrad.theory import meanfield
-from vgrad.io import rundir
 
 
 def _sigmoid(u):
@@ -106,7 +106,8 @@ flags.register_validator("numpy_points_2d", lambda v: v >= 2,
 # The NumPy peer.
 
 class NumpyRules:
-  """The 1-D rule of vgrad.theory.meanfield and an n x n tensor rule, in NumPy."""
+  """The 1-D rule of vgrad.theory.meanfield and an n x n tensor rule, in
+  NumPy."""
 
   def __init__(self, points_1d: int, points_2d: int):
     z, w = np.polynomial.hermite_e.hermegauss(points_1d)

@@ -9,8 +9,8 @@ researcher waits for):
   train     2 activations x 3 inits, depth 10, width 64, digits, 300 SGD
             steps, batch 64, 4 seeds.
 
-  sweep, D devices   ``vgrad.studies.sweep.run_sweep`` on a mesh of D devices: the
-                     seeds vmapped, the cells of an (act, depth, width)
+  sweep, D devices   ``vgrad.studies.sweep.run_sweep`` on a mesh of D devices:
+                     the seeds vmapped, the cells of an (act, depth, width)
                      group batched, the batch sharded over the mesh;
   loop (peer)        what a user writes without it: one single-run study
                      per cell (``training_study.run_training`` with the
@@ -58,10 +58,10 @@ import time
 import jax
 
 from benchmarks import provenance
-from vgrad.training import data
 from vgrad.studies import spectrum_study
 from vgrad.studies import sweep
 from vgrad.studies import training_study
+from vgrad.training import data
 
 GRIDS = {
     "spectrum": sweep.SweepConfig(

@@ -111,11 +111,12 @@ import numpy as np
 
 from benchmarks import provenance
 from vgrad.cli import app as cli
-from vgrad.training import data as data_lib
-from vgrad.nn import models
 from vgrad.io import rundir
-from vgrad.training import train
+from vgrad.nn import models
 from vgrad.studies import training_study
+from vgrad.training import data as data_lib
+from vgrad.training import train
+
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 WORKLOADS = {

@@ -35,8 +35,8 @@ for the 1/4), where every other activation but tanh (0.76) diverges
 
 from absl import flags
 
-from vgrad.cli import app as cli
 from vgrad.cli import activation_table as table_cli
+from vgrad.cli import app as cli
 
 FLAGS = flags.FLAGS
 

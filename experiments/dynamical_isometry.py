@@ -27,10 +27,10 @@ import jax
 from vgrad.cli import app as cli
 from vgrad.cli import dynamical_isometry as isometry_cli
 from vgrad.cli import reproduction
-from vgrad.theory import free_probability
-from vgrad.studies import isometry_study
 from vgrad.io import rundir
 from vgrad.io import schemas
+from vgrad.studies import isometry_study
+from vgrad.theory import free_probability
 
 FLAGS = flags.FLAGS
 SCHEMA = schemas.DYNAMICAL_ISOMETRY

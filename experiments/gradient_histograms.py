@@ -29,9 +29,9 @@ import jax
 from vgrad.cli import app as cli
 from vgrad.cli import gradient_histograms as histograms_cli
 from vgrad.cli import reproduction
-from vgrad.training import data
-from vgrad.studies import gradient_histograms as gh
 from vgrad.io import rundir
+from vgrad.studies import gradient_histograms as gh
+from vgrad.training import data
 
 FLAGS = flags.FLAGS
 _DEFAULT = gh.HistogramConfig()

@@ -31,8 +31,8 @@ import jax
 
 from vgrad.cli import app as cli
 from vgrad.cli import jacobian_spectrum as spectrum_cli
-from vgrad.probes import log_spectrum
 from vgrad.io import rundir
+from vgrad.probes import log_spectrum
 from vgrad.studies import spectrum_study
 
 FLAGS = flags.FLAGS

@@ -27,9 +27,9 @@ from vgrad.cli import app as cli
 from vgrad.cli import phase_diagram as phase_cli
 from vgrad.cli import reproduction
 from vgrad.cli import training_run
-from vgrad.studies import phase_diagram
 from vgrad.io import rundir
 from vgrad.io import schemas
+from vgrad.studies import phase_diagram
 
 FLAGS = flags.FLAGS
 SCHEMA = schemas.PHASE_DIAGRAM

@@ -1,6 +1,7 @@
 """Redraws a run's spectrum figure from its results.json alone.
 
-    python -m experiments.plot_jacobian_spectrum --run_dir=runs/jacobian_spectrum/RUN
+    python -m experiments.plot_jacobian_spectrum \\
+        --run_dir=runs/jacobian_spectrum/RUN
 
 Writes ``spectrum.png`` and ``spectrum.pdf`` into ``--run_dir`` (or
 ``--out_stem``.png/.pdf). Both kinds of run: ``--method=dense`` results get

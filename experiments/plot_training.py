@@ -11,10 +11,10 @@ import os
 
 from absl import flags
 
-from vgrad.cli import training_run
-from vgrad.plots import training_plots
 from vgrad.cli import app as cli
+from vgrad.cli import training_run
 from vgrad.io import schemas
+from vgrad.plots import training_plots
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run_dir", None, "Run directory holding metrics.json.")

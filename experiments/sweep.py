@@ -26,8 +26,8 @@ from absl import flags
 from vgrad.cli import app as cli
 from vgrad.cli import sweep as sweep_cli
 from vgrad.cli import training_run
-from vgrad.training import data
 from vgrad.studies import sweep
+from vgrad.training import data
 from vgrad.training import train
 
 FLAGS = flags.FLAGS

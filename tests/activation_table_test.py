@@ -22,15 +22,14 @@ import tempfile
 from absl import flags
 from absl.testing import absltest
 from absl.testing import parameterized
+import cli_testing  # tests/cli_testing.py
 import numpy as np
 
 from vgrad.cli import activation_table as cli_table
-from vgrad.plots import activation_table_plots
 from vgrad.io import records
+from vgrad.plots import activation_table_plots
 from vgrad.studies import activation_table
-from vgrad.plots import gallery
 from vgrad.training import data
-import cli_testing  # tests/cli_testing.py
 
 EXACT = 1e-12
 

@@ -9,8 +9,9 @@ import struct
 import sys
 from unittest import mock
 
+from absl.testing import absltest
+from absl.testing import parameterized
 import numpy as np
-from absl.testing import absltest, parameterized
 from sklearn import datasets as sk_datasets
 
 from vgrad.training import data

@@ -20,10 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from vgrad.nn import activations
-from vgrad.theory import free_probability as fp
-from vgrad.probes import jacobian
-from vgrad.theory import meanfield
 from vgrad.nn import models
+from vgrad.probes import jacobian
+from vgrad.theory import free_probability as fp
+from vgrad.theory import meanfield
 from vgrad.theory import quadrature
 
 SIGMA_B2 = 0.05  # Bias variance of the critical tanh nets.

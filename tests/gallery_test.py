@@ -18,19 +18,18 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
-from vgrad.io import records
 from vgrad.cli import app as cli
 from vgrad.cli import gallery as gallery_main
 from vgrad.cli import jacobian_spectrum
 from vgrad.cli import reproduction
 from vgrad.cli import training_run
-from vgrad.training import data
+from vgrad.io import records
 from vgrad.plots import gallery
+from vgrad.plots import style
 from vgrad.studies import gradient_histograms as gh
 from vgrad.studies import spectrum_study
-from vgrad.plots import style
-from vgrad.studies import training_report
 from vgrad.studies import training_study
+from vgrad.training import data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPECTRUM_COMMAND = "python -m experiments.jacobian_spectrum --depth=4"

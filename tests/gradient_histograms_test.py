@@ -16,17 +16,16 @@ import os
 from absl.testing import absltest
 from absl.testing import parameterized
 import chex
+import cli_testing  # tests/cli_testing.py
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vgrad.training import data
-from vgrad.studies import gradient_histograms as gh
-from vgrad.plots import histogram_plots
 from vgrad.nn import models
-import cli_testing  # tests/cli_testing.py
-
+from vgrad.plots import histogram_plots
+from vgrad.studies import gradient_histograms as gh
+from vgrad.training import data
 
 RUN_FILES = ["config.json", "histograms.pdf", "histograms.png", "report.md",
              "results.json"]

@@ -8,13 +8,12 @@ import os
 
 from absl.testing import absltest
 import chex
+import cli_testing  # tests/cli_testing.py
 import jax
 import numpy as np
 
 from vgrad.plots import isometry_plots
 from vgrad.studies import isometry_study
-import cli_testing  # tests/cli_testing.py
-
 
 
 class DistanceTest(absltest.TestCase):

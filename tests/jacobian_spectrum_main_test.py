@@ -7,8 +7,8 @@ import tempfile
 
 from absl.testing import absltest
 from absl.testing import parameterized
-
 import cli_testing
+
 from vgrad.io import schemas
 
 TINY = ["--act=tanh", "--depth=3", "--width=8", "--num_inputs=2"]

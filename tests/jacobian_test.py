@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from vgrad.nn import activations
-from vgrad.probes import jacobian
 from vgrad.nn import models
+from vgrad.probes import jacobian
 from vgrad.probes import spectrum
 
 ALL_ACTIVATIONS = sorted(activations.ACTIVATIONS)

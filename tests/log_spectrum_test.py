@@ -26,9 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vgrad.nn import models
 from vgrad.probes import jacobian
 from vgrad.probes import log_spectrum
-from vgrad.nn import models
 
 # The graded Jacobi, the exact binary scaling and the Kahan sum are tested
 # on their own too.

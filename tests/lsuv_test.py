@@ -17,9 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vgrad.training import data
 from vgrad.nn import lsuv
 from vgrad.nn import models
+from vgrad.training import data
 from vgrad.training import train
 
 # float32 rounding of one exact rescale: the kernel entries (2 eps), a dot

@@ -25,9 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vgrad.nn import models
 from vgrad.probes import jacobian
 from vgrad.probes import matrix_free
-from vgrad.nn import models
 
 
 def _net(act, depth, width, init="gaussian", sigma_w2=1.0, sigma_b2=0.01,

@@ -23,8 +23,8 @@ from scipy import optimize
 from scipy import special
 
 from vgrad.nn import activations
-from vgrad.theory import meanfield
 from vgrad.nn import models
+from vgrad.theory import meanfield
 from vgrad.theory import quadrature
 
 # One object per activation, so that the jitted solvers compile once.

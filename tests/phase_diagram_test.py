@@ -7,17 +7,17 @@ import os
 
 from absl.testing import absltest
 import chex
+import cli_testing  # tests/cli_testing.py
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from vgrad.nn import activations
-from vgrad.training import data
-from vgrad.theory import meanfield
 from vgrad.nn import models
 from vgrad.studies import phase_diagram
+from vgrad.theory import meanfield
+from vgrad.training import data
 from vgrad.training import train
-import cli_testing  # tests/cli_testing.py
 
 TINY = phase_diagram.PhaseConfig(
     sigma_w2=(0.5, 1.5, 3.0), depths=(2,), width=8, steps=15, batch_size=32,

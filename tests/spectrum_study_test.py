@@ -11,9 +11,9 @@ import numpy as np
 
 from vgrad.io import records
 from vgrad.io import schemas
-from vgrad.probes import jacobian
 from vgrad.nn import lsuv
 from vgrad.plots import spectrum_plots as plotting
+from vgrad.probes import jacobian
 from vgrad.probes import spectrum
 from vgrad.studies import spectrum_study
 

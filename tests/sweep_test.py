@@ -12,21 +12,21 @@ import sys
 import textwrap
 import time
 
+from absl.testing import absltest
+from absl.testing import parameterized
 import chex
+import cli_testing
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from absl.testing import absltest
-from absl.testing import parameterized
 
-import cli_testing
-from vgrad.training import data
 from vgrad.nn import lsuv
 from vgrad.nn import models
 from vgrad.studies import spectrum_study
 from vgrad.studies import sweep
 from vgrad.studies import training_study
+from vgrad.training import data
 
 SPECTRUM = sweep.SweepConfig(task="spectrum", acts=("tanh", "relu"),
                              inits=("orthogonal", "glorot_normal"),

@@ -6,9 +6,9 @@ import math
 import os
 import sys
 
+from absl.testing import absltest
 import jax.numpy as jnp
 import numpy as np
-from absl.testing import absltest
 from tensorboard.backend.event_processing import event_file_loader
 
 from vgrad.training import tensorboard_log

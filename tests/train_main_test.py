@@ -13,11 +13,11 @@ import tempfile
 
 from absl.testing import absltest
 from absl.testing import parameterized
+import cli_testing  # tests/cli_testing.py
 
 from vgrad.studies import presets
-from vgrad.training import tensorboard_log
 from vgrad.studies import training_report
-import cli_testing  # tests/cli_testing.py
+from vgrad.training import tensorboard_log
 
 XOR = ["--dataset=xor", "--act=sigmoid,relu", "--depth=3", "--width=4",
        "--steps=20", "--log_every=10", "--seeds=2"]
@@ -382,6 +382,7 @@ class OtherRunsTest(absltest.TestCase):
 
   def test_digits_deep_adds_mnist_when_its_files_are_present(self):
     import numpy as np  # pylint: disable=g-import-not-at-top
+
     from vgrad.training import data  # pylint: disable=g-import-not-at-top
     cwd = self.create_tempdir().full_path
     mnist_dir = os.path.join(cwd, "mnist")

@@ -12,9 +12,9 @@ import jax
 import numpy as np
 
 from vgrad.plots import training_plots
-from vgrad.training import data
 from vgrad.studies import training_report
 from vgrad.studies import training_study as ts
+from vgrad.training import data
 
 XOR_STEPS = 3000
 

@@ -125,32 +125,57 @@ def __dir__():
 
 if TYPE_CHECKING:   # for type checkers and IDEs; never run
   from vgrad.io.schemas import load_results  # noqa: F401
-  from vgrad.nn.activations import ACTIVATIONS, Activation, get_activation  # noqa: F401
+  from vgrad.nn.activations import ACTIVATIONS  # noqa: F401
+  from vgrad.nn.activations import Activation  # noqa: F401
+  from vgrad.nn.activations import get_activation  # noqa: F401
   from vgrad.nn.config import NetworkConfig  # noqa: F401
-  from vgrad.nn.initializers import (  # noqa: F401
-      INITIALIZERS, get_bias_initializer, get_initializer)
+  from vgrad.nn.initializers import INITIALIZERS  # noqa: F401
+  from vgrad.nn.initializers import get_bias_initializer  # noqa: F401
+  from vgrad.nn.initializers import get_initializer  # noqa: F401
   from vgrad.nn.lsuv import initialize as lsuv_initialize  # noqa: F401
-  from vgrad.nn.models import MLP, make_mlp  # noqa: F401
-  from vgrad.probes.jacobian import (  # noqa: F401
-      Spectra, input_output_jacobian, make_input_output_probe,
-      make_spectrum_probe)
-  from vgrad.probes.log_spectrum import (  # noqa: F401
-      lyapunov_exponents, make_log_spectrum_probe, make_lyapunov_probe)
-  from vgrad.probes.matrix_free import (  # noqa: F401
-      extreme_singular_values, mlp_map, spectral_density)
+  from vgrad.nn.models import MLP  # noqa: F401
+  from vgrad.nn.models import make_mlp  # noqa: F401
+  from vgrad.probes.jacobian import Spectra  # noqa: F401
+  from vgrad.probes.jacobian import input_output_jacobian  # noqa: F401
+  from vgrad.probes.jacobian import make_input_output_probe  # noqa: F401
+  from vgrad.probes.jacobian import make_spectrum_probe  # noqa: F401
+  from vgrad.probes.log_spectrum import lyapunov_exponents  # noqa: F401
+  from vgrad.probes.log_spectrum import make_log_spectrum_probe  # noqa: F401
+  from vgrad.probes.log_spectrum import make_lyapunov_probe  # noqa: F401
+  from vgrad.probes.matrix_free import extreme_singular_values  # noqa: F401
+  from vgrad.probes.matrix_free import mlp_map  # noqa: F401
+  from vgrad.probes.matrix_free import spectral_density  # noqa: F401
   from vgrad.studies.spectrum_study import SpectrumConfig  # noqa: F401
   from vgrad.studies.spectrum_study import run_study as run_spectrum_study  # noqa: F401
-  from vgrad.studies.training_study import TrainConfig, run_training  # noqa: F401
-  from vgrad.theory.free_probability import (  # noqa: F401
-      measured_moments, predicted_moments, predicted_variance_ratio,
-      singular_value_density, squared_singular_value_density,
-      support_upper_edge)
-  from vgrad.theory.meanfield import (  # noqa: F401
-      MeanField, chi_1, chi_c, correlation_map, critical_sigma_w2,
-      fixed_point_c, fixed_point_q, length_map, solve_grid)
+  from vgrad.studies.training_study import TrainConfig  # noqa: F401
+  from vgrad.studies.training_study import run_training  # noqa: F401
+  from vgrad.theory.free_probability import measured_moments  # noqa: F401
+  from vgrad.theory.free_probability import predicted_moments  # noqa: F401
+  from vgrad.theory.free_probability import predicted_variance_ratio  # noqa: F401
+  from vgrad.theory.free_probability import singular_value_density  # noqa: F401
+  from vgrad.theory.free_probability import squared_singular_value_density  # noqa: F401
+  from vgrad.theory.free_probability import support_upper_edge  # noqa: F401
+  from vgrad.theory.meanfield import MeanField  # noqa: F401
+  from vgrad.theory.meanfield import chi_1  # noqa: F401
+  from vgrad.theory.meanfield import chi_c  # noqa: F401
+  from vgrad.theory.meanfield import correlation_map  # noqa: F401
+  from vgrad.theory.meanfield import critical_sigma_w2  # noqa: F401
+  from vgrad.theory.meanfield import fixed_point_c  # noqa: F401
+  from vgrad.theory.meanfield import fixed_point_q  # noqa: F401
+  from vgrad.theory.meanfield import length_map  # noqa: F401
   from vgrad.theory.meanfield import solve as solve_meanfield  # noqa: F401
-  from vgrad.training.data import (  # noqa: F401
-      DATASETS, Dataset, diabetes, digits, load_dataset, mnist, xor)
-  from vgrad.training.train import (  # noqa: F401
-      TrainState, init_state, init_states, make_evaluate, make_optimizer,
-      make_step_fn, make_train_step)
+  from vgrad.theory.meanfield import solve_grid  # noqa: F401
+  from vgrad.training.data import DATASETS  # noqa: F401
+  from vgrad.training.data import Dataset  # noqa: F401
+  from vgrad.training.data import diabetes  # noqa: F401
+  from vgrad.training.data import digits  # noqa: F401
+  from vgrad.training.data import load_dataset  # noqa: F401
+  from vgrad.training.data import mnist  # noqa: F401
+  from vgrad.training.data import xor  # noqa: F401
+  from vgrad.training.train import TrainState  # noqa: F401
+  from vgrad.training.train import init_state  # noqa: F401
+  from vgrad.training.train import init_states  # noqa: F401
+  from vgrad.training.train import make_evaluate  # noqa: F401
+  from vgrad.training.train import make_optimizer  # noqa: F401
+  from vgrad.training.train import make_step_fn  # noqa: F401
+  from vgrad.training.train import make_train_step  # noqa: F401

@@ -6,14 +6,14 @@ import sys
 
 from absl import flags
 
-from vgrad.plots import activation_table_plots
 from vgrad.cli import app as cli
 from vgrad.cli import progress as progress_lib
-from vgrad.studies import activation_table
-from vgrad.training import data
 from vgrad.io import rundir
+from vgrad.plots import activation_table_plots
 from vgrad.plots import style
+from vgrad.studies import activation_table
 from vgrad.studies import sweep
+from vgrad.training import data
 from vgrad.training import train
 
 FLAGS = flags.FLAGS

@@ -6,8 +6,8 @@ from absl import flags
 
 from vgrad.cli import app as cli
 from vgrad.nn import activations
-from vgrad.theory import free_probability
 from vgrad.studies import isometry_study
+from vgrad.theory import free_probability
 
 FLAGS = flags.FLAGS
 

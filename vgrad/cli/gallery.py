@@ -5,21 +5,21 @@ To add a kind of run, add an entry to ``KINDS``: a ``vgrad.plots.gallery.Kind``
 with a detector and a ``redraw(run_dir) -> {figure name: Figure}``.
 """
 
+from collections.abc import Callable
 import os
 import shlex
 import sys
-from collections.abc import Callable
 
-from vgrad.plots import training_plots
-from vgrad.plots import activation_table_plots
-from vgrad.io import records
-from vgrad.io import schemas
 from vgrad.cli import app as cli
 from vgrad.cli import reproduction
+from vgrad.io import records
+from vgrad.io import schemas
+from vgrad.plots import activation_table_plots
 from vgrad.plots import gallery
 from vgrad.plots import spectrum_plots as plotting
-from vgrad.studies import sweep
 from vgrad.plots import sweep_plots
+from vgrad.plots import training_plots
+from vgrad.studies import sweep
 
 
 def _has_kind(schema: str) -> Callable[[dict], bool]:

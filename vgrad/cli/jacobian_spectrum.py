@@ -6,11 +6,11 @@ import os
 from absl import flags
 
 from vgrad.cli import app as cli
-from vgrad.probes import log_spectrum
-from vgrad.plots import spectrum_plots as plotting
 from vgrad.io import rundir
-from vgrad.studies import spectrum_study
+from vgrad.plots import spectrum_plots as plotting
 from vgrad.plots import style
+from vgrad.probes import log_spectrum
+from vgrad.studies import spectrum_study
 
 FLAGS = flags.FLAGS
 

@@ -8,9 +8,9 @@ from absl import flags
 
 from vgrad.cli import app as cli
 from vgrad.cli import training_run
-from vgrad.training import data
-from vgrad.studies import presets
 from vgrad.io import rundir
+from vgrad.studies import presets
+from vgrad.training import data
 
 FLAGS = flags.FLAGS
 

@@ -8,22 +8,22 @@ schema to the functions that draw the figure and the report from
 results.json alone, so ``experiments.replot`` can redraw any of them.
 """
 
+from collections.abc import Callable
 import dataclasses
 import os
-from typing import Callable
 
 from matplotlib.figure import Figure
 
 from vgrad.cli import app as cli
-from vgrad.studies import gradient_histograms
-from vgrad.plots import histogram_plots
-from vgrad.plots import isometry_plots
-from vgrad.studies import isometry_study
-from vgrad.studies import phase_diagram
-from vgrad.plots import phase_plots
 from vgrad.io import rundir
 from vgrad.io import schemas
+from vgrad.plots import histogram_plots
+from vgrad.plots import isometry_plots
+from vgrad.plots import phase_plots
 from vgrad.plots import style
+from vgrad.studies import gradient_histograms
+from vgrad.studies import isometry_study
+from vgrad.studies import phase_diagram
 
 
 @dataclasses.dataclass(frozen=True)

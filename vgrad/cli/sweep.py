@@ -7,12 +7,12 @@ import sys
 from absl import flags
 
 from vgrad.cli import app as cli
-from vgrad.cli import training_run
 from vgrad.cli import progress as progress_lib
+from vgrad.cli import training_run
 from vgrad.io import rundir
 from vgrad.plots import style
-from vgrad.studies import sweep
 from vgrad.plots import sweep_plots
+from vgrad.studies import sweep
 
 FLAGS = flags.FLAGS
 

@@ -16,12 +16,12 @@ import jax
 
 from vgrad.cli import app as cli
 from vgrad.cli import progress as progress_lib
-from vgrad.training import data
 from vgrad.io import rundir
 from vgrad.io import schemas
 from vgrad.plots import training_plots
 from vgrad.studies import training_report
 from vgrad.studies import training_study
+from vgrad.training import data
 
 FLAGS = flags.FLAGS
 

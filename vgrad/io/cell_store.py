@@ -9,12 +9,12 @@ rest. :func:`write_csv` writes rows as a CSV that ``pandas.read_csv`` reads
 back with the right types. Nothing here knows what a cell holds.
 """
 
+from collections.abc import Callable, Sequence
 import csv
 import io
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
 
 from vgrad.io import records
 from vgrad.io import rundir

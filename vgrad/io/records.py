@@ -2,9 +2,9 @@
 file can be unreadable, so a caller (the gallery, --replot) can report it in
 one line."""
 
+from collections.abc import Callable
 import json
 import os
-from collections.abc import Callable
 
 # Files that may hold the command that made a run, in the order looked at.
 COMMAND_FILES = ("results.json", "metrics.json", "config.json", "table.json",

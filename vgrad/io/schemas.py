@@ -14,8 +14,10 @@ schema                          file, written by
 ``vgrad.train/1``               metrics.json, ``experiments.train``/``lecture``
 ``vgrad.phase_diagram/1``       results.json, ``experiments.phase_diagram``
 ``vgrad.dynamical_isometry/1``  results.json, ``experiments.dynamical_isometry``
-``vgrad.gradient_histograms/1`` results.json, ``experiments.gradient_histograms``
-``vgrad.sweep/1``               sweep.json and cells/<id>.json, ``experiments.sweep``
+``vgrad.gradient_histograms/1`` results.json,
+                                ``experiments.gradient_histograms``
+``vgrad.sweep/1``               sweep.json and cells/<id>.json,
+                                ``experiments.sweep``
 ``vgrad.activation_table/1``    table.json, ``experiments.activation_table``
 ==============================  =========================================
 
@@ -23,9 +25,9 @@ Standard library only (layer rule: ``vgrad.io`` imports no other vgrad
 package and no JAX).
 """
 
+from collections.abc import Collection
 import os
 import re
-from collections.abc import Collection
 
 from vgrad.io import records
 

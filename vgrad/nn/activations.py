@@ -18,9 +18,9 @@ its Jacobian (a row selection of the stacked weights, not ``diag(phi') W``)
 are handled in :mod:`vgrad.nn.models` and :mod:`vgrad.probes.jacobian`.
 """
 
+from collections.abc import Callable
 import dataclasses
 import math
-from typing import Callable
 
 import jax
 import jax.numpy as jnp

@@ -22,7 +22,8 @@ he_normal         N(0, 2 / n_in)                              2 / n_in
 gaussian          N(0, sigma_w2 / n_in)  (mean-field)         sigma_w2 / n_in
 orthogonal        sqrt(sigma_w2) * Q, Q Haar-orthogonal       sigma_w2 / n_out
 lsuv              Q Haar-orthogonal, then rescaled on data    1 / max(n_in,
-                  (Mishkin & Matas 2015; see vgrad.nn.lsuv)      n_out) before LSUV
+                  (Mishkin & Matas 2015; see vgrad.nn.lsuv)   n_out) before
+                                                              LSUV
 ================  ==========================================  ==================
 
 The ``*_normal`` entries are exact Gaussians (not the truncated normals of
@@ -45,8 +46,8 @@ Biases are zero unless the bias variance ``sigma_b2`` is given, then
 N(0, sigma_b2).
 """
 
+from collections.abc import Callable
 import math
-from typing import Callable
 
 import jax
 import jax.numpy as jnp

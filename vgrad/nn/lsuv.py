@@ -49,8 +49,8 @@ Everything is pure ``jax.numpy`` / ``lax.while_loop``: ``lsuv_init`` can be
 jitted and vmapped over the parameters of several seeds.
 """
 
-import functools
 from collections.abc import Callable
+import functools
 from typing import Any, NamedTuple
 
 import jax

@@ -3,7 +3,7 @@
 Notation (used throughout vgrad)::
 
     x_0 = input                                    shape (n_in,)
-    h_l = W_l x_{l-1} + b_l,   x_l = phi(h_l)      l = 1 .. depth, shape (width,)
+    h_l = W_l x_{l-1} + b_l,   x_l = phi(h_l)      l = 1..depth, shape (width,)
     y   = head(W_out x_depth + b_out)              only if num_outputs is set
 
 ``depth`` counts hidden layers, each an affine map followed by the activation;

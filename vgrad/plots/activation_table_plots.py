@@ -4,14 +4,13 @@
 
 import os
 
-import numpy as np
 from matplotlib import patches
 from matplotlib.figure import Figure
+import numpy as np
 
 from vgrad.io import records
 from vgrad.plots import style
 from vgrad.studies import activation_table
-
 
 NC_FACE = "0.88"    # grey of an n/c cell
 NC_HATCH = "////"
@@ -70,7 +69,8 @@ def plot_heatmap(table: activation_table.Table) -> Figure:
     fig.colorbar(image, ax=ax, label="test accuracy", shrink=0.9,
                  ticks=np.linspace(0, 1, 6))
     fig.suptitle(f"Test accuracy by activation and initialisation: "
-                 f"{activation_table.describe(table)}\n(mean ± std over converged seeds; "
+                 f"{activation_table.describe(table)}\n"
+                 f"(mean ± std over converged seeds; "
                  f"grey hatched: n/c; †: a seed diverged)")
   return fig
 
@@ -93,4 +93,5 @@ def redraw(run_dir: str) -> dict[str, Figure]:
   """``{'heatmap': Figure}`` of the table in ``run_dir`` (one dataset's
   directory, e.g. ``runs/activation_table/<hash>/digits``), from its
   ``table.json`` alone."""
-  return {"heatmap": plot_heatmap(activation_table.table_from_record(read_record(run_dir)))}
+  return {"heatmap": plot_heatmap(
+      activation_table.table_from_record(read_record(run_dir)))}

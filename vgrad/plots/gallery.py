@@ -14,17 +14,18 @@ a ``redraw(run_dir) -> {figure name: Figure}``. Figures of runs that no
 longer exist are not deleted from OUT.
 """
 
+from collections.abc import Callable, Sequence
 import dataclasses
 import os
 import re
 import shlex
-from collections.abc import Callable, Sequence
 
 from matplotlib.figure import Figure
 
 from vgrad.io import records
 from vgrad.io import rundir
 from vgrad.plots import style
+
 
 @dataclasses.dataclass(frozen=True)
 class Kind:

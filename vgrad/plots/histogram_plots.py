@@ -8,9 +8,9 @@ gradients ``d ell / d h_l`` under each init. Each panel overlays the
 layers' histograms as densities on the bin edges the layers share.
 """
 
-import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+import numpy as np
 
 from vgrad.plots import style
 

@@ -9,8 +9,8 @@ measured singular values of J (steps) and the free-probability density
 cannot be placed on a log axis and are counted in the panel instead.
 """
 
-import numpy as np
 from matplotlib.figure import Figure
+import numpy as np
 
 from vgrad.plots import style
 

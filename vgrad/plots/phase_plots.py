@@ -8,9 +8,9 @@ al. 2017, Fig. 5). Right: the mean-field phase plane, log10 chi_1 over
 2016, Fig. 1; Schoenholz et al. 2017, Fig. 1).
 """
 
-import numpy as np
 from matplotlib import colors
 from matplotlib.figure import Figure
+import numpy as np
 
 from vgrad.plots import style
 

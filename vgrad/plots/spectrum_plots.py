@@ -7,11 +7,12 @@ Drawn in the shared style of :mod:`vgrad.plots.style` (page width, Okabe-Ito
 palette); matplotlib's object API only (no pyplot state, no display).
 """
 
-import numpy as np
 from matplotlib.figure import Figure
+import numpy as np
 
 from vgrad.plots import style
 from vgrad.plots.style import PALETTE
+
 # Re-exported for callers of the old name (tests/spectrum_study_test.py);
 # the definition lives in vgrad.plots.style.
 from vgrad.plots.style import save_figure  # noqa: F401

@@ -14,8 +14,8 @@ import os
 import textwrap
 
 import matplotlib
-import numpy as np
 from matplotlib.figure import Figure
+import numpy as np
 
 # Okabe-Ito: blue, vermillion, bluish green, reddish purple, orange, sky
 # blue, black, yellow. Yellow comes last: it is faint on white.

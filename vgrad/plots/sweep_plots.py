@@ -1,16 +1,16 @@
 """The sweep figure, drawn from the consolidated rows alone.
 
 ``plot_sweep(rows, task)`` takes the rows of ``results.csv`` (as
-:func:`vgrad.studies.sweep.rows_of` returns them) and draws, per width, the task's
-primary metric against depth (one line per activation and init, mean and
-seed standard deviation), or, when the sweep has a single depth, a heat map
-over activation x init.
+:func:`vgrad.studies.sweep.rows_of` returns them) and draws, per width, the
+task's primary metric against depth (one line per activation and init, mean
+and seed standard deviation), or, when the sweep has a single depth, a heat
+map over activation x init.
 """
 
 import math
 
-import numpy as np
 from matplotlib.figure import Figure
+import numpy as np
 
 from vgrad.plots import style
 from vgrad.studies import sweep_summary

@@ -10,9 +10,9 @@ touch JAX.
 
 import os
 
-import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+import numpy as np
 
 from vgrad.plots import style
 

@@ -1,9 +1,10 @@
 r"""Log singular values of deep Jacobian products, stable at any depth.
 
-The dense probe (:mod:`vgrad.probes.jacobian`) multiplies ``J_{<=l} = J_l ... J_1``
-out and takes an SVD: in float32 it resolves only singular values within a
-factor ``1 / (N eps) ~ 3e4`` of the largest (:mod:`vgrad.probes.spectrum`), and the
-product itself under- or overflows once ``log sigma`` leaves
+The dense probe (:mod:`vgrad.probes.jacobian`) multiplies
+``J_{<=l} = J_l ... J_1`` out and takes an SVD: in float32 it resolves only
+singular values within a factor ``1 / (N eps) ~ 3e4`` of the largest
+(:mod:`vgrad.probes.spectrum`), and the product itself under- or overflows
+once ``log sigma`` leaves
 ``[-87, 88]``. A sigmoid net loses its smallest singular values by layer ~3
 and all of them by layer ~60. This module never forms the product.
 
@@ -107,8 +108,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vgrad.probes import jacobian
 from vgrad.nn import models
+from vgrad.probes import jacobian
 
 PRECISION = models.PRECISION
 LN2 = math.log(2.0)

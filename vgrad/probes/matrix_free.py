@@ -4,8 +4,8 @@ For a map ``fn: R^n -> R^m`` (e.g. an MLP's input-output map) the Jacobian
 ``J = d fn / dx`` at ``x`` is never formed: it is touched only through
 ``v -> J v`` (``jax.linearize``) and ``u -> J^T u`` (``jax.vjp``), each about
 the cost of one forward pass. Forming J costs ``n`` such passes (or, by the
-layer scan of :mod:`vgrad.probes.jacobian`, ``L`` dense ``N x N`` products) and its
-SVD ``O(n^3)``; ``k`` Golub-Kahan steps cost ``2k`` passes plus
+layer scan of :mod:`vgrad.probes.jacobian`, ``L`` dense ``N x N`` products)
+and its SVD ``O(n^3)``; ``k`` Golub-Kahan steps cost ``2k`` passes plus
 ``O(k^2 (m + n))``.
 
 Golub-Kahan (upper) bidiagonalisation (Golub & Kahan 1965; Golub & Van Loan,
@@ -49,8 +49,9 @@ Conventions: vectors are 1-D, ``x`` of shape ``(n,)`` and ``fn(x)`` of shape
 vmappable over inputs or probes; float32 and float64 follow ``x.dtype``.
 """
 
+from collections.abc import Callable
 import math
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -7,8 +7,9 @@ A singular value ``s`` of a computed ``M x N`` matrix is *resolved* when
 the tolerance NumPy's ``matrix_rank`` uses (Press et al., Numerical Recipes
 2.6). Singular values past a known rank bound (``rank_bound``: the matrix has
 that many nonzero rows, e.g. inactive ReLU units) are exact zeros, reported
-as 0.0 and counted as measured, whatever the SVD returned. Values below it are dominated by rounding error in the product and the
-SVD and are never reported as measurements: they are stored as ``None`` and
+as 0.0 and counted as measured, whatever the SVD returned. Values below it
+are dominated by rounding error in the product and the SVD and are never
+reported as measurements: they are stored as ``None`` and
 statistics that would need them (min, median, condition number, mean log) are
 ``None`` too. Calibration (BUILD_NOTES.md): for tanh/sigmoid/ReLU/linear
 chains of width 256 and depth 10-50, every float32 value this rule calls
@@ -146,7 +147,7 @@ def spectrum_record(sv_BxR: np.ndarray, matrix_shape: tuple[int, int],
 
 
 # --------------------------------------------------------------------------
-# Log spectra (vgrad.probes.log_spectrum): every value is measured, none overflows.
+# Log spectra (vgrad.probes.log_spectrum): all values measured, none overflows.
 
 LOG_STAT_KEYS = ("log_rms_gain", "min_log_singular_value",
                  "median_log_singular_value", "max_log_singular_value",

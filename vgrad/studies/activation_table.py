@@ -4,8 +4,8 @@ Mishkin & Matas (2016), "All you need is a good init" (ICLR), Table 3,
 compares activations under several initialisations by the test accuracy of
 one deep network each, writing "n/c" where training did not converge. This
 module builds that table from the rows of a training sweep
-(:func:`vgrad.studies.sweep.run_sweep`, one row per (cell, seed)) of a single depth
-and width:
+(:func:`vgrad.studies.sweep.run_sweep`, one row per (cell, seed)) of a single
+depth and width:
 
 * rows (``ROWS``): activations in the order of vgrad issue 5 (maxout, ReLU,
   leaky ReLU 0.01, very leaky ReLU 1/3 (Graham 2014; the paper's VLReLU),
@@ -38,7 +38,7 @@ from vgrad.io import schemas
 SCHEMA = schemas.ACTIVATION_TABLE
 TABLE_JSON = "table.json"
 
-# (activation spec for vgrad.studies.sweep, display label), in the issue's order.
+# (activation spec for vgrad.studies.sweep, display label), in issue order.
 ROWS = (
     ("maxout", "maxout (k=2)"),
     ("relu", "ReLU"),

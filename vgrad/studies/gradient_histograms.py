@@ -50,12 +50,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vgrad.io import schemas
 from vgrad.nn import activations as activations_lib
 from vgrad.nn import config as nn_config
-from vgrad.training import data as data_lib
 from vgrad.nn import initializers as initializers_lib
 from vgrad.nn import models
-from vgrad.io import schemas
+from vgrad.training import data as data_lib
 
 SCHEMA = schemas.GRADIENT_HISTOGRAMS
 

@@ -31,11 +31,11 @@ import numpy as np
 
 from vgrad.nn import activations as activations_lib
 from vgrad.nn import config as nn_config
-from vgrad.theory import free_probability
-from vgrad.probes import jacobian
-from vgrad.theory import meanfield
 from vgrad.nn import models
+from vgrad.probes import jacobian
 from vgrad.probes import spectrum
+from vgrad.theory import free_probability
+from vgrad.theory import meanfield
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +110,7 @@ def operating_point(arm: Arm) -> dict:
   return _operating_point(arm.act, arm.sigma_b2, arm.sigma_w2)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _operating_point(act_name: str, sigma_b2: float,
                      sigma_w2: float | None) -> dict:
   label = f"{act_name}, sigma_b^2={sigma_b2:g}"

@@ -12,18 +12,18 @@ deepest trainable networks sit at the critical ``sigma_w2``.
 
 ``run_trainability(config, dataset)`` measures this directly: for every depth
 in ``config.depths`` it trains ``len(sigma_w2) x seeds`` networks in ONE
-vmapped program (``vgrad.training.train``; the grid's sigma_w2 axis is a batch axis
-like the seeds, because a Gaussian init scales linearly with its gain
-sqrt(sigma_w2): every kernel of seed s is ``sqrt(sigma_w2) * W_s`` with ``W_s`` the seed's unit-
-variance draw, so each column of the heat map sees the same random
-directions). ``theory(config)`` evaluates :mod:`vgrad.theory.meanfield` on the same
-axes and on the full (sigma_w2, sigma_b2) plane. Nothing here reads flags or
-writes files.
+vmapped program (``vgrad.training.train``; the grid's sigma_w2 axis is a batch
+axis like the seeds, because a Gaussian init scales linearly with its gain
+sqrt(sigma_w2): every kernel of seed s is ``sqrt(sigma_w2) * W_s`` with
+``W_s`` the seed's unit-variance draw, so each column of the heat map sees
+the same random directions). ``theory(config)`` evaluates
+:mod:`vgrad.theory.meanfield` on the same axes and on the full
+(sigma_w2, sigma_b2) plane. Nothing here reads flags or writes files.
 """
 
+from collections.abc import Callable
 import dataclasses
 import time
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -31,9 +31,9 @@ import numpy as np
 
 from vgrad.nn import activations as activations_lib
 from vgrad.nn import config as nn_config
-from vgrad.training import data as data_lib
-from vgrad.theory import meanfield
 from vgrad.nn import models
+from vgrad.theory import meanfield
+from vgrad.training import data as data_lib
 from vgrad.training import train
 
 # Depth below which Schoenholz et al. find networks trainable: L < 6 xi_c.

@@ -25,12 +25,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vgrad.probes import jacobian
-from vgrad.probes import log_spectrum
 from vgrad.io import schemas
 from vgrad.nn import config as nn_config
 from vgrad.nn import lsuv
 from vgrad.nn import models
+from vgrad.probes import jacobian
+from vgrad.probes import log_spectrum
 from vgrad.probes import spectrum
 
 METHODS = ("auto", "dense", "qr")
@@ -54,9 +54,9 @@ class SpectrumConfig:
   variances ``sigma_w2``, ``sigma_b2``) are those of
   :class:`vgrad.nn.config.NetworkConfig`. ``method`` is one of ``METHODS``;
   ``qr_layers`` are the layers whose exact log spectra the ``qr`` method
-  computes (default :func:`vgrad.probes.log_spectrum.default_layers`; ``depth`` is
-  always added: it is the input-output Jacobian) and ``qr_sweeps`` caps its
-  Jacobi sweeps per layer.
+  computes (default :func:`vgrad.probes.log_spectrum.default_layers`;
+  ``depth`` is always added: it is the input-output Jacobian) and
+  ``qr_sweeps`` caps its Jacobi sweeps per layer.
   """
   act: str = "sigmoid"
   init: str = "glorot_uniform"
@@ -243,8 +243,9 @@ def summarize_qr(config: SpectrumConfig, layers: tuple[int, ...],
                  spectra: log_spectrum.LogSpectra) -> dict:
   """The results dictionary of the ``qr`` method.
 
-  ``layers`` holds a :func:`vgrad.probes.spectrum.log_spectrum_record` per target
-  layer (exact log singular values, nats) with the Jacobi ``error_bound``
+  ``layers`` holds a :func:`vgrad.probes.spectrum.log_spectrum_record` per
+  target layer (exact log singular values, nats) with the Jacobi
+  ``error_bound``
   and ``sweeps`` per input; ``lyapunov`` the finite-time Lyapunov sums'
   quantiles at every layer and the exponents ``S_L / L``.
   """

@@ -37,6 +37,7 @@ refused (the grid itself may grow: new cells are added). ``results.csv``
 consolidates every finished cell, one row per (cell, seed).
 """
 
+from collections.abc import Callable
 import dataclasses
 import functools
 import hashlib
@@ -45,29 +46,28 @@ import math
 import os
 import sys
 import time
-from typing import Callable
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 from jax.experimental import multihost_utils
+import jax.numpy as jnp
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
+import numpy as np
 
-from vgrad.nn import activations
-from vgrad.training import data as data_lib
-from vgrad.nn import config as nn_config
-from vgrad.probes import log_spectrum
-from vgrad.nn import lsuv
-from vgrad.nn import models
 from vgrad.io import cell_store
 from vgrad.io import records
 from vgrad.io import rundir
 from vgrad.io import schemas
-from vgrad.training import train
+from vgrad.nn import activations
+from vgrad.nn import config as nn_config
+from vgrad.nn import lsuv
+from vgrad.nn import models
+from vgrad.probes import log_spectrum
 from vgrad.studies import sweep_summary
 from vgrad.studies import training_study
+from vgrad.training import data as data_lib
+from vgrad.training import train
 
 SCHEMA = schemas.SWEEP   # sweep.json and every cell file
 TASKS = ("spectrum", "train")
@@ -293,9 +293,10 @@ def spectrum_metrics(log_sv: jax.Array, bound: jax.Array,
                      depth: int) -> dict:
   """Row metrics from the input-output log singular values of one seed.
 
-  Pooled over the inputs the way :func:`vgrad.probes.spectrum.log_spectrum_record`
-  pools them, so ``log10_gain`` is the gain ``experiments.jacobian_spectrum``
-  reports for the same net and inputs.
+  Pooled over the inputs the way
+  :func:`vgrad.probes.spectrum.log_spectrum_record` pools them, so
+  ``log10_gain`` is the gain ``experiments.jacobian_spectrum`` reports for the
+  same net and inputs.
 
   Args:
     log_sv: ``(B, k)`` ``log sigma_i`` (nats) of ``B`` inputs, descending;

@@ -28,7 +28,8 @@ def summarize(rows: list[dict], task: str) -> list[dict]:
     values = values[np.isfinite(values)]
     first = cell_rows[0]
     out.append({
-        "cell": cell_id, **{k: first[k] for k in ("act", "init", "depth", "width")},
+        "cell": cell_id,
+        **{k: first[k] for k in ("act", "init", "depth", "width")},
         "seeds": len(cell_rows), "metric": metric,
         "mean": float(values.mean()) if values.size else math.nan,
         "std": float(values.std(ddof=1)) if values.size > 1 else math.nan,

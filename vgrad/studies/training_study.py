@@ -8,18 +8,18 @@ final numbers, outcome and diagnosis. TensorBoard event files are written
 when ``tb_dir`` is given. Nothing here reads flags.
 """
 
+from collections.abc import Callable
 import dataclasses
 import math
 import time
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vgrad.training import data as data_lib
 from vgrad.nn import config as nn_config
 from vgrad.nn import models
+from vgrad.training import data as data_lib
 from vgrad.training import train
 
 # Gradient-flow and saturation thresholds used by the diagnosis.

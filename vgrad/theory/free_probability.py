@@ -12,8 +12,9 @@ Setting. ``depth = L`` hidden layers of width N (:mod:`vgrad.nn.models`),
 with every pre-activation h_l ~ N(0, q) entrywise, q = q* the mean-field
 fixed point (the caller supplies it), and W_l either Gaussian,
 W_ij ~ N(0, sigma_w2 / N), or sqrt(sigma_w2) * Haar-orthogonal (the
-weight variance sigma_w2 = sigma_w^2 throughout). The object is the law rho of lambda = sigma^2, the eigenvalues of
-J J^T (squared singular values of J), as N -> infinity at fixed L.
+weight variance sigma_w2 = sigma_w^2 throughout). The object is the law rho
+of lambda = sigma^2, the eigenvalues of J J^T (squared singular values of
+J), as N -> infinity at fixed L.
 
 Transforms (of a law rho on [0, inf) with moments m_k):
 

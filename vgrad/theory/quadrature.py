@@ -24,7 +24,7 @@ import numpy as np
 DEFAULT_POINTS = 100
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _rule(num_points: int) -> tuple[np.ndarray, np.ndarray]:
   if int(num_points) != num_points or num_points < 1:
     raise ValueError(f"num_points must be an integer >= 1, got {num_points}")

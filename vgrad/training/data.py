@@ -20,6 +20,7 @@ standardised per feature with the mean and std of its *training* split
 ``(n, d)``; ``y`` is int32 class labels, or float32 targets for regression.
 """
 
+from collections.abc import Callable
 import contextlib
 import dataclasses
 import gzip
@@ -30,7 +31,6 @@ import os
 import tempfile
 import urllib.request
 import zlib
-from collections.abc import Callable
 
 import numpy as np
 

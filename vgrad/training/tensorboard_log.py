@@ -18,7 +18,8 @@ import time
 
 import numpy as np
 from tensorboard.backend.event_processing import event_accumulator
-from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.compat.proto import event_pb2
+from tensorboard.compat.proto import summary_pb2
 from tensorboard.summary.writer import event_file_writer
 
 

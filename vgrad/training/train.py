@@ -35,7 +35,8 @@ not applied; the seed is frozen from then on and ``diverged_at`` holds the
 1-based index of that step (0 while the seed is healthy).
 """
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
