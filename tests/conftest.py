@@ -37,3 +37,18 @@ from absl import flags  # noqa: E402  pylint: disable=g-import-not-at-top
 # them, so take the defaults.
 if not flags.FLAGS.is_parsed():
   flags.FLAGS.mark_as_parsed()
+
+
+def pytest_collection_modifyitems(config, items):
+  """Test classes holding a slow test first; the rest keep their order.
+
+  pytest-xdist hands out whole test classes (``--dist loadscope``) in the
+  order they were collected; starting the long end-to-end classes first
+  keeps one worker from finishing a long class alone at the end. Whole
+  classes move (a stable sort on the class), so a class's tests stay
+  together and its shared setUpClass runs once in a serial run too.
+  """
+  del config
+  scope = lambda item: item.nodeid.rsplit("::", 1)[0]
+  slow = {scope(i) for i in items if i.get_closest_marker("slow")}
+  items.sort(key=lambda item: scope(item) not in slow)
