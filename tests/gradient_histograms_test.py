@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from vgrad.nn import models
 from vgrad.plots import histogram_plots
@@ -33,8 +34,11 @@ TINY = ["--acts=tanh", "--depth=2", "--width=8", "--num_examples=16",
         "--num_bins=10"]
 
 
+@functools.cache
 def _net(act, init, depth, width, n_in, num_classes, dtype, sigma_b2=None,
          seed=0):
+  """``(model, params)``, built once per configuration for the whole file
+  (a float64 one must first be asked for under ``enable_x64``)."""
   model = models.make_mlp(depth=depth, width=width, activation=act, init=init,
                           sigma_b2=sigma_b2, num_outputs=num_classes,
                           param_dtype=dtype)
@@ -42,11 +46,15 @@ def _net(act, init, depth, width, n_in, num_classes, dtype, sigma_b2=None,
 
 
 def _batch(n, n_in, num_classes, dtype, scale=1.0, seed=1):
-  kx, ky = jax.random.split(jax.random.key(seed))
-  x = scale * jax.random.normal(kx, (n, n_in), dtype)
-  return x, jax.random.randint(ky, (n,), 0, num_classes)
+  """Standard normal inputs times ``scale`` and uniform labels, drawn by
+  NumPy: an eager ``jax.random`` draw compiles once per shape."""
+  rng = np.random.default_rng(seed)
+  x = scale * rng.standard_normal((n, n_in))
+  return (jnp.asarray(x, dtype),
+          jnp.asarray(rng.integers(0, num_classes, n), jnp.int32))
 
 
+@pytest.mark.slow  # ~14 s: float64 programs and the eager variants
 class SignalsTest(chex.TestCase):
   """Exact: the recorded gradients are those of the loss, in float64."""
 
@@ -67,34 +75,42 @@ class SignalsTest(chex.TestCase):
         return jnp.mean(
             optax.softmax_cross_entropy_with_integer_labels(logits, y))
 
-      _, hs = model.apply(params, x, return_preactivations=True)
-      chex.assert_trees_all_close(signals.preactivations, jnp.stack(hs),
-                                  rtol=1e-13, atol=1e-15)
-      chex.assert_trees_all_close(signals.activations,
-                                  model.activation.fn(jnp.stack(hs)),
-                                  rtol=1e-13, atol=1e-15)
-      chex.assert_trees_all_close(signals.loss, mean_loss(params), rtol=1e-13)
+      # The reference values, in one compiled program (eagerly, every op
+      # would compile on its own).
+      @jax.jit
+      def reference(p):
+        logits, hs = model.apply(p, x, return_preactivations=True)
+        hs = jnp.stack(hs)
+        # The top layer by hand: g_L[i] = phi'(h_L[i]) * W_out (p_i - e_{y_i}).
+        delta = jax.nn.softmax(logits) - jax.nn.one_hot(y, 3, dtype=x.dtype)
+        kernel = p["params"]["readout"]["kernel"]  # (N, C)
+        top = model.activation.deriv(hs[-1]) * (delta @ kernel.T)
+        return (hs, model.activation.fn(hs), mean_loss(p),
+                jax.grad(mean_loss)(p), top)
+
+      hs, xs, loss, grads, top = reference(params)
+      chex.assert_trees_all_close(signals.preactivations, hs, rtol=1e-13,
+                                  atol=1e-15)
+      chex.assert_trees_all_close(signals.activations, xs, rtol=1e-13,
+                                  atol=1e-15)
+      chex.assert_trees_all_close(signals.loss, loss, rtol=1e-13)
       # dL/dkernel_l = x_{l-1}^T g_l / B and dL/dbias_l = sum_i g_l[i] / B.
-      grads = jax.grad(mean_loss)(params)
       for l, w_grad in enumerate(gh.weight_gradients(signals), start=1):
         expected = models.layer_params(grads, l)
         chex.assert_trees_all_close(w_grad, expected["kernel"], rtol=1e-12,
                                     atol=1e-15)
-        chex.assert_trees_all_close(jnp.mean(signals.gradients[l - 1], 0),
-                                    expected["bias"], rtol=1e-12, atol=1e-15)
-      # The top layer by hand: g_L[i] = phi'(h_L[i]) * W_out (p_i - e_{y_i}).
-      logits = model.apply(params, x)
-      delta = jax.nn.softmax(logits) - jax.nn.one_hot(y, 3, dtype=x.dtype)
-      kernel = params["params"]["readout"]["kernel"]  # (N, C)
-      chex.assert_trees_all_close(
-          signals.gradients[-1],
-          model.activation.deriv(hs[-1]) * (delta @ kernel.T), rtol=1e-12,
-          atol=1e-15)
+        chex.assert_trees_all_close(
+            np.mean(np.asarray(signals.gradients[l - 1]), 0),
+            expected["bias"], rtol=1e-12, atol=1e-15)
+      chex.assert_trees_all_close(signals.gradients[-1], top, rtol=1e-12,
+                                  atol=1e-15)
 
   def test_maxout_and_models_without_readout_are_refused(self):
+    # Zero weights: the values do not matter here, and no random draw has
+    # to be compiled for them.
     for kwargs in ({"activation": "maxout", "num_outputs": 2},
                    {"activation": "tanh"}):
-      model = models.make_mlp(depth=1, width=3, **kwargs)
+      model = models.make_mlp(depth=1, width=3, init="zeros", **kwargs)
       params = model.init(jax.random.key(0), jnp.zeros((2,)))
       with self.assertRaisesRegex(ValueError, "maxout"):
         gh.compute_signals(model, params, jnp.ones((1, 2)), jnp.zeros(
@@ -187,6 +203,7 @@ class HistogramTest(parameterized.TestCase):
   def test_saturated_fraction(self, act, values, expected):
     self.assertEqual(gh.saturated_fraction(act, np.array(values)), expected)
 
+  @pytest.mark.slow
   def test_study_shares_edges_across_layers_and_inits(self):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(30, 6)).astype(np.float32)
@@ -274,6 +291,7 @@ def _read(path):
     return f.read()
 
 
+@pytest.mark.slow  # end to end: an interpreter start and full runs
 class MainTest(absltest.TestCase):
 
   def _check_one_line_error(self, proc, needles):

@@ -6,6 +6,7 @@ per test while the bugs that matter (a wrong variance, a missing D_l, a
 transposed W) move the statistic by tens of standard deviations.
 """
 
+import functools
 import math
 
 from absl.testing import absltest
@@ -14,6 +15,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from vgrad.nn import activations
 from vgrad.nn import models
@@ -23,9 +25,15 @@ from vgrad.probes import spectrum
 ALL_ACTIVATIONS = sorted(activations.ACTIVATIONS)
 
 
+@functools.cache
 def _net(act, depth, width, init="gaussian", sigma_w2=None, sigma_b2=0.01,
          n_in=None, num_outputs=None, head="none", dtype=jnp.float32, seed=0,
          **act_params):
+  """``(model, params)``, built once per configuration for the whole file
+  (a float64 configuration must first be asked for under ``enable_x64``).
+
+  ``model.init`` runs eagerly: each random draw compiles once per shape and
+  dtype, so the tests share a few shapes (``AGREE`` below)."""
   model = models.make_mlp(depth=depth, width=width, activation=act,
                           activation_params=act_params, init=init,
                           sigma_w2=sigma_w2, sigma_b2=sigma_b2,
@@ -37,7 +45,17 @@ def _net(act, depth, width, init="gaussian", sigma_w2=None, sigma_b2=0.01,
 
 
 def _inputs(n, width, dtype=jnp.float32, seed=1):
-  return jax.random.normal(jax.random.key(seed), (n, width), dtype)
+  """``(n, width)`` standard normal inputs, drawn by NumPy: no compilation
+  per shape, as an eager ``jax.random.normal`` would need."""
+  return jnp.asarray(np.random.default_rng(seed).standard_normal((n, width)),
+                     dtype)
+
+
+# The agreement tests' network (float64): a non-square first layer and a
+# readout, shared by every activation and test so that its parameters are
+# drawn, and each activation's eager layer ops compiled, once.
+AGREE = dict(depth=4, width=6, n_in=3, num_outputs=3, sigma_w2=2.25,
+             dtype=jnp.float64)
 
 
 class AgreementTest(parameterized.TestCase):
@@ -46,8 +64,7 @@ class AgreementTest(parameterized.TestCase):
   @parameterized.parameters(*ALL_ACTIVATIONS)
   def test_layer_jacobians_agree(self, act):
     with jax.enable_x64(True):
-      model, params = _net(act, depth=4, width=6, n_in=3, sigma_w2=2.25,
-                           dtype=jnp.float64)
+      model, params = _net(act, **AGREE)
       x = _inputs(1, 3, jnp.float64)[0]
       rev = jacobian.autodiff_layer_jacobians(model, params, x, "rev")
       fwd = jacobian.autodiff_layer_jacobians(model, params, x, "fwd")
@@ -60,19 +77,18 @@ class AgreementTest(parameterized.TestCase):
   @parameterized.parameters(*ALL_ACTIVATIONS)
   def test_chain_is_the_jacobian_of_the_truncated_net(self, act):
     with jax.enable_x64(True):
-      model, params = _net(act, depth=3, width=5, n_in=4, num_outputs=2,
-                           dtype=jnp.float64)
-      x = _inputs(1, 4, jnp.float64)[0]
+      model, params = _net(act, **AGREE)
+      x = _inputs(1, 3, jnp.float64)[0]
       chain = jacobian.cumulative_jacobians(
           jacobian.analytic_layer_jacobians(model, params, x))
-      for l in range(1, 4):
+      for l in range(1, 5):
         def first_l(z, l=l):
           for m in range(1, l + 1):
             z = model.apply(params, m, z, method=models.MLP.apply_layer)[0]
           return z
         chex.assert_trees_all_close(chain[l - 1], jax.jacfwd(first_l)(x),
                                     rtol=1e-12, atol=1e-14)
-      # With the readout: dy/dx = W_out J_{<=3}.
+      # With the readout: dy/dx = W_out J_{<=4}.
       io = jacobian.input_output_jacobian(model, params, x)
       w_out = params["params"]["readout"]["kernel"].T
       chex.assert_trees_all_close(io, w_out @ chain[-1], rtol=1e-12)
@@ -80,13 +96,15 @@ class AgreementTest(parameterized.TestCase):
   @parameterized.parameters(("tanh", "none"), ("maxout", "sigmoid"),
                             ("relu", "softmax"))
   def test_probe_spectra_match_dense_svd(self, act, head):
+    # AGREE: 3 inputs -> 4 layers of 6 -> 3 outputs, so J_{<=l} is 6 x 3
+    # and dy/dx 3 x 3 (3 singular values each; one is 0 with softmax).
     with jax.enable_x64(True):
-      model, params = _net(act, depth=4, width=8, num_outputs=3, head=head,
-                           dtype=jnp.float64)
-      xs = _inputs(3, 8, jnp.float64)
+      model, params = _net(act, **AGREE, head=head)
+      xs = _inputs(3, 3, jnp.float64)
       spectra = jacobian.make_spectrum_probe(model)(params, xs)
-      chex.assert_shape(spectra.cumulative, (3, 4, 8))
-      chex.assert_shape(spectra.per_layer, (3, 3, 8))
+      chex.assert_shape(spectra.first_layer, (3, 3))
+      chex.assert_shape(spectra.cumulative, (3, 4, 3))
+      chex.assert_shape(spectra.per_layer, (3, 3, 6))
       chex.assert_shape(spectra.input_output, (3, 3))
       for b in range(3):
         layers = jacobian.autodiff_layer_jacobians(model, params, xs[b])
@@ -113,12 +131,14 @@ class AgreementTest(parameterized.TestCase):
   def test_rank_bound_from_inactive_units_is_exact(self, act, init):
     """Past min_m nonzero_rows(J_m) every singular value of J_{<=l} is 0."""
     with jax.enable_x64(True):
-      model, params = _net(act, depth=5, width=24, init=init, sigma_b2=None,
+      # Width 32 as in test_resolved_float32_values_match_float64: the
+      # float64 kernels of both are drawn at one shape.
+      model, params = _net(act, depth=5, width=32, init=init, sigma_b2=None,
                            dtype=jnp.float64)
       spectra = jacobian.make_spectrum_probe(model)(
-          params, _inputs(3, 24, jnp.float64))
+          params, _inputs(3, 32, jnp.float64))
     rows = np.asarray(spectra.nonzero_rows)
-    self.assertTrue((rows < 24).any())
+    self.assertTrue((rows < 32).any())
     bound = np.minimum.accumulate(rows, axis=1)
     cum = np.asarray(spectra.cumulative)
     for b, l in np.ndindex(*bound.shape):
@@ -146,12 +166,15 @@ class AgreementTest(parameterized.TestCase):
 class TheoryTest(parameterized.TestCase):
 
   def test_orthogonal_linear_net_is_an_isometry_at_depth_50(self):
-    """J = W_50 ... W_1 with orthogonal W_l: every singular value is 1."""
-    model, params = _net("linear", depth=50, width=64, init="orthogonal",
+    """J = W_50 ... W_1 with orthogonal W_l: every singular value is 1.
+
+    Width 32, the float32 kernels' shape in the sigmoid test below.
+    """
+    model, params = _net("linear", depth=50, width=32, init="orthogonal",
                          sigma_b2=None)
-    spectra = jacobian.make_spectrum_probe(model)(params, _inputs(2, 64))
+    spectra = jacobian.make_spectrum_probe(model)(params, _inputs(2, 32))
     chex.assert_tree_all_finite(spectra)
-    # Rounding error of 50 float32 products: ~ sqrt(50 * 64) eps ~ 7e-6.
+    # Rounding error of 50 float32 products: ~ sqrt(50 * 32) eps ~ 5e-6.
     np.testing.assert_allclose(spectra.cumulative, 1.0, atol=1e-4)
     np.testing.assert_allclose(spectra.per_layer, 1.0, atol=1e-5)
 
@@ -171,7 +194,7 @@ class TheoryTest(parameterized.TestCase):
                             init="gaussian", sigma_w2=sigma_w2)
     keys = jax.random.split(jax.random.key(3), nets)
     params = jax.vmap(lambda k: model.init(k, jnp.zeros((width,))))(keys)
-    xs = jax.random.normal(jax.random.key(4), (nets, 1, width))
+    xs = _inputs(nets, width, seed=4)[:, None]
     sv = jax.vmap(jacobian.make_input_output_probe(model))(params, xs)
     mean_sq = np.mean(np.asarray(sv, np.float64) ** 2)
     rel_std = math.sqrt(depth * (depth + 1) / width ** 2 / nets)
@@ -179,6 +202,7 @@ class TheoryTest(parameterized.TestCase):
                            delta=6 * rel_std)
 
   @parameterized.parameters((16, 3, 4096), (64, 5, 512), (256, 10, 32))
+  @pytest.mark.slow  # three vmapped inits and probes, ~6 s each
   def test_relu_he_preserves_squared_norm_in_expectation(self, width, depth,
                                                          nets):
     """E||J v||^2 = ||v||^2 for ReLU, He init, zero biases, at any width.
@@ -194,7 +218,7 @@ class TheoryTest(parameterized.TestCase):
     model = models.make_mlp(depth=depth, width=width, activation="relu",
                             init="he_normal")
     params = jax.vmap(lambda k: model.init(k, jnp.zeros((width,))))(keys)
-    xs = jax.random.normal(jax.random.key(8), (nets, 1, width))
+    xs = _inputs(nets, width, seed=8)[:, None]
     probe = jacobian.make_input_output_probe(model)
     sv = jax.vmap(probe)(params, xs)
     chex.assert_shape(sv, (nets, 1, width))
@@ -219,20 +243,26 @@ class TheoryTest(parameterized.TestCase):
                                                          None),
                             ("relu", "he_normal", None))
   def test_resolved_float32_values_match_float64(self, act, init, sigma_w2):
-    """Every float32 value the floor calls resolved is within 1% of float64."""
+    """Every float32 value the floor calls resolved is within 1% of float64.
+
+    Width 32 (the SVDs' cost grows as N^3): the resolved values' worst error
+    is 0.3-0.4% for these three nets, while a floor without its factor N
+    would pass values off by 10-13% and one 8x too low values off by 2-3%.
+    """
+    width = 32
     with jax.enable_x64(True):
-      model64, params64 = _net(act, 30, 96, init=init, sigma_w2=sigma_w2,
+      model64, params64 = _net(act, 30, width, init=init, sigma_w2=sigma_w2,
                                sigma_b2=None, dtype=jnp.float64)
-      xs64 = _inputs(4, 96, jnp.float64)
+      xs64 = _inputs(4, width, jnp.float64)
       ref = np.asarray(
           jacobian.make_spectrum_probe(model64)(params64, xs64).cumulative)
-      model32 = models.make_mlp(depth=30, width=96, activation=act,
+      model32 = models.make_mlp(depth=30, width=width, activation=act,
                                 init=init, sigma_w2=sigma_w2)
       params32 = jax.tree.map(lambda a: a.astype(jnp.float32), params64)
       got = np.asarray(jacobian.make_spectrum_probe(model32)(
           params32, xs64.astype(jnp.float32)).cumulative, np.float64)
     for l in range(30):
-      mask = spectrum.resolved_mask(got[:, l], (96, 96), np.float32)
+      mask = spectrum.resolved_mask(got[:, l], (width, width), np.float32)
       self.assertTrue(mask[:, 0].all())
       rel = np.abs(got[:, l] - ref[:, l])[mask] / ref[:, l][mask]
       self.assertLess(rel.max(), 1e-2, msg=f"layer {l + 1}")
@@ -276,7 +306,8 @@ class DeepProbeTest(parameterized.TestCase):
                                                             num_outputs):
     depth = 30
     with jax.enable_x64(True):
-      model, params = _net(act, depth=depth, width=5, n_in=3,
+      # AGREE's layer shapes, 30 deep.
+      model, params = _net(act, depth=depth, width=6, n_in=3,
                            num_outputs=num_outputs, dtype=jnp.float64)
       xs = _inputs(2, 3, jnp.float64)
       got = jacobian.make_input_output_probe(model, spectrum=False)(

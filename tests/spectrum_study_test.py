@@ -8,6 +8,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import jax
 import numpy as np
+import pytest
 
 from vgrad.io import records
 from vgrad.io import schemas
@@ -25,6 +26,9 @@ STAT_FIELDS = {"layer", "singular_values", "mean_sq_singular_value",
 
 
 def _study(**kw):
+  """``run_study`` of a small config. The tests share a few (activation,
+  depth, width, num_inputs) combinations where their checks allow: each
+  distinct one compiles its own probe."""
   defaults = dict(depth=6, width=32, num_inputs=3, method="dense")
   return spectrum_study.run_study(
       spectrum_study.SpectrumConfig(**(defaults | kw)))
@@ -58,7 +62,8 @@ class VerdictTest(parameterized.TestCase):
     self.assertLess(io_gain, 0.25 ** 9)
 
   def test_relu_zeros_are_exact_not_unresolved(self):
-    results = _study(act="relu", init="he_normal", depth=3)
+    # relu_he's network of test_verdicts.
+    results = _study(act="relu", init="he_normal", depth=10)
     io = results["input_output"]
     self.assertGreater(min(io["num_exact_zeros"]), 0)
     self.assertIn("rank-deficient", spectrum_study.verdict(results))
@@ -95,6 +100,7 @@ class VerdictTest(parameterized.TestCase):
     table = spectrum_study.format_table(results)
     self.assertLen(table.splitlines(), 2 + 6)
 
+  @pytest.mark.slow
   def test_lsuv_is_fitted_to_the_probe_inputs(self):
     # run_study must apply LSUV (not just its orthonormal pre-init): the
     # gain equals that of the net rescaled on the probe's own inputs, and
@@ -115,8 +121,11 @@ class VerdictTest(parameterized.TestCase):
         dataclasses.replace(config, init="orthogonal"))["input_output"])
     self.assertGreater(gain, 4 * orthogonal)
 
+  @pytest.mark.slow
   def test_float64_resolves_what_float32_cannot(self):
-    kw = dict(act="tanh", init="gaussian", sigma_w2=1.0, depth=40, width=64)
+    # tanh_critical's network of test_verdicts: float32 resolves 20 of the
+    # 32 singular values at layer 20, float64 30.
+    kw = dict(act="tanh", init="gaussian", sigma_w2=1.0, depth=20)
     r32 = _study(**kw)
     with jax.enable_x64(True):
       r64 = _study(dtype="float64", **kw)
@@ -130,10 +139,15 @@ class VerdictTest(parameterized.TestCase):
 class MethodTest(parameterized.TestCase):
   """--method: auto picks qr exactly when the dense product loses values."""
 
+  # Each qr test compiles its own QR probe, ~6 s of CPU.
+  @pytest.mark.slow
   def test_auto_picks_qr_and_agrees_with_dense_where_dense_resolves(self):
     kw = {"act": "sigmoid", "init": "glorot_normal", "depth": 10,
           "width": 32}
-    auto = _study(method="auto", **kw)
+    # QR at layers 1, 6 and 10: the probe tests/jacobian_spectrum_main_test.py
+    # compiles too (MethodTest, --qr_layers=6,1), shared through the
+    # suite's persistent compilation cache.
+    auto = _study(method="auto", qr_layers=(6, 1), **kw)
     dense = _study(**kw)
     self.assertEqual(auto["method"], "qr")
     self.assertStartsWith(auto["method_reason"],
@@ -162,12 +176,14 @@ class MethodTest(parameterized.TestCase):
                      spectrum_study.verdict(dense).split(":")[0])
 
   def test_auto_keeps_dense_when_float32_resolves_everything(self):
+    # orthogonal_linear's network of test_verdicts.
     results = _study(method="auto", act="linear", init="orthogonal",
-                     depth=5)
+                     depth=20)
     self.assertEqual(results["method"], "dense")
     self.assertIn("resolves the predicted spread", results["method_reason"])
     self.assertIn("per_layer", results)
 
+  @pytest.mark.slow
   def test_auto_picks_qr_beyond_the_float32_range(self):
     """tanh with N(0, 1) weights is chaotic: its activations stay in
     [-1, 1] while each layer multiplies the Jacobian by ~sqrt(chi) ~ 2
@@ -188,6 +204,7 @@ class MethodTest(parameterized.TestCase):
                        math.log(np.finfo(np.float32).max))
     json.dumps(results, allow_nan=False)
 
+  @pytest.mark.slow
   def test_overflowing_activations_are_reported_as_overflow(self):
     """ReLU with N(0, 1) weights: the activations themselves overflow
     float32 (x grows like sqrt(N/2)^l); the QR path says so (NaN, not the
@@ -199,6 +216,7 @@ class MethodTest(parameterized.TestCase):
     self.assertIn("overflowed", spectrum_study.verdict(results))
     json.dumps(results, allow_nan=False)
 
+  @pytest.mark.slow
   def test_qr_schema_table_and_figure(self):
     results = json.loads(json.dumps(_study(
         method="qr", act="relu", init="he_normal", depth=12, width=16,
@@ -267,8 +285,9 @@ class MethodTest(parameterized.TestCase):
 class PlottingTest(absltest.TestCase):
 
   def test_figure_from_saved_results(self):
+    # tanh_critical's network of VerdictTest.test_verdicts.
     results = json.loads(json.dumps(_study(act="tanh", init="gaussian",
-                                           sigma_w2=1.0, depth=30)))
+                                           sigma_w2=1.0, depth=20)))
     fig = plotting.plot_jacobian_spectrum(results)
     left, right = fig.axes
     self.assertEqual(left.get_yscale(), "log")
@@ -292,7 +311,7 @@ class PlottingTest(absltest.TestCase):
     readers (records.upgrade_keys) see sigma_w2 = sigma_w ** 2."""
     new = json.loads(json.dumps(_study(act="tanh", init="gaussian",
                                        sigma_w2=2.25, sigma_b2=0.25,
-                                       depth=3)))
+                                       depth=20)))
     self.assertEqual(records.upgrade_keys(new), new)
     old = dict(new, config={
         {"sigma_w2": "sigma_w", "sigma_b2": "sigma_b"}.get(k, k): v
