@@ -21,8 +21,14 @@ VAR_RTOL = 6 * math.sqrt(2 / N)
 MEAN_ATOL_IN_STD = 6 / math.sqrt(N)
 
 
-def _draw(name, shape=SHAPE, sigma_w2=None, seed=0, dtype=jnp.float32):
+def _draw(name, shape=SHAPE, sigma_w2=None, seed=0, dtype=jnp.float32,
+          jit=False):
+  """A draw as float64 NumPy. ``jit``: one compiled program for the whole
+  initializer (the orthogonal ones: a draw, a QR and a sign fix) instead of
+  an op-by-op compilation of each of its operations for this shape."""
   init = initializers.get_initializer(name, sigma_w2)
+  if jit:
+    init = jax.jit(init, static_argnums=(1, 2))
   return np.asarray(init(jax.random.key(seed), shape, dtype), np.float64)
 
 
@@ -56,11 +62,12 @@ class InitializersTest(parameterized.TestCase):
   def test_orthogonal_is_orthogonal(self, shape, sigma_w2):
     """W = sqrt(sigma_w2) Q: the Gram matrix is sigma_w2 I."""
     with jax.enable_x64(True):
-      w = _draw("orthogonal", shape, sigma_w2=sigma_w2, dtype=jnp.float64)
+      w = _draw("orthogonal", shape, sigma_w2=sigma_w2, dtype=jnp.float64,
+                jit=True)
     gram = w.T @ w if shape[0] >= shape[1] else w @ w.T
     np.testing.assert_allclose(gram, sigma_w2 * np.eye(min(shape)),
                                atol=1e-12)
-    w32 = _draw("orthogonal", shape, sigma_w2=sigma_w2)
+    w32 = _draw("orthogonal", shape, sigma_w2=sigma_w2, jit=True)
     gram = w32.T @ w32 if shape[0] >= shape[1] else w32 @ w32.T
     np.testing.assert_allclose(gram, sigma_w2 * np.eye(min(shape)),
                                atol=1e-5)
@@ -69,10 +76,12 @@ class InitializersTest(parameterized.TestCase):
     # Haar measure: E[Q_11] = 0 and E[Q_11^2] = 1/n; the sign fix matters
     # (without it, QR's diagonal convention biases Q_11 positive).
     n, draws = 8, 4000
-    keys = jax.random.split(jax.random.key(1), draws)
     init = initializers.get_initializer("orthogonal")
-    q11 = np.asarray(jax.vmap(lambda k: init(k, (n, n), jnp.float32))(keys)
-                     [:, 0, 0], np.float64)
+    # One compiled program for the keys and the vmapped draws.
+    q11 = np.asarray(jax.jit(lambda: jax.vmap(
+        lambda k: init(k, (n, n), jnp.float32))(
+            jax.random.split(jax.random.key(1), draws)))()[:, 0, 0],
+                     np.float64)
     std = math.sqrt(1 / n)
     self.assertLess(abs(q11.mean()), 6 * std / math.sqrt(draws))
     self.assertAlmostEqual(np.mean(q11 ** 2) * n, 1.0,
@@ -99,7 +108,7 @@ class InitializersTest(parameterized.TestCase):
     self.assertFalse(initializers.DATA_DEPENDENT
                      & initializers.TAKES_SIGMA_W2)
     with jax.enable_x64(True):
-      w = _draw("lsuv", (64, 64), dtype=jnp.float64)
+      w = _draw("lsuv", (64, 64), dtype=jnp.float64, jit=True)
     np.testing.assert_allclose(w.T @ w, np.eye(64), atol=1e-12)
     self.assertEqual(initializers.weight_variance("lsuv", 100, 40), 1 / 100)
     with self.assertRaisesRegex(ValueError, "sets its own scale from data"):

@@ -24,29 +24,77 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from vgrad.nn import models
-from vgrad.probes import jacobian
 from vgrad.probes import matrix_free
+
+# NumPy activations and derivatives for the float64 reference Jacobians.
+_NP_ACTIVATIONS = {
+    "tanh": (np.tanh, lambda h: 1 - np.tanh(h) ** 2),
+    "relu": (lambda h: np.maximum(h, 0.0), lambda h: (h > 0).astype(h.dtype)),
+    "linear": (lambda h: h, np.ones_like),
+}
 
 
 def _net(act, depth, width, init="gaussian", sigma_w2=1.0, sigma_b2=0.01,
-         num_outputs=None, dtype=jnp.float32, seed=0):
+         num_outputs=None, dtype=np.float32, seed=0):
+  """The model and NumPy parameters from the distribution ``model.init``
+  draws from: gaussian ``W ~ N(0, sigma_w2 / fan_in)``, orthogonal
+  ``sqrt(sigma_w2) Q`` (Q Haar: QR with the signs of diag R), biases
+  ``N(0, sigma_b2)`` (zero if None). Drawn by NumPy: a jitted Flax init
+  compiles for seconds per net and the tests need only the distribution.
+  The tree is checked against ``model.init``'s (traced, not compiled)."""
   model = models.make_mlp(depth=depth, width=width, activation=act,
                           init=init, sigma_w2=sigma_w2, sigma_b2=sigma_b2,
                           num_outputs=num_outputs, param_dtype=dtype)
-  params = jax.jit(model.init)(jax.random.key(seed),
-                               jnp.zeros((width,), dtype))
+  rng = np.random.default_rng(seed)
+
+  def kernel(n_in, n_out):
+    if init == "orthogonal":
+      q, r = np.linalg.qr(rng.standard_normal((n_in, n_out)))
+      return math.sqrt(sigma_w2) * q * np.sign(np.diag(r))[None, :]
+    return rng.standard_normal((n_in, n_out)) * math.sqrt(sigma_w2 / n_in)
+
+  def bias(n):
+    if sigma_b2 is None:
+      return np.zeros((n,))
+    return math.sqrt(sigma_b2) * rng.standard_normal((n,))
+
+  shapes = [(f"layers_{l}", width) for l in range(depth)]
+  if num_outputs is not None:
+    shapes.append(("readout", num_outputs))
+  params = {"params": {name: {"kernel": kernel(width, n).astype(dtype),
+                              "bias": bias(n).astype(dtype)}
+                       for name, n in shapes}}
+  chex.assert_trees_all_equal_shapes_and_dtypes(params, jax.eval_shape(
+      model.init, jax.random.key(0), jax.ShapeDtypeStruct((width,), dtype)))
   return model, params
 
 
-def _input(width, dtype=jnp.float32, seed=1):
-  return jax.random.normal(jax.random.key(seed), (width,), dtype)
+def _input(width, dtype=np.float32, seed=1):
+  return np.random.default_rng(seed).standard_normal((width,)).astype(dtype)
 
 
-def _dense_sv(model, params, x):
-  return np.asarray(
-      jacobian.make_input_output_probe(model)(params, x[None])[0])
+def _dense_jacobian(act, params, x, layer=None):
+  """``d x_layer / d x_0`` (``dy / d x_0`` if layer is None) in float64
+  NumPy: the product of ``J_l = diag(phi'(h_l)) W_l`` (and the readout)."""
+  fn, deriv = _NP_ACTIVATIONS[act]
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), params["params"])
+  depth = sum(name.startswith("layers_") for name in p)
+  x = np.asarray(x, np.float64)
+  jac = np.eye(x.shape[0])
+  for l in range(depth if layer is None else layer):
+    h = x @ p[f"layers_{l}"]["kernel"] + p[f"layers_{l}"]["bias"]
+    jac = deriv(h)[:, None] * p[f"layers_{l}"]["kernel"].T @ jac
+    x = fn(h)
+  if layer is None and "readout" in p:
+    jac = p["readout"]["kernel"].T @ jac
+  return jac
+
+
+def _dense_sv(act, params, x):
+  return np.linalg.svd(_dense_jacobian(act, params, x), compute_uv=False)
 
 
 def _matrix_operators(a):
@@ -55,40 +103,47 @@ def _matrix_operators(a):
 
 
 def _graded_matrix(m, n, decades, seed):
-  """``U diag(s) V^T`` with s log-spaced over ``decades``, Haar U, V."""
-  keys = jax.random.split(jax.random.key(seed), 2)
-  u = jnp.linalg.qr(jax.random.normal(keys[0], (m, m), jnp.float64))[0]
-  v = jnp.linalg.qr(jax.random.normal(keys[1], (n, n), jnp.float64))[0]
-  s = jnp.logspace(0, -decades, min(m, n), dtype=jnp.float64)
+  """``U diag(s) V^T`` with s log-spaced over ``decades``, random
+  orthogonal U, V (NumPy, float64)."""
+  rng = np.random.default_rng(seed)
+  u = np.linalg.qr(rng.standard_normal((m, m)))[0]
+  v = np.linalg.qr(rng.standard_normal((n, n)))[0]
+  s = np.logspace(0, -decades, min(m, n))
   return (u[:, :min(m, n)] * s[None, :]) @ v[:, :min(m, n)].T, s
+
+
+# The library's Ritz decomposition, one compiled program per k (eagerly it
+# is a handful of op-by-op compilations per k).
+_ritz = jax.jit(matrix_free.ritz_decomposition)
 
 
 class OperatorsTest(parameterized.TestCase):
 
   def test_matvec_and_rmatvec_are_the_dense_jacobian(self):
     with jax.enable_x64(True):
-      model, params = _net("tanh", 3, 16, num_outputs=5, dtype=jnp.float64)
-      x = _input(16, jnp.float64)
+      model, params = _net("tanh", 3, 16, num_outputs=5, dtype=np.float64)
+      x = _input(16, np.float64)
       fn = matrix_free.mlp_map(model, params)
 
       @jax.jit
       def products(x, v, u):
         matvec, rmatvec = matrix_free.linear_operators(fn, x)
-        return matvec(v), rmatvec(u), jax.jacrev(fn)(x)
-      v, u = _input(16, jnp.float64, 2), _input(5, jnp.float64, 3)
-      jv, jtu, jac = products(x, v, u)
+        return matvec(v), rmatvec(u)
+      v, u = _input(16, np.float64, 2), _input(5, np.float64, 3)
+      jv, jtu = products(x, v, u)
+      jac = _dense_jacobian("tanh", params, x)
       chex.assert_shape((jv, jtu), [(5,), (16,)])
       chex.assert_trees_all_close(jv, jac @ v, rtol=1e-12)
       chex.assert_trees_all_close(jtu, jac.T @ u, rtol=1e-12)
 
   def test_mlp_map_to_layer_has_the_cumulative_jacobian(self):
     with jax.enable_x64(True):
-      model, params = _net("relu", 4, 12, dtype=jnp.float64)
-      x = _input(12, jnp.float64)
-      chain = jacobian.cumulative_jacobians(
-          jacobian.analytic_layer_jacobians(model, params, x))
+      model, params = _net("relu", 4, 12, dtype=np.float64)
+      x = _input(12, np.float64)
       fn = matrix_free.mlp_map(model, params, layer=2)
-      chex.assert_trees_all_close(jax.jacfwd(fn)(x), chain[1], rtol=1e-12)
+      chex.assert_trees_all_close(jax.jit(jax.jacfwd(fn))(x),
+                                  _dense_jacobian("relu", params, x, layer=2),
+                                  rtol=1e-12)
 
   def test_bad_arguments(self):
     with self.assertRaisesRegex(ValueError, "x must be 1-D"):
@@ -116,10 +171,11 @@ class GolubKahanTest(parameterized.TestCase):
       a, _ = _graded_matrix(m, n, 2, seed=m + n)
       matvec, rmatvec = _matrix_operators(a)
       gk = transform(lambda v0: matrix_free.golub_kahan(
-          matvec, rmatvec, v0, k))(_input(n, jnp.float64))
+          matvec, rmatvec, v0, k))(_input(n, np.float64))
       chex.assert_shape((gk.alphas, gk.betas, gk.left, gk.right),
                         [(k,), (k,), (k, m), (k + 1, n)])
-      b = matrix_free.bidiagonal_matrix(gk.alphas, gk.betas)
+      b = np.asarray(matrix_free.bidiagonal_matrix(gk.alphas, gk.betas))
+      gk = jax.device_get(gk)
       v_k, u_k = gk.right[:k].T, gk.left.T
       atol = 1e-12  # ||J|| = 1; rounding ~ k eps (module docstring)
       np.testing.assert_allclose(gk.left @ gk.left.T, np.eye(k), atol=atol)
@@ -133,15 +189,15 @@ class GolubKahanTest(parameterized.TestCase):
       # The Ritz residuals are what the error bounds say: with
       # B = P S Q^T, y = V_k Q, z = U_k P: J y = S z and
       # ||J^T z_i - s_i y_i|| = |beta_k P[k, i]| = sqrt(2) bound_i.
-      ritz = matrix_free.ritz_decomposition(gk.alphas, gk.betas)
-      p, s, qt = np.linalg.svd(np.asarray(b))
+      ritz = jax.device_get(_ritz(gk.alphas, gk.betas))
+      p, s, qt = np.linalg.svd(b)
       y, z = v_k @ qt.T, u_k @ p
       np.testing.assert_allclose(ritz.singular_values, s, atol=atol)
       np.testing.assert_allclose(a @ y, z * s[None, :], atol=atol)
       np.testing.assert_allclose(
           np.linalg.norm(a.T @ z - y * s[None, :], axis=0) / math.sqrt(2),
           ritz.error_bounds, atol=atol)
-      self.assertGreater(np.max(np.asarray(ritz.error_bounds)), 1e-6)
+      self.assertGreater(np.max(ritz.error_bounds), 1e-6)
 
   def test_full_reorthogonalisation_keeps_a_graded_spectrum_exact(self):
     """k = n on singular values over 12 decades: V orthonormal, all exact.
@@ -151,11 +207,11 @@ class GolubKahanTest(parameterized.TestCase):
     """
     with jax.enable_x64(True):
       a, s = _graded_matrix(48, 48, 12, seed=3)
-      gk = matrix_free.golub_kahan(*_matrix_operators(a),
-                                   _input(48, jnp.float64), 48)
+      gk = jax.device_get(matrix_free.golub_kahan(
+          *_matrix_operators(a), _input(48, np.float64), 48))
       np.testing.assert_allclose(gk.right[:48] @ gk.right[:48].T, np.eye(48),
                                  atol=1e-12)
-      ritz = matrix_free.ritz_decomposition(gk.alphas, gk.betas)
+      ritz = _ritz(gk.alphas, gk.betas)
       np.testing.assert_allclose(ritz.singular_values, s, rtol=0,
                                  atol=1e-12)
 
@@ -168,14 +224,13 @@ class GolubKahanTest(parameterized.TestCase):
     """
     with jax.enable_x64(True):
       s = np.array([3.0] * 5 + [1.0] * 5 + [0.0] * 6)
-      q = jnp.linalg.qr(jax.random.normal(jax.random.key(5), (16, 16),
-                                          jnp.float64))[0]
+      q = np.linalg.qr(np.random.default_rng(5).standard_normal((16, 16)))[0]
       a = (q * s[None, :]) @ q.T
-      gk = matrix_free.golub_kahan(*_matrix_operators(a),
-                                   _input(16, jnp.float64), 16)
+      gk = jax.device_get(matrix_free.golub_kahan(
+          *_matrix_operators(a), _input(16, np.float64), 16))
       chex.assert_tree_all_finite(gk)
-      self.assertGreaterEqual(int(np.sum(np.asarray(gk.betas) == 0)), 2)
-      ritz = matrix_free.ritz_decomposition(gk.alphas, gk.betas)
+      self.assertGreaterEqual(int(np.sum(gk.betas == 0)), 2)
+      ritz = _ritz(gk.alphas, gk.betas)
       chex.assert_tree_all_finite(ritz)
       np.testing.assert_allclose(ritz.singular_values, s, atol=1e-12)
       np.testing.assert_allclose(gk.left @ gk.left.T, np.eye(16), atol=1e-12)
@@ -187,53 +242,58 @@ class GolubKahanTest(parameterized.TestCase):
     restart), and the remaining coefficients are exact zeros too.
     """
     with jax.enable_x64(True):
-      a = jnp.diag(jnp.array([2.0, 2.0, 0.0, 0.0]))
-      gk = jax.jit(lambda v0: matrix_free.golub_kahan(
-          *_matrix_operators(a), v0, 4))(jnp.array([1.0, 0.0, 1.0, 0.0]))
+      a = np.diag([2.0, 2.0, 0.0, 0.0])
+      gk = jax.device_get(jax.jit(lambda v0: matrix_free.golub_kahan(
+          *_matrix_operators(a), v0, 4))(np.array([1.0, 0.0, 1.0, 0.0])))
       chex.assert_tree_all_finite(gk)
       self.assertEqual(float(gk.alphas[1]), 0.0)
-      ritz = matrix_free.ritz_decomposition(gk.alphas, gk.betas)
+      ritz = _ritz(gk.alphas, gk.betas)
       np.testing.assert_allclose(ritz.singular_values, [2, 2, 0, 0],
                                  atol=1e-15)
       np.testing.assert_allclose(gk.right[:4] @ gk.right[:4].T, np.eye(4),
                                  atol=1e-15)
 
   def test_bad_step_counts(self):
-    matvec, rmatvec = _matrix_operators(jnp.ones((3, 5)))
+    matvec, rmatvec = _matrix_operators(np.ones((3, 5), np.float32))
     for k in (0, 4):
       with self.assertRaisesRegex(ValueError, r"num_steps must be in 1 \.\. "
                                   r"min\(m, n\) = 3"):
-        matrix_free.golub_kahan(matvec, rmatvec, jnp.ones((5,)), k)
+        matrix_free.golub_kahan(matvec, rmatvec, np.ones((5,), np.float32), k)
 
 
 class ExtremeSingularValuesTest(parameterized.TestCase):
 
+  @pytest.mark.slow
   def test_largest_match_dense_float32_and_vmap(self):
     """Top 5 of a width-128 ReLU net after 40 steps, three inputs vmapped.
 
     Each Ritz value is within its residual bound of a singular value of J,
     and interlacing puts it below the i-th one; once the bounds are below
-    the gaps it is the i-th. Float32 rounding floor: the dense probe and
-    each JVP/VJP round a depth-4 chain of width-128 products, relative
-    error ~ L sqrt(N) eps32 = 4 * 11 * 1.2e-7 ~ 5e-6 of ||J|| per method;
-    allow 1e-4 ||J||. The gap sigma_5 - sigma_6 is asserted > 1e-3 ||J||,
+    the gaps it is the i-th. Float32 rounding floor: each JVP/VJP rounds a
+    depth-4 chain of width-128 products, relative error ~ L sqrt(N) eps32 =
+    4 * 11 * 1.2e-7 ~ 5e-6 of ||J|| (the dense reference, float64 NumPy,
+    adds nothing at this level); allow 1e-4 ||J||. The gap sigma_5 - sigma_6 is asserted > 1e-3 ||J||,
     far above both. Agreement with the dense probe per input is also what
     shows that vmap over inputs is right.
     """
     model, params = _net("relu", 4, 128, sigma_w2=1.96)
-    xs = jax.random.normal(jax.random.key(1), (3, 128))
-    keys = jax.random.split(jax.random.key(2), 3)
+    xs = np.random.default_rng(1).standard_normal((3, 128)).astype(
+        np.float32)
     fn = matrix_free.mlp_map(model, params)
-    got = jax.jit(jax.vmap(
-        lambda x, key: matrix_free.extreme_singular_values(fn, x, key, 40,
-                                                           5)))(xs, keys)
+
+    @jax.jit
+    def run(xs):
+      keys = jax.random.split(jax.random.key(2), 3)
+      return jax.vmap(lambda x, key: matrix_free.extreme_singular_values(
+          fn, x, key, 40, 5))(xs, keys)
+    got = jax.device_get(run(xs))
     chex.assert_shape(got, matrix_free.ExtremeSingularValues(
         *[(3, 5)] * 4))
     chex.assert_tree_all_finite(got)
-    dense = np.asarray(jacobian.make_input_output_probe(model)(params, xs))
+    dense = np.stack([_dense_sv("relu", params, x) for x in xs])
     top = dense[:, :1]
     floor = 1e-4 * top
-    bounds = np.asarray(got.largest_bounds)
+    bounds = got.largest_bounds
     self.assertTrue(np.all(bounds < 1e-3 * top))  # converged at 40 steps
     np.testing.assert_array_less(np.abs(got.largest - dense[:, :5]),
                                  bounds + floor)
@@ -243,16 +303,18 @@ class ExtremeSingularValuesTest(parameterized.TestCase):
   def test_num_steps_n_gives_the_whole_dense_spectrum(self):
     """k = n = 128 steps: all 128 singular values = dense SVD (float64)."""
     with jax.enable_x64(True):
-      model, params = _net("tanh", 4, 128, sigma_w2=2.25, dtype=jnp.float64)
-      x = _input(128, jnp.float64)
-      got = jax.jit(lambda x: matrix_free.extreme_singular_values(
-          matrix_free.mlp_map(model, params), x, jax.random.key(3), 128,
-          64))(x)
-      dense = _dense_sv(model, params, x)
+      model, params = _net("tanh", 4, 128, sigma_w2=2.25, dtype=np.float64)
+      x = _input(128, np.float64)
+      got = jax.device_get(jax.jit(
+          lambda x: matrix_free.extreme_singular_values(
+              matrix_free.mlp_map(model, params), x, jax.random.key(3), 128,
+              64))(x))
+      dense = _dense_sv("tanh", params, x)
     spectrum = np.concatenate([got.largest, got.smallest[::-1]])
     np.testing.assert_allclose(spectrum, dense, rtol=0, atol=1e-10 * dense[0])
     np.testing.assert_array_less(got.largest_bounds, 1e-10 * dense[0])
 
+  @pytest.mark.slow
   def test_smallest_of_a_graded_spectrum_within_their_bounds(self):
     """Deep tanh, Gaussian sigma_w2 = 4: singular values over ~19 decades.
 
@@ -264,19 +326,19 @@ class ExtremeSingularValuesTest(parameterized.TestCase):
     far above sigma_min ~ 3e-20 ||J||: the smallest converge slowly.
     """
     with jax.enable_x64(True):
-      model, params = _net("tanh", 8, 128, sigma_w2=4.0, dtype=jnp.float64)
-      x = _input(128, jnp.float64)
+      model, params = _net("tanh", 8, 128, sigma_w2=4.0, dtype=np.float64)
+      x = _input(128, np.float64)
       fn = matrix_free.mlp_map(model, params)
-      gk = jax.jit(lambda x: matrix_free.golub_kahan(
+      gk = jax.device_get(jax.jit(lambda x: matrix_free.golub_kahan(
           *matrix_free.linear_operators(fn, x),
-          jax.random.normal(jax.random.key(4), (128,), jnp.float64), 96))(x)
-      dense = _dense_sv(model, params, x)
+          jax.random.normal(jax.random.key(4), (128,), jnp.float64), 96))(x))
+      dense = _dense_sv("tanh", params, x)
       floor = 1e-10 * dense[0]
       for j in (64, 80, 96):
         # The first j steps of a run are a j-step run.
-        ritz = matrix_free.ritz_decomposition(gk.alphas[:j], gk.betas[:j])
-        smallest = np.asarray(ritz.singular_values)[::-1][:3]
-        bounds = np.asarray(ritz.error_bounds)[::-1][:3]
+        ritz = jax.device_get(_ritz(gk.alphas[:j], gk.betas[:j]))
+        smallest = ritz.singular_values[::-1][:3]
+        bounds = ritz.error_bounds[::-1][:3]
         nearest = np.min(np.abs(smallest[:, None] - dense[None, :]), axis=1)
         np.testing.assert_array_less(nearest, bounds + floor)
         np.testing.assert_array_less(dense[::-1][:3], smallest + floor)
@@ -316,9 +378,9 @@ class OrthogonalLinearNetTest(absltest.TestCase):
 
   def test_density_is_one_kernel_with_k_less_than_n(self):
     """Every Ritz value is sigma_w^L; the log density is N(L ln sigma_w)."""
-    grid, width = jnp.linspace(0.0, 2.0, 41), 0.1
-    got = jax.jit(lambda x: matrix_free.spectral_density(
-        self.fn, x, jax.random.key(10), 3, 12, grid, width))(self.x)
+    grid, width = np.linspace(0.0, 2.0, 41, dtype=np.float32), 0.1
+    got = jax.device_get(jax.jit(lambda x: matrix_free.spectral_density(
+        self.fn, x, jax.random.key(10), 3, 12, grid, width))(self.x))
     chex.assert_tree_all_finite(got)
     np.testing.assert_allclose(got.quadrature.singular_values, self.sigma,
                                rtol=1e-5)
@@ -330,8 +392,8 @@ class OrthogonalLinearNetTest(absltest.TestCase):
     np.testing.assert_allclose(got.density, expected, rtol=0,
                                atol=1e-3 * expected.max())
     np.testing.assert_allclose(
-        matrix_free.exact_density(jnp.full((self.WIDTH,), self.sigma), grid,
-                                  width),
+        matrix_free.exact_density(np.full((self.WIDTH,), self.sigma,
+                                          np.float32), grid, width),
         expected, rtol=0, atol=1e-5 * expected.max())
     np.testing.assert_allclose(got.moments, [self.sigma ** 2,
                                              self.sigma ** 4], rtol=1e-4)
@@ -343,19 +405,25 @@ class SpectralDensityTest(parameterized.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     with jax.enable_x64(True):
-      model, params = _net("tanh", 4, 64, sigma_w2=2.25, dtype=jnp.float64)
-      cls.x = _input(64, jnp.float64)
-      cls.fn = staticmethod(matrix_free.mlp_map(model, params))
-      cls.jac = np.asarray(jax.jit(jax.jacfwd(cls.fn))(cls.x))
+      model, params = _net("tanh", 4, 64, sigma_w2=2.25, dtype=np.float64)
+    cls.x = _input(64, np.float64)
+    cls.fn = staticmethod(matrix_free.mlp_map(model, params))
+    cls.jac = _dense_jacobian("tanh", params, cls.x)
     cls.sv = np.linalg.svd(cls.jac, compute_uv=False)
 
   def setUp(self):
     super().setUp()
     self.enter_context(jax.enable_x64(True))
 
-  def _density(self, *args, **kwargs):
-    return jax.jit(lambda x: matrix_free.spectral_density(
-        self.fn, x, *args, **kwargs))(self.x)
+  def _density(self, key, num_probes, *args, probe="rademacher", **kwargs):
+    """spectral_density at self.x, and its probes: drawn in the same
+    program (one compilation, not a second one for the random bits)."""
+    def run(x):
+      return (matrix_free.spectral_density(self.fn, x, key, num_probes,
+                                           *args, probe=probe, **kwargs),
+              matrix_free.sample_probes(key, num_probes, x.shape[0], x.dtype,
+                                        probe))
+    return jax.device_get(jax.jit(run)(self.x))
 
   @parameterized.parameters(("gaussian", "squared"), ("rademacher", "log"))
   def test_moments_match_exact_traces_and_density_integrates_to_one(
@@ -388,15 +456,13 @@ class SpectralDensityTest(parameterized.TestCase):
     else:
       width = 0.05 * self.sv[0] ** 2
       lo, hi = 0.0, self.sv[0] ** 2
-    grid = jnp.arange(lo - 10 * width, hi + 10 * width, width / 8)
+    grid = np.arange(lo - 10 * width, hi + 10 * width, width / 8)
     key = jax.random.key(7)
-    got = self._density(key, num_probes, 2, grid, width, variable=variable,
-                        probe=probe)
-    theta = np.asarray(got.quadrature.singular_values) ** 2
-    w = np.asarray(got.quadrature.weights)
+    got, probes = self._density(key, num_probes, 2, grid, width,
+                                variable=variable, probe=probe)
+    theta = got.quadrature.singular_values ** 2
+    w = got.quadrature.weights
     per_probe = np.stack([np.sum(w * theta, 1), np.sum(w * theta ** 2, 1)])
-    probes = np.asarray(matrix_free.sample_probes(key, num_probes, n,
-                                                  jnp.float64, probe))
     ju = probes @ self.jac.T / np.linalg.norm(probes, axis=1)[:, None]
     np.testing.assert_allclose(per_probe[0], np.sum(ju ** 2, 1), rtol=1e-12)
     np.testing.assert_allclose(per_probe[1], np.sum((ju @ self.jac) ** 2, 1),
@@ -412,20 +478,21 @@ class SpectralDensityTest(parameterized.TestCase):
         np.std(per_probe, axis=1, ddof=1) / math.sqrt(num_probes), rtol=1e-10)
     np.testing.assert_allclose(np.sum(got.quadrature.weights, 1), 1.0,
                                rtol=1e-12)
-    self.assertTrue(np.all(np.asarray(got.density) >= 0))
+    self.assertTrue(np.all(got.density >= 0))
     self.assertAlmostEqual(float(np.trapezoid(got.density, grid)), 1.0,
                            delta=1e-9)
 
   def test_k_equals_n_gives_the_probe_spectral_measure(self):
     """k = n: nodes = sigma_j^2, weights = (q_j^T u)^2 (dense right SVD)."""
-    key, grid, width = jax.random.key(9), jnp.linspace(-6.0, 2.0, 81), 0.2
-    got = self._density(key, 1, 64, grid, width)
-    v = np.asarray(matrix_free.sample_probes(key, 1, 64, jnp.float64))[0]
+    key, grid, width = jax.random.key(9), np.linspace(-6.0, 2.0, 81), 0.2
+    got, probes = self._density(key, 1, 64, grid, width)
+    v = probes[0]
     _, s, qt = np.linalg.svd(self.jac)
     weights = (qt @ v) ** 2 / (v @ v)
-    expected = matrix_free.mixture_density(
-        jnp.log(jnp.asarray(s))[None], jnp.asarray(weights)[None], grid,
-        width)
+    # The Gaussian mixture sum_j weights_j N(grid; log s_j, width^2).
+    z = (grid[None, :] - np.log(s)[:, None]) / width
+    expected = weights @ (np.exp(-0.5 * z * z)
+                          / (math.sqrt(2 * math.pi) * width))
     chex.assert_shape(got.density, (81,))
     np.testing.assert_allclose(got.density, expected, rtol=1e-8,
                                atol=1e-10)
@@ -434,13 +501,17 @@ class SpectralDensityTest(parameterized.TestCase):
     """jit(vmap) over two inputs: shapes, dtype, per-input moments."""
     model, params = _net("tanh", 3, 32, sigma_w2=2.25)
     fn = matrix_free.mlp_map(model, params)
-    grid = jnp.linspace(-3.0, 2.0, 11)
+    grid = np.linspace(-3.0, 2.0, 11, dtype=np.float32)
 
     def run(x):
       return matrix_free.spectral_density(fn, x, jax.random.key(11), 4, 8,
                                           grid, 0.3)
-    xs = jax.random.normal(jax.random.key(12), (2, 32), jnp.float32)
-    got = jax.jit(jax.vmap(run))(xs)
+    xs = np.random.default_rng(12).standard_normal((2, 32)).astype(
+        np.float32)
+    # The probes (the same for both inputs) from the same program.
+    got, probes = jax.device_get(jax.jit(lambda xs: (
+        jax.vmap(run)(xs), matrix_free.sample_probes(
+            jax.random.key(11), 4, 32, jnp.float32)))(xs))
     chex.assert_shape(got.density, (2, 11))
     chex.assert_shape(got.quadrature,
                       matrix_free.Quadrature((2, 4, 8), (2, 4, 8)))
@@ -450,23 +521,22 @@ class SpectralDensityTest(parameterized.TestCase):
     np.testing.assert_allclose(np.sum(got.quadrature.weights, -1), 1.0,
                                rtol=1e-5)
     # Per input, the first moment is the mean of 4 quadratic forms
-    # u^T J^T J u: check it against the dense Jacobian of that input.
-    probes = matrix_free.sample_probes(jax.random.key(11), 4, 32,
-                                       jnp.float32)
-    u = probes / jnp.linalg.norm(probes, axis=1, keepdims=True)
-    jacs = jax.jit(jax.vmap(jax.jacfwd(fn)))(xs)
+    # u^T J^T J u: check it against the dense Jacobian of that input
+    # (float64; the float32 moments are within ~1e-6 of it).
+    probes = np.asarray(probes, np.float64)
+    u = probes / np.linalg.norm(probes, axis=1, keepdims=True)
     for b in range(2):
-      ju = u @ jacs[b].T
+      ju = u @ _dense_jacobian("tanh", params, xs[b]).T
       np.testing.assert_allclose(got.moments[b, 0],
-                                 jnp.mean(jnp.sum(ju ** 2, 1)), rtol=1e-4)
+                                 np.mean(np.sum(ju ** 2, 1)), rtol=1e-4)
 
   def test_bad_names(self):
     with self.assertRaisesRegex(ValueError, "unknown variable 'ln'"):
       matrix_free.spectral_density(self.fn, self.x, jax.random.key(0), 2, 4,
-                                   jnp.zeros((1,)), 0.1, variable="ln")
+                                   np.zeros((1,)), 0.1, variable="ln")
     with self.assertRaisesRegex(ValueError, "unknown probe 'normal'"):
       matrix_free.spectral_density(self.fn, self.x, jax.random.key(0), 2, 4,
-                                   jnp.zeros((1,)), 0.1, probe="normal")
+                                   np.zeros((1,)), 0.1, probe="normal")
 
 
 if __name__ == "__main__":

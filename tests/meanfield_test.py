@@ -18,6 +18,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from scipy import integrate
 from scipy import optimize
 from scipy import special
@@ -93,6 +94,7 @@ class ClosedFormTest(parameterized.TestCase):
       self.assertAlmostEqual(float(meanfield.chi_1(act, sw2, sb2, q_star)),
                              slope, delta=1e-13)
 
+  @pytest.mark.slow
   def test_no_finite_fixed_point_is_inf(self):
     """L(q) > q for all large q: q^l grows without bound, q* = +inf.
 
@@ -282,6 +284,7 @@ class SlopeTest(parameterized.TestCase):
 class FixedPointTest(parameterized.TestCase):
 
   @parameterized.parameters(("tanh",), ("erf",), ("selu",))
+  @pytest.mark.slow  # under the parameters: absl copies it to each case
   def test_fixed_points_are_fixed(self, name):
     """L(q*) = q*, f(c*) = c*; c* = 1 iff chi_1 <= 1; chi_c = chi_1 there.
 
@@ -328,6 +331,7 @@ class FixedPointTest(parameterized.TestCase):
                              float(2.0 * mean_dphi ** 2), delta=1e-12)
       self.assertLess(float(chaotic.chi_c), 1.0)
 
+  @pytest.mark.slow
   def test_converges_on_the_whole_domain(self):
     """Bounded activations: finite q*, c*, chi's, no NaN on (0,5] x [0,2].
 
@@ -340,17 +344,17 @@ class FixedPointTest(parameterized.TestCase):
     """
     numpy_fns = {"tanh": np.tanh, "erf": special.erf,
                  "sigmoid": special.expit}
-    sw2 = jnp.linspace(0.25, 5.0, 20)
-    sb2 = jnp.linspace(0.0, 2.0, 5)
-    w64, b64 = np.meshgrid(np.asarray(sw2, np.float64),
-                           np.asarray(sb2, np.float64), indexing="ij")
+    sw2 = np.linspace(0.25, 5.0, 20, dtype=np.float32)
+    sb2 = np.linspace(0.0, 2.0, 5, dtype=np.float32)
+    w64, b64 = np.meshgrid(sw2.astype(np.float64), sb2.astype(np.float64),
+                           indexing="ij")
     z, w = np.polynomial.hermite_e.hermegauss(meanfield.POINTS_1D)
     w = w / np.sqrt(2 * np.pi)
     for name, fn in numpy_fns.items():
-      mf = meanfield.solve_grid(ACT[name], sw2, sb2)
+      mf = jax.device_get(meanfield.solve_grid(ACT[name], sw2, sb2))
       for field in mf:
         chex.assert_shape(field, (20, 5))
-        self.assertFalse(np.isnan(np.asarray(field)).any())
+        self.assertFalse(np.isnan(field).any())
       chex.assert_tree_all_finite((mf.q_star, mf.c_star, mf.chi_1, mf.chi_c))
 
       def length(q, fn=fn):
@@ -364,7 +368,7 @@ class FixedPointTest(parameterized.TestCase):
           2e-6 * np.maximum(plain, 1e-300))
       fast = slope < 0.96
       self.assertGreater(fast.mean(), 0.8)
-      np.testing.assert_allclose(np.asarray(mf.q_star)[fast], plain[fast],
+      np.testing.assert_allclose(mf.q_star[fast], plain[fast],
                                  rtol=1e-5, atol=1e-6)
       if name == "tanh":
         # solve_grid is solve at every point. Same arithmetic up to how
@@ -372,7 +376,7 @@ class FixedPointTest(parameterized.TestCase):
         # of the chi's, so the depth scales are compared as rates
         # 1 / xi = -log(chi), to which that rounding passes unamplified.
         for i, j in ((0, 0), (7, 1), (13, 4), (19, 2)):
-          point = meanfield.solve(ACT[name], sw2[i], sb2[j])
+          point = jax.device_get(meanfield.solve(ACT[name], sw2[i], sb2[j]))
           for field, value in zip(mf._fields, point):
             grid_value = getattr(mf, field)[i, j]
             if field.startswith("xi"):
@@ -561,6 +565,25 @@ def _delta_method_std(fn, sw2, sb2, qs, cs, width, n=80):
   return np.array(stds_q), np.array(stds_c)
 
 
+def _init_eagerly(model, key, n_in):
+  """``model.init``'s parameters, drawn by the model's own initializers.
+
+  Called eagerly, layer by layer: the random draws compile once per shape
+  and are shared by every model of these shapes (a jitted ``model.init``
+  compiles the whole network for each model). The tree is checked against
+  ``model.init``'s (traced, not compiled)."""
+  keys = jax.random.split(key, 2 * model.depth)
+  fan_ins = [n_in] + [model.width] * (model.depth - 1)
+  params = {"params": {f"layers_{l}": {
+      "kernel": model.kernel_init(keys[2 * l], (fan_in, model.width)),
+      "bias": model.bias_init(keys[2 * l + 1], (model.width,))}
+      for l, fan_in in enumerate(fan_ins)}}
+  chex.assert_trees_all_equal_shapes_and_dtypes(params, jax.eval_shape(
+      model.init, key, jax.ShapeDtypeStruct((n_in,), jnp.float32)))
+  return params
+
+
+@pytest.mark.slow
 class MonteCarloTest(parameterized.TestCase):
 
   @parameterized.parameters(
@@ -577,12 +600,13 @@ class MonteCarloTest(parameterized.TestCase):
     seeds; its O(1/N) bias is ~1e-3 of the tolerance.
     """
     width, n_in, depth, seeds = 2000, 400, 5, 2
-    x = jax.random.normal(jax.random.key(7), (2, n_in))
-    xa = x[0] * jnp.sqrt(norm2 * n_in) / jnp.linalg.norm(x[0])
-    perp = x[1] - jnp.dot(x[1], xa) / jnp.dot(xa, xa) * xa
-    perp = perp * jnp.linalg.norm(xa) / jnp.linalg.norm(perp)
+    x = np.random.default_rng(7).standard_normal((2, n_in))
+    xa = x[0] * np.sqrt(norm2 * n_in) / np.linalg.norm(x[0])
+    perp = x[1] - np.dot(x[1], xa) / np.dot(xa, xa) * xa
+    perp = perp * np.linalg.norm(xa) / np.linalg.norm(perp)
     xb = c0 * xa + math.sqrt(1 - c0 * c0) * perp
-    inputs = jnp.stack([xa, xb])
+    inputs = np.stack([xa, xb]).astype(np.float32)
+    xa, xb = inputs
 
     act = ACT[name]
     q1 = meanfield.input_q(xa, sw2, sb2)
@@ -595,13 +619,11 @@ class MonteCarloTest(parameterized.TestCase):
 
     model = models.make_mlp(depth=depth, width=width, activation=name,
                             init="gaussian", sigma_w2=sw2, sigma_b2=sb2)
-    init = jax.jit(model.init)
-    apply = jax.jit(lambda p, x: model.apply(p, x,
-                                             return_preactivations=True)[1])
     q_hat, c_hat = np.zeros((2, depth)), np.zeros(depth)
     for seed in range(seeds):
-      params = init(jax.random.key(seed), inputs)
-      h = np.asarray(jnp.stack(apply(params, inputs)), np.float64)
+      params = _init_eagerly(model, jax.random.key(seed), n_in)
+      _, hs = model.apply(params, inputs, return_preactivations=True)
+      h = np.stack(jax.device_get(hs)).astype(np.float64)
       sq = np.mean(h * h, axis=-1)  # (depth, 2)
       q_hat += sq.T / seeds
       c_hat += np.mean(h[:, 0] * h[:, 1], axis=-1) / np.sqrt(

@@ -6,48 +6,60 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from vgrad.nn import initializers
 from vgrad.nn import models
+
+# One architecture (5 inputs, width 7, 2 outputs) wherever a test does not
+# need its own: Flax's eager init compiles a random draw per distinct
+# parameter shape, once per process, so shared shapes are drawn for free.
+N_IN, WIDTH, N_OUT = 5, 7, 2
 
 
 def _init(model, n_in, seed=0):
   return model.init(jax.random.key(seed), jnp.zeros((n_in,)))
 
 
+def _inputs(shape, seed=1):
+  return np.random.default_rng(seed).standard_normal(shape).astype(
+      np.float32)
+
+
 class MLPTest(parameterized.TestCase):
 
   @parameterized.parameters(("tanh", 1), ("maxout", 3))
+  @pytest.mark.slow  # under the parameters: absl copies it to each case
   def test_shapes_single_and_batched(self, act, k):
     params_kw = {"k": k} if act == "maxout" else {}
-    model = models.make_mlp(depth=3, width=7, activation=act,
-                            activation_params=params_kw, num_outputs=2)
-    params = _init(model, 5)
+    model = models.make_mlp(depth=3, width=WIDTH, activation=act,
+                            activation_params=params_kw, num_outputs=N_OUT)
+    params = _init(model, N_IN)
     kernel = models.layer_params(params, 2)["kernel"]
-    chex.assert_shape(kernel, (k, 7, 7) if k > 1 else (7, 7))
-    x = jax.random.normal(jax.random.key(1), (4, 5))
+    chex.assert_shape(kernel, (k, WIDTH, WIDTH) if k > 1 else (WIDTH, WIDTH))
+    x = _inputs((4, N_IN))
     y, hs = model.apply(params, x, return_preactivations=True)
-    chex.assert_shape(y, (4, 2))
+    chex.assert_shape(y, (4, N_OUT))
     self.assertLen(hs, 3)
     for h in hs:
-      chex.assert_shape(h, (4, 7, k) if k > 1 else (4, 7))
+      chex.assert_shape(h, (4, WIDTH, k) if k > 1 else (4, WIDTH))
     y1 = model.apply(params, x[0])
-    chex.assert_shape(y1, (2,))
+    chex.assert_shape(y1, (N_OUT,))
     chex.assert_trees_all_close(y1, y[0], rtol=1e-6)
 
   def test_no_readout_returns_last_hidden_layer(self):
-    model = models.make_mlp(depth=2, width=6, activation="relu")
-    params = _init(model, 6)
-    x = jax.random.normal(jax.random.key(1), (6,))
+    model = models.make_mlp(depth=2, width=WIDTH, activation="relu")
+    params = _init(model, N_IN)
+    x = _inputs((N_IN,))
     y, hs = model.apply(params, x, return_preactivations=True)
     chex.assert_trees_all_close(y, jax.nn.relu(hs[-1]))
     self.assertNotIn("readout", params["params"])
 
   def test_layers_compose_to_the_model(self):
-    model = models.make_mlp(depth=3, width=5, activation="elu",
-                            num_outputs=3, sigma_b2=None)
-    params = _init(model, 4)
-    x = jax.random.normal(jax.random.key(2), (4,))
+    model = models.make_mlp(depth=3, width=WIDTH, activation="elu",
+                            num_outputs=N_OUT, sigma_b2=None)
+    params = _init(model, N_IN)
+    x = _inputs((N_IN,), seed=2)
     z = x
     layer = models.hidden_layer(model)
     for l in range(1, 4):
@@ -58,21 +70,22 @@ class MLPTest(parameterized.TestCase):
     chex.assert_trees_all_close(y, model.apply(params, x), rtol=1e-6)
 
   def test_heads(self):
-    x = jax.random.normal(jax.random.key(0), (8, 3))
-    sig = models.make_mlp(depth=2, width=4, activation="tanh", num_outputs=1,
-                          head="sigmoid")
-    y = sig.apply(_init(sig, 3), x)
-    self.assertTrue(bool(jnp.all((y > 0) & (y < 1))))
-    soft = models.make_mlp(depth=2, width=4, activation="tanh",
-                           num_outputs=5, head="softmax")
-    y = soft.apply(_init(soft, 3), x)
-    chex.assert_trees_all_close(y.sum(-1), jnp.ones(8), rtol=1e-6)
+    x = _inputs((8, N_IN), seed=0)
+    sig = models.make_mlp(depth=2, width=WIDTH, activation="tanh",
+                          num_outputs=N_OUT, head="sigmoid")
+    y = np.asarray(sig.apply(_init(sig, N_IN), x))
+    self.assertTrue(np.all((y > 0) & (y < 1)))
+    soft = models.make_mlp(depth=2, width=WIDTH, activation="tanh",
+                           num_outputs=N_OUT, head="softmax")
+    y = np.asarray(soft.apply(_init(soft, N_IN), x))
+    chex.assert_trees_all_close(y.sum(-1), np.ones(8), rtol=1e-6)
 
   def test_depth_zero_is_a_linear_model(self):
-    model = models.make_mlp(depth=0, width=4, num_outputs=2)
-    params = _init(model, 3)
-    x = jnp.ones((3,))
-    w, b = (params["params"]["readout"][k] for k in ("kernel", "bias"))
+    model = models.make_mlp(depth=0, width=4, num_outputs=N_OUT)
+    params = _init(model, WIDTH)
+    x = np.ones((WIDTH,), np.float32)
+    w, b = (np.asarray(params["params"]["readout"][k])
+            for k in ("kernel", "bias"))
     chex.assert_trees_all_close(model.apply(params, x), x @ w + b)
 
   def test_the_lecture_xor_net(self):
