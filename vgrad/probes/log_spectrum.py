@@ -425,10 +425,10 @@ def _next_round(top, bottom):
   return tuple(t for t, _ in moved), tuple(b for _, b in moved)
 
 
-def _jacobi(m, e, rank, max_sweeps: int, tol: float):
+def _jacobi(m, e, rank, max_sweeps, tol):
   """Log singular values of ``diag(2^e) m`` (rows past ``rank`` are exact
   zeros), by cyclic one-sided Jacobi until every pair's cosine is below
-  ``tol`` or ``max_sweeps``.
+  ``tol`` or ``max_sweeps`` (Python numbers or traced scalars).
 
   Returns ``(log_sv (k,) descending, error_bound, sweeps)``.
   """
@@ -576,14 +576,13 @@ def make_log_spectrum_probe(model: models.MLP, layers=None,
                                        True)
     return sums, rank, tuple(buf[:-1] for buf in snapshot)
 
-  def jacobi(m, e, r, finite):
-    threshold = _default_tol(m.dtype) if tol is None else tol
+  def jacobi(m, e, r, finite, sweep_cap, threshold):
     log_sv, bound, sweeps = _jacobi(jnp.where(finite, m, 0), e, r,
-                                    int(max_sweeps), threshold)
+                                    sweep_cap, threshold)
     return (jnp.where(finite, log_sv, jnp.nan),
             jnp.where(finite, bound, jnp.nan), sweeps)
 
-  def probe(first, rest, xs):
+  def probe(first, rest, xs, sweep_cap, threshold):
     sums, rank, snapshot = jax.vmap(forward, in_axes=(None, None, 0))(
         first, rest, xs)
     # Jacobi on every (input, layer) in chunks of about 512 kB: each round
@@ -592,12 +591,26 @@ def make_log_spectrum_probe(model: models.MLP, layers=None,
     b, t, k, n = snapshot[0].shape
     chunk = max(1, 2 ** 19 // (k * n * snapshot[0].dtype.itemsize))
     flat = tuple(buf.reshape((b * t,) + buf.shape[2:]) for buf in snapshot)
-    outs = jax.lax.map(lambda args: jacobi(*args), flat, batch_size=chunk)
+    outs = jax.lax.map(lambda args: jacobi(*args, sweep_cap, threshold),
+                       flat, batch_size=chunk)
     log_sv, bound, sweeps = (o.reshape((b, t) + o.shape[1:]) for o in outs)
     return LogSpectra(log_sv, bound, sweeps, sums, rank)
 
+  # The sweep cap and the tolerance are arguments of the compiled program,
+  # not constants in it: probes of one model and layers then share one
+  # program (and one entry of JAX's persistent compilation cache) whatever
+  # their max_sweeps and tol. The tolerance is rounded to the inputs' dtype,
+  # as a Python float compared with that dtype would be.
   core = jax.jit(probe)
-  return lambda params, xs: core(*stack_layers(model, params), xs)
+
+  def run(params, xs):
+    first, rest = stack_layers(model, params)
+    # The dtype the Jacobi rotations run in: parameters and inputs promoted.
+    dtype = jnp.result_type(*jax.tree.leaves((first, rest)), xs)
+    threshold = _default_tol(dtype) if tol is None else tol
+    return core(first, rest, xs, np.asarray(max_sweeps, np.int32),
+                np.asarray(threshold, dtype))
+  return run
 
 
 def lyapunov_exponents(partial_sums) -> np.ndarray:
