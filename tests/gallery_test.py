@@ -17,6 +17,7 @@ from unittest import mock
 from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
+import pytest
 
 from vgrad.cli import app as cli
 from vgrad.cli import gallery as gallery_main
@@ -34,7 +35,7 @@ from vgrad.training import data
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPECTRUM_COMMAND = "python -m experiments.jacobian_spectrum --depth=4"
 TRAIN_COMMAND = "python -m experiments.lecture --preset=xor_deep --steps=20"
-HISTOGRAM_COMMAND = "python -m experiments.gradient_histograms --depth=2"
+HISTOGRAM_COMMAND = "python -m experiments.gradient_histograms --depth=1"
 
 
 def _png_size(path: str) -> tuple[int, int]:
@@ -147,9 +148,24 @@ class CommandLineTest(absltest.TestCase):
                        "python -m experiments.lecture --preset=xor_deep")
 
 
+def _no_render(fig, stem: str) -> list[str]:
+  """Stands in for ``style.save_figure`` while the runs are written: the
+  paths it would write, nothing rendered. The runs' own figures are not
+  what the gallery reads (it redraws every figure from the results), and
+  rendering them (6 figures, PNG and PDF) was a third of this file's time."""
+  del fig
+  return [f"{stem}.png", f"{stem}.pdf"]
+
+
 def _write_runs(root: str) -> dict:
-  """Real tiny runs written by the entry points' own write functions, plus
-  broken ones. Returns their directories by role."""
+  """Real tiny runs written by the entry points' own write functions (the
+  runs' own figures built but not rendered: :func:`_no_render`), plus broken
+  ones. Returns their directories by role."""
+  with mock.patch.object(style, "save_figure", _no_render):
+    return _write_runs_unrendered(root)
+
+
+def _write_runs_unrendered(root: str) -> dict:
   runs = {"spectrum": os.path.join(root, "jacobian_spectrum", "tiny"),
           "lecture": os.path.join(root, "lecture", "tiny"),
           "histograms": os.path.join(root, "gradient_histograms", "tiny"),
@@ -163,7 +179,10 @@ def _write_runs(root: str) -> dict:
 
   # A lecture run holding an mnist/ sub-run made before commands were
   # recorded (the same arms stand in for MNIST's).
-  config = training_study.TrainConfig(label="tanh", act="tanh", depth=2,
+  # Depth 1 here and in the histograms: one hidden layer and the readout
+  # make every figure the gallery draws, and each further layer shape is
+  # one more initialiser compilation.
+  config = training_study.TrainConfig(label="tanh", act="tanh", depth=1,
                                       width=4, steps=20, log_every=10,
                                       seeds=2)
   with contextlib.redirect_stderr(io.StringIO()):   # progress lines
@@ -176,7 +195,7 @@ def _write_runs(root: str) -> dict:
   training_run.write_run(os.path.join(runs["lecture"], "mnist"), {},
                             metrics)
 
-  hist = gh.run_study(gh.HistogramConfig(acts=("tanh",), depth=2, width=8,
+  hist = gh.run_study(gh.HistogramConfig(acts=("tanh",), depth=1, width=8,
                                          num_examples=16, num_bins=10),
                       data.load_dataset("digits"))
   reproduction.write_run(runs["histograms"],
@@ -195,6 +214,7 @@ def _write_runs(root: str) -> dict:
   return runs
 
 
+@pytest.mark.slow
 class GalleryTest(absltest.TestCase):
 
   @classmethod

@@ -11,6 +11,7 @@ import chex
 import cli_testing  # tests/cli_testing.py
 import jax
 import numpy as np
+import pytest
 
 from vgrad.plots import isometry_plots
 from vgrad.studies import isometry_study
@@ -46,15 +47,21 @@ class DistanceTest(absltest.TestCase):
 
 
 class OperatingPointTest(absltest.TestCase):
+  """In float64, as the study runs by default (IsometryConfig.dtype): the
+  mean-field programs compiled here are the ones MeasurementTest and the
+  entry point's run need again (the persistent compilation cache serves
+  them to the entry point's process)."""
 
   def test_tanh_is_put_on_the_critical_line(self):
-    p = isometry_study.operating_point(isometry_study.Arm("tanh",
-                                                          "orthogonal", 0.05))
+    with jax.enable_x64(True):
+      p = isometry_study.operating_point(isometry_study.Arm(
+          "tanh", "orthogonal", 0.05))
     self.assertAlmostEqual(p["chi_1"], 1.0, places=4)
     self.assertAlmostEqual(p["sigma_w2"], 1.76, delta=0.01)
 
   def test_relu_with_bias_has_no_fixed_point(self):
-    with self.assertRaisesRegex(ValueError, "no finite fixed point"):
+    with jax.enable_x64(True), self.assertRaisesRegex(
+        ValueError, "no finite fixed point"):
       isometry_study.operating_point(isometry_study.Arm("relu", "gaussian",
                                                         0.05))
 
@@ -94,6 +101,7 @@ class MeasurementTest(absltest.TestCase):
     # Active fraction: Binomial(128, 1/2), 4.5 sigma = 0.2.
     self.assertLess(abs(nonzero.size / sv.size - 0.5), 0.2)
 
+  @pytest.mark.slow
   def test_small_run_matches_the_predicted_moments(self):
     # Orthogonal tanh at small q* is nearly isometric: m1 = 1 and
     # var/m1^2 = L (mu2/mu1^2 - 1) ~ 0.04 L. At width 128 the measured
@@ -118,12 +126,17 @@ class MeasurementTest(absltest.TestCase):
 
 class CommandLineTest(absltest.TestCase):
 
+  @pytest.mark.slow
   def test_run_and_replot(self):
     tmp = self.create_tempdir().full_path
     out = os.path.join(tmp, "run")
-    r = cli_testing.run_module("experiments.dynamical_isometry", "--width=16", "--depths=1,3",
-             "--seeds=1", "--sigma_b2=0.05", "--ensembles=orthogonal",
-             f"--out_dir={out}", cwd=tmp)
+    # The float64 mean-field programs of the run (tanh's and ReLU's operating
+    # points) are OperatingPointTest's (one compilation per test run, shared
+    # through the persistent compilation cache, whichever runs first).
+    r = cli_testing.run_module(
+        "experiments.dynamical_isometry", "--width=16", "--depths=1,3",
+        "--seeds=1", "--sigma_b2=0.05", "--ensembles=orthogonal",
+        f"--out_dir={out}", cwd=tmp)
     self.assertEqual(r.returncode, 0, r.stderr)
     self.assertIn("relu has no finite fixed point", r.stderr)
     self.assertEqual(sorted(os.listdir(out)), [
@@ -149,6 +162,7 @@ class CommandLineTest(absltest.TestCase):
     self.assertEqual(r.returncode, 0, r.stderr)
     self.assertTrue(os.path.exists(os.path.join(out, "isometry.png")))
 
+  @pytest.mark.slow
   def test_bad_input_is_one_line_and_writes_nothing(self):
     tmp = self.create_tempdir().full_path
     cases = {"--acts=maxout": "--acts", "--acts=sigmoid": "--acts",
