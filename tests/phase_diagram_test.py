@@ -147,6 +147,12 @@ class CommandLineTest(absltest.TestCase):
     self.assertEqual(np.shape(results["cells"]["train_accuracy"]),
                      (2, len(TINY.sigma_w2), TINY.seeds))
     self.assertIn("critical point (chi_1 = 1): sigma_w^2 = 1.7", r.stdout)
+    # The 300 x 250 phase plane is an image inside the vector PDF (one path
+    # per cell made it 2 MB and ~18 s to write), the rest stays vector.
+    with open(os.path.join(out, "phase_diagram.pdf"), "rb") as f:
+      pdf = f.read()
+    self.assertIn(b"/Subtype /Image", pdf)
+    self.assertLess(len(pdf), 200_000)
     os.remove(os.path.join(out, "phase_diagram.png"))
     r = cli_testing.run_module("experiments.replot", f"--run_dir={out}", cwd=tmp)
     self.assertEqual(r.returncode, 0, r.stderr)
