@@ -49,7 +49,8 @@ flags.DEFINE_enum("method", "auto", list(spectrum_study.METHODS),
                   "where dense would lose values, else dense.")
 flags.DEFINE_list("qr_layers", None, "Layers whose exact log spectra "
                   "--method=qr computes (comma-separated; --depth is always "
-                  "added). Default: about 12 log-spaced layers.")
+                  "added). Default: every layer up to depth 12, then about 12 "
+                  "log-spaced layers.")
 flags.DEFINE_integer("qr_sweeps", None, "Most Jacobi sweeps per layer for "
                      "--method=qr (default "
                      f"{log_spectrum.DEFAULT_MAX_SWEEPS}).")

@@ -165,6 +165,10 @@ class MethodTest(absltest.TestCase):
       for row in record["log_singular_values"]:
         self.assertNotIn(None, row)
     self.assertLen(results["lyapunov"]["partial_sums"]["median"], 10)
+    # Each layer's own spectrum under qr too (the dense method's records).
+    self.assertEqual([r["layer"] for r in results["per_layer"]],
+                     list(range(1, 11)))
+    schemas.validate(results)
     os.remove(os.path.join(out, "spectrum.png"))
     proc = _run("experiments.plot_jacobian_spectrum", f"--run_dir={out}",
                 cwd=cwd)

@@ -441,6 +441,13 @@ class InterfaceTest(parameterized.TestCase):
     grid = np.linspace(0, math.log(10_000), len(layers))
     self.assertLess(np.abs(np.log(layers) - grid).max(), 0.196)
     self.assertEqual(log_spectrum.default_layers(3), (1, 2, 3))
+    # Up to DEFAULT_NUM_LAYERS every layer (log spacing would skip 6 and 9
+    # at depth 10); one deeper, log-spaced again.
+    num = log_spectrum.DEFAULT_NUM_LAYERS
+    self.assertEqual(log_spectrum.default_layers(10), tuple(range(1, 11)))
+    self.assertEqual(log_spectrum.default_layers(num),
+                     tuple(range(1, num + 1)))
+    self.assertLess(len(log_spectrum.default_layers(2 * num)), 2 * num)
 
   @parameterized.parameters(((0, 3),), ((4,),), ((),))
   def test_bad_layers(self, layers):

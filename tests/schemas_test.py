@@ -89,9 +89,14 @@ class SchemasTest(absltest.TestCase):
   def test_validate(self):
     schemas.validate(SPECTRUM)
     schemas.validate({"schema": schemas.SWEEP, "settings": {}})
-    qr = {k: v for k, v in SPECTRUM.items() if k != "per_layer"}
     with self.assertRaisesRegex(ValueError, r"missing keys \['lyapunov'\]"):
-      schemas.validate(qr | {"method": "qr"})
+      schemas.validate(SPECTRUM | {"method": "qr"})
+    # Every method writes per_layer.
+    no_per_layer = {k: v for k, v in SPECTRUM.items() if k != "per_layer"}
+    for method, extra in (("dense", {}), ("qr", {"lyapunov": {}})):
+      with self.assertRaisesRegex(ValueError,
+                                  r"missing keys \['per_layer'\]"):
+        schemas.validate(no_per_layer | extra | {"method": method})
     with self.assertRaisesRegex(ValueError, "undocumented keys"):
       schemas.validate(SPECTRUM | {"extra": 1})
     with self.assertRaisesRegex(ValueError, "not the first key"):

@@ -156,6 +156,16 @@ class MethodTest(parameterized.TestCase):
     self.assertNotEmpty(spectrum_study.unresolved_layers(dense))
     self.assertEqual(spectrum_study.unresolved_layers(auto), [])
     self.assertStartsWith(spectrum_study.method_line(auto), "auto chose qr: ")
+    # Each layer's own spectrum is the dense method's under qr too: the
+    # same layer Jacobians and SVDs, in another compiled program (float32
+    # rounding of the program only).
+    self.assertLen(auto["per_layer"], kw["depth"])
+    for got, want in zip(auto["per_layer"], dense["per_layer"]):
+      self.assertEqual(got.keys(), want.keys())
+      self.assertEqual(got["num_resolved"], want["num_resolved"])
+      np.testing.assert_allclose(
+          np.array(got["singular_values"], dtype=float),
+          np.array(want["singular_values"], dtype=float), rtol=1e-5)
     by_layer = {r["layer"]: r for r in dense["layers"]}
     u = np.finfo(np.float32).eps / 2
     for record in auto["layers"]:
@@ -223,7 +233,10 @@ class MethodTest(parameterized.TestCase):
         qr_layers=(3, 1, 3), qr_sweeps=20), allow_nan=False))
     self.assertEqual(set(results),
                      {"schema", "config", "convention", "dtype_eps", "layers",
-                      "lyapunov", "input_output", "method", "method_reason"})
+                      "per_layer", "lyapunov", "input_output", "method",
+                      "method_reason"})
+    self.assertEqual([r["layer"] for r in results["per_layer"]],
+                     list(range(1, 13)))
     schemas.validate(results)
     self.assertEqual(results["method_reason"], "requested")
     self.assertEqual([r["layer"] for r in results["layers"]], [1, 3, 12])

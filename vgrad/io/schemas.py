@@ -61,9 +61,9 @@ LEGACY = (
 
 # The top-level keys of a jacobian_spectrum results.json (README.md).
 SPECTRUM_KEYS = frozenset({"schema", "config", "convention", "dtype_eps",
-                           "layers", "input_output", "method",
+                           "layers", "per_layer", "input_output", "method",
                            "method_reason"})
-SPECTRUM_METHOD_KEYS = {"dense": frozenset({"per_layer"}),
+SPECTRUM_METHOD_KEYS = {"dense": frozenset(),
                         "qr": frozenset({"lyapunov"})}
 
 _FORMAT = re.compile(r"vgrad\.([a-z][a-z0-9_]*)/([1-9][0-9]*)")

@@ -189,6 +189,13 @@ def _propagate(activation: activations_lib.Activation, kernel: jax.Array,
           * activation.deriv(h)[None, :])
 
 
+def _own_jacobian(layer, p, x_prev: jax.Array) -> jax.Array:
+  """A hidden layer's own Jacobian ``J_l`` by autodiff of the model's layer
+  module; the chain uses the analytic ``D_l W_l`` (equal:
+  tests/jacobian_test.py)."""
+  return jax.jacobian(lambda z: layer.apply({"params": p}, z)[0])(x_prev)
+
+
 def _chain(model: models.MLP, first_params, rest_params, readout_params,
            x: jax.Array, spectra: bool):
   """Scans J_{<=l} = J_l J_{<=l-1} over the layers for one input.
@@ -204,9 +211,7 @@ def _chain(model: models.MLP, first_params, rest_params, readout_params,
   layer, act = models.hidden_layer(model), model.activation
 
   def own_jacobian(p, x_prev):
-    # The layer's own Jacobian by autodiff of the model's layer module; the
-    # chain uses the analytic D_l W_l (equal: tests/jacobian_test.py).
-    return jax.jacobian(lambda z: layer.apply({"params": p}, z)[0])(x_prev)
+    return _own_jacobian(layer, p, x_prev)
 
   def measure(p, x_prev, transposed):
     if not spectra:
@@ -251,6 +256,44 @@ def _spectra_one_input(model: models.MLP, first_params, rest_params,
   io_sv = (cum[-1] if model.num_outputs is None
            else singular_values(io_transposed))
   return Spectra(first_sv, layer_sv, cum, io_sv, rows)
+
+
+def _layer_spectra_one_input(model: models.MLP, first_params, rest_params,
+                             x: jax.Array):
+  """``(sv(J_1), sv(J_2 .. J_depth), nonzero_rows (depth,))`` for one input:
+  each layer's own spectrum as :func:`make_spectrum_probe` computes it,
+  without the chain."""
+  layer = models.hidden_layer(model)
+
+  def one(x_prev, p):
+    jac = _own_jacobian(layer, p, x_prev)
+    return (layer.apply({"params": p}, x_prev)[0],
+            (singular_values(jac), _nonzero_rows(jac)))
+
+  x, (first_sv, first_rows) = one(x, first_params)
+  if rest_params is None:
+    return (first_sv, jnp.zeros((0, model.width), first_sv.dtype),
+            first_rows[None])
+  _, (sv, rows) = jax.lax.scan(one, x, rest_params)
+  return first_sv, sv, jnp.concatenate([first_rows[None], rows])
+
+
+def make_layer_spectrum_probe(model: models.MLP):
+  """A jitted ``probe(params, xs)`` for inputs ``xs (B, n_in)``: each hidden
+  layer's own Jacobian spectrum, ``(first (B, min(N, n_in)), rest (B,
+  depth - 1, N), nonzero_rows (B, depth))``, exactly the ``first_layer``,
+  ``per_layer`` and ``nonzero_rows`` of :func:`make_spectrum_probe` but
+  without the input-to-layer products (``depth`` SVDs, not ``2 depth``).
+  The ``qr`` method's cumulative spectra come from
+  :mod:`vgrad.probes.log_spectrum`; a single layer's Jacobian is well
+  conditioned and stays in range, so its dense spectrum is reported beside
+  them.
+  """
+  if model.depth < 1:
+    raise ValueError("the layer spectrum probe needs depth >= 1")
+  return _with_split_params(
+      model, lambda first, rest, readout, x: _layer_spectra_one_input(
+          model, first, rest, x))
 
 
 def make_input_output_probe(model: models.MLP, spectrum: bool = True):

@@ -159,9 +159,12 @@ class LogSpectra(NamedTuple):
 
 def default_layers(depth: int, num: int = DEFAULT_NUM_LAYERS
                    ) -> tuple[int, ...]:
-  """About ``num`` log-spaced layers in ``[1, depth]``, including both."""
+  """Every layer up to depth ``num``; beyond, about ``num`` log-spaced
+  layers in ``[1, depth]``, including both."""
   if depth < 1:
     raise ValueError(f"depth must be >= 1, got {depth}")
+  if depth <= num:
+    return tuple(range(1, depth + 1))
   grid = np.geomspace(1, depth, max(num, 2))
   return tuple(sorted({round(float(v)) for v in grid} | {1, depth}))
 

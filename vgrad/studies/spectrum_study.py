@@ -139,8 +139,10 @@ def run_study(config: SpectrumConfig) -> dict:
     layers = qr_layers(config)
     probe = log_spectrum.make_log_spectrum_probe(model, layers,
                                                  config.qr_sweeps)
+    own = jax.device_get(
+        jacobian.make_layer_spectrum_probe(model)(params, xs))
     results = summarize_qr(config, layers,
-                           jax.device_get(probe(params, xs)))
+                           jax.device_get(probe(params, xs)), own)
   # "schema" first: the file names its format before anything else.
   return ({"schema": schemas.JACOBIAN_SPECTRUM} | results
           | {"method": method, "method_reason": reason})
@@ -218,11 +220,8 @@ def summarize(config: SpectrumConfig, spectra: jacobian.Spectra) -> dict:
       spectrum.spectrum_record(spectra.cumulative[:, l], (n, n), dtype,
                                rank_bound=chain_rank[:, l], layer=l + 1)
       for l in range(config.depth)]
-  single = [spectra.first_layer] + [spectra.per_layer[:, l]
-                                    for l in range(config.depth - 1)]
-  per_layer = [spectrum.spectrum_record(sv, (n, n), dtype,
-                                        rank_bound=rows[:, l], layer=l + 1)
-               for l, sv in enumerate(single)]
+  per_layer = per_layer_records(config, spectra.first_layer,
+                                spectra.per_layer, rows)
   return {
       "config": dataclasses.asdict(config),
       "convention": "J_l = D_l W_l, D_l = diag(phi'(h_l)); layers[l] is "
@@ -236,18 +235,38 @@ def summarize(config: SpectrumConfig, spectra: jacobian.Spectra) -> dict:
   }
 
 
+def per_layer_records(config: SpectrumConfig, first_layer, rest,
+                      nonzero_rows) -> list[dict]:
+  """Each layer's own spectrum (``J_l`` alone) as a
+  :func:`vgrad.probes.spectrum.spectrum_record`, for either method.
+
+  ``first_layer`` ``(B, R)``, ``rest`` ``(B, depth - 1, N)`` and
+  ``nonzero_rows`` ``(B, depth)`` as :class:`vgrad.probes.jacobian.Spectra`
+  holds them.
+  """
+  n, dtype = config.width, np.dtype(config.dtype)
+  rows = np.asarray(nonzero_rows)
+  single = [first_layer] + [rest[:, l] for l in range(config.depth - 1)]
+  return [spectrum.spectrum_record(sv, (n, n), dtype, rank_bound=rows[:, l],
+                                   layer=l + 1)
+          for l, sv in enumerate(single)]
+
+
 QUANTILES = {"min": 0.0, "p10": 0.1, "median": 0.5, "p90": 0.9, "max": 1.0}
 
 
 def summarize_qr(config: SpectrumConfig, layers: tuple[int, ...],
-                 spectra: log_spectrum.LogSpectra) -> dict:
+                 spectra: log_spectrum.LogSpectra, own) -> dict:
   """The results dictionary of the ``qr`` method.
 
   ``layers`` holds a :func:`vgrad.probes.spectrum.log_spectrum_record` per
   target layer (exact log singular values, nats) with the Jacobi
   ``error_bound``
   and ``sweeps`` per input; ``lyapunov`` the finite-time Lyapunov sums'
-  quantiles at every layer and the exponents ``S_L / L``.
+  quantiles at every layer and the exponents ``S_L / L``; ``per_layer``
+  each layer's own spectrum from ``own``, the output of
+  :func:`vgrad.probes.jacobian.make_layer_spectrum_probe` (the dense
+  method's records: one layer's Jacobian stays in range).
   """
   dtype = np.dtype(config.dtype)
   log_sv = np.asarray(spectra.log_singular_values)
@@ -261,9 +280,11 @@ def summarize_qr(config: SpectrumConfig, layers: tuple[int, ...],
       "config": dataclasses.asdict(config),
       "convention": "J_l = D_l W_l, D_l = diag(phi'(h_l)); layers[t] is "
                     "J_{<=l} at layer l = layers[t].layer; log values in "
-                    "nats; null log singular value: exact zero",
+                    "nats; null log singular value: exact zero; "
+                    "per_layer[l] is J_l",
       "dtype_eps": float(np.finfo(dtype).eps),
       "layers": records,
+      "per_layer": per_layer_records(config, *own),
       "lyapunov": lyapunov_record(spectra.partial_sums, spectra.rank_bound,
                                   dtype),
       "input_output": records[-1],
