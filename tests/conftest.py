@@ -36,6 +36,15 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 # runs the suite with XLA's default optimisation, as users run.
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
+# XLA:CPU's MLIR fusion emitters (the default in jaxlib 0.10) take longer to
+# compile a small fusion than the classic LLVM IR emitters; the programs are
+# the same HLO, fused the same way. With them off the suite's compilation
+# takes ~1.6x less time (BUILD_NOTES.md, "Test suite"). Appended to the
+# caller's XLA_FLAGS unless those already say which emitters to use.
+if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                             + " --xla_cpu_use_fusion_emitters=false").strip()
+
 import jax  # noqa: E402  pylint: disable=g-import-not-at-top
 
 # Catch silent broadcasting between arrays of different rank (equinox does

@@ -368,8 +368,9 @@ class ShardedSweepTest(absltest.TestCase):
     its compilation is the test's cost.)
     """
     tmp = self.create_tempdir().full_path
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count"
-               "=4", JAX_PLATFORMS="cpu", PYTHONPATH=cli_testing.REPO)
+    env = dict(os.environ, XLA_FLAGS=_xla_flags(
+        "--xla_force_host_platform_device_count=4"), JAX_PLATFORMS="cpu",
+               PYTHONPATH=cli_testing.REPO)
     proc = subprocess.run([sys.executable, "-c", MESH_SCRIPT, tmp],
                           capture_output=True, text=True, env=env,
                           check=False, timeout=300)
@@ -398,6 +399,11 @@ class ShardedSweepTest(absltest.TestCase):
             self.assertEqual(v, b[k], (name, k))
 
 
+def _xla_flags(flag: str) -> str:
+  """The test run's XLA_FLAGS (conftest.py's compile settings) plus flag."""
+  return f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
+
+
 def _free_port() -> int:
   with socket.socket() as s:
     s.bind(("localhost", 0))
@@ -416,7 +422,8 @@ class MultiProcessTest(absltest.TestCase):
     grid = _flags(SPECTRUM)
     env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg",
                PYTHONPATH=cli_testing.REPO,
-               XLA_FLAGS="--xla_force_host_platform_device_count=2")
+               XLA_FLAGS=_xla_flags(
+                   "--xla_force_host_platform_device_count=2"))
     port = _free_port()
     procs = [subprocess.Popen(
         [sys.executable, "-m", "experiments.sweep", *grid, "--distributed",
