@@ -804,11 +804,18 @@ def solve_grid(activation: Activation, sigma_w2: Array, sigma_b2: Array, *,
   if int(chunk_size) != chunk_size or chunk_size < 1:
     raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size}")
   n, m = sw2.shape[0], sb2.shape[0]
-  flat_w = jnp.broadcast_to(sw2[:, None], (n, m)).reshape(-1)
-  flat_b = jnp.broadcast_to(sb2[None, :], (n, m)).reshape(-1)
-  chunk = int(min(chunk_size, max(n * m, 1)))
+  size = n * m
+  chunk = int(min(chunk_size, max(size, 1)))
+  # Padded to whole chunks (with copies of the last point, sliced off
+  # below): lax.map would otherwise compile solve a second time for the
+  # remainder, doubling the compilation of a 300 x 250 plane.
+  padded = -(-size // chunk) * chunk
+  flat_w = jnp.pad(jnp.broadcast_to(sw2[:, None], (n, m)).reshape(-1),
+                   (0, padded - size), mode="edge")
+  flat_b = jnp.pad(jnp.broadcast_to(sb2[None, :], (n, m)).reshape(-1),
+                   (0, padded - size), mode="edge")
   flat = _solve_flat(activation, flat_w, flat_b, chunk)
-  return MeanField(*(v.reshape(n, m) for v in flat))
+  return MeanField(*(v[:size].reshape(n, m) for v in flat))
 
 
 @functools.partial(jax.jit, static_argnames=("activation", "iterations"))
