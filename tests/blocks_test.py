@@ -1,0 +1,219 @@
+"""Block-wise Jacobian spectra of any network (vgrad.probes.blocks)."""
+
+from absl.testing import absltest
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vgrad.nn import models
+from vgrad.probes import blocks as blocks_lib
+from vgrad.probes import jacobian
+
+
+def _orthogonal(rng, n):
+  q, r = np.linalg.qr(rng.standard_normal((n, n)))
+  return (q * np.sign(np.diag(r))).astype(np.float32)
+
+
+class LinearNetTest(absltest.TestCase):
+  """Orthogonal linear blocks are isometries: every singular value is 1."""
+
+  def test_scanned_and_listed_orthogonal_blocks_are_isometries(self):
+    rng = np.random.default_rng(0)
+    weights = np.stack([_orthogonal(rng, 6) for _ in range(12)])
+    xs = jnp.asarray(rng.standard_normal((2, 6)), jnp.float32)
+    scanned = blocks_lib.dense_spectra(
+        blocks_lib.Blocks(lambda w, x: w @ x, jnp.asarray(weights)), xs)
+    listed = blocks_lib.dense_spectra(
+        [lambda x, w=w: jnp.asarray(w) @ x for w in weights], xs)
+    for result in (scanned, listed):
+      self.assertLen(result.own, 12)
+      self.assertEqual(result.shapes, [(6, 6)] * 12)
+      for sv in result.own + result.cumulative:
+        np.testing.assert_allclose(sv, 1.0, atol=2e-6)
+    for a, b in zip(scanned.cumulative, listed.cumulative):
+      np.testing.assert_allclose(a, b, atol=2e-6)
+
+
+class CircularConvolution(nn.Module):
+  """Three one-channel circular convolutions, no bias, no activation."""
+
+  @nn.compact
+  def __call__(self, x):
+    for _ in range(3):
+      x = nn.Conv(1, kernel_size=(3,), padding="CIRCULAR", use_bias=False)(x)
+    return x
+
+
+class FlaxConvTest(absltest.TestCase):
+
+  def test_circular_conv_net_spectrum_is_the_kernels_dft_moduli(self):
+    """A circular convolution's matrix is circulant: its singular values
+    are the moduli of its kernel's DFT (kernel zero-padded to the signal's
+    length); a product of circulants multiplies them frequency by
+    frequency. flax_blocks cuts the net at its three convolutions."""
+    n = 8
+    x = jnp.asarray(np.random.default_rng(1).standard_normal((n, 1)),
+                    jnp.float32)
+    model = CircularConvolution()
+    variables = model.init(jax.random.key(0), x)
+    blocks = blocks_lib.flax_blocks(model, variables, x, r"Conv_\d")
+    self.assertLen(blocks, 3)   # the last conv's output is the model's
+    composed = x
+    for fn in blocks:
+      composed = fn(composed)
+    np.testing.assert_allclose(composed, model.apply(variables, x),
+                               atol=1e-6)
+    result = blocks_lib.dense_spectra(blocks, x[None])
+    moduli, product = [], np.ones(n)
+    for i in range(3):
+      kernel = np.asarray(variables["params"][f"Conv_{i}"]["kernel"])[:, 0, 0]
+      m = np.abs(np.fft.fft(np.pad(kernel, (0, n - 3))))
+      moduli.append(np.sort(m)[::-1])
+      product = product * m
+      np.testing.assert_allclose(result.own[i][0], moduli[i], rtol=1e-5,
+                                 atol=1e-6)
+      np.testing.assert_allclose(result.cumulative[i][0],
+                                 np.sort(product)[::-1], rtol=1e-5,
+                                 atol=1e-6)
+
+
+class MLPAgreementTest(absltest.TestCase):
+
+  def test_general_path_equals_the_mlp_probe(self):
+    """vgrad's MLP as a list of blocks (its hidden layers) gives the
+    analytic probe's spectra, per layer and input to layer."""
+    model = models.make_mlp(depth=3, width=6, activation="tanh",
+                            init="glorot_normal")
+    rng = np.random.default_rng(2)
+    xs = jnp.asarray(rng.standard_normal((2, 6)), jnp.float32)
+    params = model.init(jax.random.key(3), xs)
+    layer = lambda m, i, v: m.apply_layer(i, v)[0]
+    blocks = [lambda v, i=i: model.apply(params, i, v, method=layer)
+              for i in range(1, 4)]
+    general = blocks_lib.dense_spectra(blocks, xs)
+    analytic = jacobian.make_spectrum_probe(model)(params, xs)
+    np.testing.assert_allclose(general.own[0], analytic.first_layer,
+                               rtol=1e-5, atol=1e-6)
+    for l in range(1, 3):
+      np.testing.assert_allclose(general.own[l], analytic.per_layer[:, l - 1],
+                                 rtol=1e-5, atol=1e-6)
+    for l in range(3):
+      np.testing.assert_allclose(general.cumulative[l],
+                                 analytic.cumulative[:, l], rtol=1e-5,
+                                 atol=1e-6)
+    record = blocks_lib.spectra_record(blocks, xs)
+    self.assertEqual([r["layer"] for r in record["per_layer"]], [1, 2, 3])
+    self.assertEqual([r["layer"] for r in record["layers"]], [1, 2, 3])
+    self.assertEqual(record["input_output"]["layer"], 3)
+    # No exact zeros are claimed for general blocks.
+    for r in record["per_layer"] + record["layers"]:
+      self.assertEqual(r["num_exact_zeros"], [0, 0])
+    narrowed = blocks_lib.spectra_record(blocks, xs, layers=[2])
+    self.assertEqual([r["layer"] for r in narrowed["layers"]], [2])
+
+
+class JacobianModesTest(absltest.TestCase):
+
+  def test_forward_and_reverse_mode_agree(self):
+    rng = np.random.default_rng(4)
+    for n_in, n_out in ((3, 5), (5, 3), (4, 4)):
+      w = jnp.asarray(rng.standard_normal((n_out, n_in)), jnp.float32)
+      fn = lambda x, w=w: jnp.tanh(w @ x)
+      x = jnp.asarray(rng.standard_normal(n_in), jnp.float32)
+      _, jac = blocks_lib.block_jacobian(fn, x)
+      self.assertEqual(jac.shape, (n_out, n_in))
+      np.testing.assert_allclose(jac, jax.jacfwd(fn)(x), rtol=1e-6,
+                                 atol=1e-7)
+      np.testing.assert_allclose(jac, jax.jacrev(fn)(x), rtol=1e-6,
+                                 atol=1e-7)
+      analytic = (1 - jnp.tanh(w @ x) ** 2)[:, None] * w
+      np.testing.assert_allclose(jac, analytic, rtol=1e-5, atol=1e-6)
+
+  def test_pytree_blocks_are_flattened(self):
+    fn = lambda x: {"a": 2.0 * x["u"], "b": x["u"][:2] + x["v"]}
+    x = {"u": jnp.ones(3), "v": jnp.ones(2)}
+    _, jac = blocks_lib.block_jacobian(fn, x)
+    self.assertEqual(jac.shape, (5, 5))
+
+
+class RecurrentCell(nn.Module):
+  """A linear recurrent step h -> W h with one shared matrix."""
+
+  @nn.compact
+  def __call__(self, h):
+    return nn.Dense(h.shape[-1], use_bias=False, name="cell")(h)
+
+
+class UnrolledRNN(nn.Module):
+  steps: int
+
+  @nn.compact
+  def __call__(self, h):
+    cell = RecurrentCell(name="step")
+    for _ in range(self.steps):
+      h = cell(h)
+    return jnp.tanh(h)
+
+
+class FlaxCallsTest(absltest.TestCase):
+
+  def test_a_shared_cell_called_t_times_is_t_blocks(self):
+    """Weights shared over time: each call is its own block, and an
+    orthogonal recurrent matrix keeps every singular value at 1 through
+    time (the final tanh is the last block)."""
+    n, steps = 5, 4
+    model = UnrolledRNN(steps)
+    h0 = jnp.zeros(n)
+    variables = model.init(jax.random.key(0), h0)
+    w = _orthogonal(np.random.default_rng(5), n)
+    variables = {"params": {"step": {"cell": {"kernel": jnp.asarray(w)}}}}
+    self.assertEqual(blocks_lib.boundary_calls(model, variables, h0, ["step"]),
+                     ["step"] * steps)
+    blocks = blocks_lib.flax_blocks(model, variables, h0, ["step"])
+    self.assertLen(blocks, steps + 1)
+    x = jnp.asarray(np.random.default_rng(6).standard_normal(n) * 0.1,
+                    jnp.float32)
+    composed = x
+    for fn in blocks:
+      composed = fn(composed)
+    np.testing.assert_allclose(composed, model.apply(variables, x), atol=1e-6)
+    result = blocks_lib.dense_spectra(blocks, x[None])
+    for l in range(steps):
+      np.testing.assert_allclose(result.cumulative[l], 1.0, atol=2e-6)
+
+  def test_boundaries_matching_nothing_name_the_submodules(self):
+    model = UnrolledRNN(2)
+    h0 = jnp.zeros(3)
+    variables = model.init(jax.random.key(0), h0)
+    with self.assertRaisesRegex(ValueError, r"match no submodule call.*"
+                                r"'step', 'step/cell'"):
+      blocks_lib.flax_blocks(model, variables, h0, ["Dense_0"])
+
+  def test_a_cut_bypassed_by_a_skip_connection_is_refused(self):
+    class Residual(nn.Module):
+      @nn.compact
+      def __call__(self, x):
+        h = nn.Dense(4, name="inner")(x)
+        return x + nn.Dense(4, name="outer")(jnp.tanh(h))
+
+    model, x = Residual(), jnp.ones(4)
+    variables = model.init(jax.random.key(0), x)
+    # x skips past "inner": the block after it cannot be cut there ...
+    with self.assertRaisesRegex(ValueError, "block 2 .* does not depend on "
+                                "its input alone.*skip connection"):
+      blocks_lib.flax_blocks(model, variables, x, ["inner"])
+    # ... while the whole residual block is one valid block.
+    (block,) = blocks_lib.flax_blocks(model, variables, x, [""])
+    np.testing.assert_allclose(block(x), model.apply(variables, x))
+
+  def test_blocks_that_do_not_fit_are_named(self):
+    blocks = [lambda x: jnp.ones((3, 3)) @ x, lambda x: jnp.ones((2, 4)) @ x]
+    with self.assertRaisesRegex(ValueError, "block 2 cannot take the output "
+                                "of block 1"):
+      blocks_lib.dense_spectra(blocks, jnp.ones((1, 3)))
+
+
+if __name__ == "__main__":
+  absltest.main()

@@ -1,0 +1,341 @@
+r"""Jacobian spectra of any network cut into blocks (issue 12, dense path).
+
+A network is a sequence of blocks, block ``l`` mapping ``x_{l-1}`` to
+``x_l`` (arrays or pytrees of any shape). With ``vec`` the flattening of a
+pytree (:func:`jax.flatten_util.ravel_pytree`), the probes here use
+
+    J_l      = d vec(x_l) / d vec(x_{l-1})        (n_l x n_{l-1})
+    J_{<=l}  = J_l J_{l-1} ... J_1 = d vec(x_l) / d vec(x_0)
+
+and return the singular values of every ``J_l`` (each block's own
+spectrum) and of every ``J_{<=l}`` (input to block ``l``; ``l = L`` is the
+input-output Jacobian), for a batch of inputs, each block seeing one input.
+
+Two ways to give the blocks:
+
+* a list of callables ``x -> x`` closing over their parameters (any shapes,
+  a Python loop over the blocks inside one jitted program);
+* :class:`Blocks` ``(block_fn, stacked_params)``: ``L`` blocks of one shape,
+  ``block_fn(params_l, x)`` with the parameters stacked along a leading
+  axis, scanned (one compiled block whatever ``L``).
+
+:func:`flax_blocks` cuts a Flax linen model into such callables at the
+outputs of the submodules it names.
+
+Each block's Jacobian comes from ``jax.jacfwd`` (``n_{l-1} <= n_l``: one
+JVP per input coordinate) or ``jax.jacrev`` (one VJP per output
+coordinate), whichever needs fewer passes; the two agree to rounding
+(tested). Products are taken at ``Precision.HIGHEST``.
+
+Nothing here claims an exact zero: a general block has no structure that
+would make a small singular value exactly zero (an MLP's inactive ReLU rows
+do; :mod:`vgrad.probes.jacobian` uses that), so every value is a measurement
+subject to the dense floor of :mod:`vgrad.probes.spectrum`.
+
+Left for issue 12 (BUILD_NOTES.md): the stable QR method and ``auto`` for
+general blocks, the MLP's analytic path behind this interface, and the
+public ``vgrad.jacobian_spectra``.
+"""
+
+from collections.abc import Callable, Sequence
+import re
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+from jax.flatten_util import ravel_pytree
+import jax.numpy as jnp
+import numpy as np
+
+from vgrad.nn import models
+from vgrad.probes import spectrum
+
+PRECISION = models.PRECISION
+
+
+class Blocks(NamedTuple):
+  """``L`` blocks of one shape: block ``l`` is ``x -> block_fn(params_l,
+  x)`` with ``params_l`` the ``l``-th slice of every leaf of
+  ``stacked_params`` along its leading axis."""
+  block_fn: Callable[[Any, Any], Any]
+  stacked_params: Any
+
+  @property
+  def depth(self) -> int:
+    leaves = jax.tree.leaves(self.stacked_params)
+    if not leaves:
+      raise ValueError("Blocks.stacked_params has no arrays: the number of "
+                       "blocks is the leading axis of its leaves")
+    sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves}
+    if len(sizes) != 1 or None in sizes:
+      raise ValueError("every leaf of Blocks.stacked_params must have the "
+                       "same leading (block) axis, got sizes "
+                       f"{sorted(map(str, sizes))}")
+    return sizes.pop()
+
+
+class BlockSpectra(NamedTuple):
+  """Singular values of ``B`` inputs' block Jacobians, descending.
+
+  Attributes:
+    own: per block ``l``, ``(B, min(n_l, n_{l-1}))`` singular values of J_l.
+    cumulative: per block ``l``, ``(B, min(n_l, n_0))`` of J_{<=l}.
+    shapes: per block ``l``, ``(n_l, n_{l-1})``.
+  """
+  own: list
+  cumulative: list
+  shapes: list
+
+
+def block_jacobian(fn: Callable, x) -> tuple[Any, jax.Array]:
+  """``(fn(x), J)`` with ``J = d vec(fn(x)) / d vec(x)`` of shape
+  ``(n_out, n_in)``, by forward mode when ``n_in <= n_out``, else reverse."""
+  flat_x, unravel_x = ravel_pytree(x)
+  y = fn(x)
+  flat_y, _ = ravel_pytree(y)
+
+  def flat_fn(v):
+    return ravel_pytree(fn(unravel_x(v)))[0]
+
+  jac = jax.jacfwd if flat_x.size <= flat_y.size else jax.jacrev
+  return y, jac(flat_fn)(flat_x)
+
+
+def _svals(matrix: jax.Array) -> jax.Array:
+  return jnp.linalg.svd(matrix, compute_uv=False)
+
+
+def _chain(blocks: Sequence[Callable], x):
+  """One input through a list of blocks: own and cumulative spectra."""
+  own, cumulative, product = [], [], None
+  for fn in blocks:
+    x, jac = block_jacobian(fn, x)
+    product = jac if product is None else jnp.dot(jac, product,
+                                                  precision=PRECISION)
+    own.append(_svals(jac))
+    cumulative.append(_svals(product))
+  return own, cumulative
+
+
+def _scanned_chain(block_fn: Callable, stacked_params, x):
+  """One input through scanned blocks of one shape."""
+  n0 = ravel_pytree(x)[0].size
+
+  def body(carry, params):
+    h, product = carry
+    y, jac = block_jacobian(lambda v: block_fn(params, v), h)
+    product = jnp.dot(jac, product, precision=PRECISION)
+    return (y, product), (_svals(jac), _svals(product))
+
+  eye = jnp.eye(n0, dtype=ravel_pytree(x)[0].dtype)
+  _, (own, cumulative) = jax.lax.scan(body, (x, eye), stacked_params)
+  return own, cumulative
+
+
+def _shapes(blocks, x) -> list[tuple[int, int]]:
+  """``(n_l, n_{l-1})`` of every block, from shapes alone."""
+  one = jax.tree.map(lambda a: a[0], x)
+  if isinstance(blocks, Blocks):
+    params0 = jax.tree.map(lambda a: a[0], blocks.stacked_params)
+    out = jax.eval_shape(lambda v: blocks.block_fn(params0, v), one)
+    n_in = ravel_pytree(one)[0].size
+    n_out = sum(int(np.prod(s.shape)) for s in jax.tree.leaves(out))
+    if n_out != n_in:
+      raise ValueError(f"Blocks must map x to an x of the same size: block "
+                       f"input has {n_in} values, output {n_out}")
+    return [(n_out, n_in)] * blocks.depth
+  shapes = []
+  current = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
+                         one)
+  for l, fn in enumerate(blocks):
+    n_in = sum(int(np.prod(s.shape)) for s in jax.tree.leaves(current))
+    try:
+      current = jax.eval_shape(fn, current)
+    except Exception as e:  # a shape mismatch between blocks, named
+      raise ValueError(f"block {l + 1} cannot take the output of block {l} "
+                       f"({jax.tree.map(lambda s: s.shape, current)}): "
+                       f"{type(e).__name__}: {str(e).splitlines()[0]}"
+                       ) from None
+    shapes.append((sum(int(np.prod(s.shape))
+                       for s in jax.tree.leaves(current)), n_in))
+  return shapes
+
+
+def dense_spectra(blocks, xs) -> BlockSpectra:
+  """Own and cumulative singular values of every block, for ``B`` inputs.
+
+  Args:
+    blocks: a list of callables or a :class:`Blocks`.
+    xs: the inputs, a pytree whose leaves share a leading batch axis ``B``.
+
+  Returns:
+    :class:`BlockSpectra`.
+  """
+  shapes = _shapes(blocks, xs)
+  if isinstance(blocks, Blocks):
+    own, cumulative = jax.jit(jax.vmap(
+        lambda x, p: _scanned_chain(blocks.block_fn, p, x),
+        in_axes=(0, None)))(xs, blocks.stacked_params)
+    return BlockSpectra([own[:, l] for l in range(len(shapes))],
+                        [cumulative[:, l] for l in range(len(shapes))],
+                        shapes)
+  blocks = list(blocks)
+  own, cumulative = jax.jit(jax.vmap(lambda x: _chain(blocks, x)))(xs)
+  return BlockSpectra(list(own), list(cumulative), shapes)
+
+
+def spectra_record(blocks, xs, layers=None) -> dict:
+  """The dense spectra as results records (the keys of the spectrum
+  experiment's results.json): ``per_layer`` (each block's own Jacobian),
+  ``layers`` (input to block ``l`` for every ``l``, or those in
+  ``layers``) and ``input_output``."""
+  result = dense_spectra(blocks, xs)
+  dtype = np.dtype(jax.tree.leaves(xs)[0].dtype)
+  depth = len(result.shapes)
+  wanted = range(1, depth + 1) if layers is None else sorted(set(layers))
+  n0 = result.shapes[0][1]
+  per_layer = [spectrum.spectrum_record(np.asarray(sv), shape, dtype,
+                                        layer=l + 1)
+               for l, (sv, shape) in enumerate(zip(result.own,
+                                                   result.shapes))]
+  cumulative = [spectrum.spectrum_record(
+      np.asarray(result.cumulative[l - 1]), (result.shapes[l - 1][0], n0),
+      dtype, layer=l) for l in wanted]
+  return {
+      "method": "dense",
+      "convention": "J_l = d vec(x_l) / d vec(x_{l-1}) of block l; "
+                    "layers[l] is J_{<=l} = J_l ... J_1; per_layer[l] is J_l",
+      "dtype_eps": float(np.finfo(dtype).eps),
+      "layers": cumulative,
+      "per_layer": per_layer,
+      "input_output": spectrum.spectrum_record(
+          np.asarray(result.cumulative[-1]), (result.shapes[-1][0], n0),
+          dtype, layer=depth),
+  }
+
+
+# --------------------------------------------------------------------------
+# Cutting a Flax model into blocks.
+
+def _matcher(boundaries) -> Callable[[str], bool]:
+  if isinstance(boundaries, str):
+    pattern = re.compile(boundaries)
+    return lambda path: pattern.fullmatch(path) is not None
+  names = set(boundaries)
+  return lambda path: path in names
+
+
+def _path(module: nn.Module) -> str:
+  return "/".join(str(p) for p in module.path)
+
+
+def boundary_calls(module: nn.Module, variables, x, boundaries) -> list[str]:
+  """The paths of the submodule calls that ``boundaries`` names, in the
+  order the model makes them on ``x`` (a submodule called twice, as a
+  shared layer in an unrolled RNN, is two boundaries)."""
+  match = _matcher(boundaries)
+  calls = []
+
+  def record(next_fun, args, kwargs, context):
+    if context.method_name == "__call__" and match(_path(context.module)):
+      calls.append(_path(context.module))
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(record):
+    jax.eval_shape(lambda v: module.apply(variables, v), x)
+  return calls
+
+
+def flax_blocks(module: nn.Module, variables, x, boundaries) -> list[Callable]:
+  """A Flax linen model cut into blocks at the outputs of named submodules.
+
+  Block 1 maps the model's input to the output of the first boundary call,
+  block ``l`` the output of call ``l - 1`` to that of call ``l``, and the
+  last block the last boundary's output to the model's output (omitted when
+  the last boundary's output is the model's output). Block ``l`` runs the
+  model with call ``l - 1``'s output replaced by the block's input; the
+  cut is valid when nothing reaches block ``l`` around that boundary (a skip
+  connection across it would).
+
+  Args:
+    module: the Flax linen module.
+    variables: its variables (``module.init(...)``).
+    x: one input (no batch axis), for the shapes and the boundary calls.
+    boundaries: submodule paths (``"/".join(module.path)``, e.g.
+      ``"Dense_0"`` or ``"block_2/attention"``), as a collection of names
+      or one regular expression matched against the whole path.
+
+  Returns:
+    The list of block callables ``x_{l-1} -> x_l``.
+
+  Raises:
+    ValueError: ``boundaries`` match no submodule call (the message lists
+      the submodule paths the model calls).
+  """
+  calls = boundary_calls(module, variables, x, boundaries)
+  if not calls:
+    every = boundary_calls(module, variables, x, ".*")
+    raise ValueError(f"boundaries {boundaries!r} match no submodule call; "
+                     f"the model calls {sorted(set(every))}")
+  match = _matcher(boundaries)
+  zero = jax.tree.map(jnp.zeros_like, x)
+
+  def cut(index: int) -> Callable:
+    """Replace boundary output ``index - 1``, return boundary output
+    ``index`` (the model's output for ``index = len(calls)``)."""
+    def block(h):
+      seen, captured = [0], []
+
+      def intercept(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        if context.method_name == "__call__" and match(
+            _path(context.module)):
+          i = seen[0]
+          seen[0] += 1
+          if i == index - 1:
+            out = h
+          if i == index:
+            captured.append(out)
+        return out
+
+      with nn.intercept_methods(intercept):
+        y = module.apply(variables, zero if index > 0 else h)
+      return captured[0] if captured else y
+    return block
+
+  blocks = [cut(i) for i in range(len(calls) + 1)]
+  outputs = _boundary_outputs(module, variables, x, match)
+  if all(a is b for a, b in zip(jax.tree.leaves(outputs[-2]),
+                                jax.tree.leaves(outputs[-1]))):
+    blocks = blocks[:-1]   # the last block would be the identity
+    outputs = outputs[:-1]
+  # The cut is valid when each block, fed the previous boundary's output,
+  # gives the next one: a skip connection across a boundary breaks this.
+  inputs = [x] + outputs[:-1]
+  for l, (fn, v, want) in enumerate(zip(blocks, inputs, outputs)):
+    got = fn(v)
+    scale = max(float(jnp.max(jnp.abs(ravel_pytree(want)[0]))), 1e-30)
+    if float(jnp.max(jnp.abs(ravel_pytree(got)[0]
+                             - ravel_pytree(want)[0]))) > 1e-4 * scale:
+      where = "the model's output" if l == len(calls) else repr(calls[l])
+      raise ValueError(
+          f"block {l + 1} (up to {where}) does not depend on its input "
+          f"alone: something reaches it around the boundary before it (a "
+          f"skip connection across the cut?); cut at boundaries that every "
+          f"path of the model passes through")
+  return blocks
+
+
+def _boundary_outputs(module, variables, x, match) -> list:
+  """The boundary calls' outputs on ``x``, then the model's output."""
+  outputs = []
+
+  def record(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    if context.method_name == "__call__" and match(_path(context.module)):
+      outputs.append(out)
+    return out
+
+  with nn.intercept_methods(record):
+    y = module.apply(variables, x)
+  return outputs + [y]
