@@ -9,6 +9,7 @@ import numpy as np
 from vgrad.nn import models
 from vgrad.probes import blocks as blocks_lib
 from vgrad.probes import jacobian
+from vgrad.probes import log_spectrum
 
 
 def _orthogonal(rng, n):
@@ -112,6 +113,56 @@ class MLPAgreementTest(absltest.TestCase):
       self.assertEqual(r["num_exact_zeros"], [0, 0])
     narrowed = blocks_lib.spectra_record(blocks, xs, layers=[2])
     self.assertEqual([r["layer"] for r in narrowed["layers"]], [2])
+
+
+class QRTest(absltest.TestCase):
+  """The stable method through the block interface."""
+
+  def test_scaled_orthogonal_blocks_far_beyond_float32(self):
+    """Blocks x -> W_l x / 2 with orthogonal W_l: J_{<=l} is 2^-l times an
+    orthogonal matrix, so every log singular value is -l ln 2 exactly:
+    -693 nats at l = 1000, where the dense product underflowed float32
+    (e^-103) before layer 150. One scanned block compiles for any depth."""
+    rng = np.random.default_rng(7)
+    depth, n = 1000, 4
+    weights = jnp.asarray(np.stack([_orthogonal(rng, n) / 2
+                                    for _ in range(depth)]))
+    xs = jnp.asarray(rng.standard_normal((2, n)), jnp.float32)
+    result = blocks_lib.qr_log_spectra(
+        blocks_lib.Blocks(lambda w, x: w @ x, weights), xs,
+        layers=(1, 10, depth))
+    self.assertEqual(result.layers, (1, 10, depth))
+    for l, log_sv, bound in zip(result.layers, result.log_singular_values,
+                                result.error_bound):
+      self.assertEqual(np.shape(log_sv), (2, n))
+      np.testing.assert_allclose(log_sv, -l * np.log(2.0), rtol=1e-5)
+      self.assertTrue(np.all(np.asarray(bound) < 1e-5), bound)
+    self.assertLen(result.partial_sums, depth)
+    np.testing.assert_allclose(np.asarray(result.partial_sums[-1]),
+                               -depth * np.log(2.0), rtol=1e-5)
+
+  def test_mlp_blocks_equal_the_mlp_log_spectrum_probe(self):
+    """vgrad's sigmoid MLP as blocks through the general QR path gives the
+    MLP probe's log singular values (same QR steps; J_l Q from the block's
+    Jacobian instead of D W Q)."""
+    model = models.make_mlp(depth=6, width=5, activation="sigmoid",
+                            init="glorot_normal")
+    rng = np.random.default_rng(8)
+    xs = jnp.asarray(rng.standard_normal((2, 5)), jnp.float32)
+    params = model.init(jax.random.key(9), xs)
+    layer = lambda m, i, v: m.apply_layer(i, v)[0]
+    blocks = [lambda v, i=i: model.apply(params, i, v, method=layer)
+              for i in range(1, 7)]
+    general = blocks_lib.qr_log_spectra(blocks, xs, layers=(1, 3, 6))
+    mlp = log_spectrum.make_log_spectrum_probe(model, layers=(1, 3, 6))(
+        params, xs)
+    for t in range(3):
+      np.testing.assert_allclose(general.log_singular_values[t],
+                                 mlp.log_singular_values[:, t], atol=2e-4)
+    # And the dense path where float32 still resolves every value.
+    dense = blocks_lib.dense_spectra(blocks, xs)
+    np.testing.assert_allclose(general.log_singular_values[0],
+                               np.log(dense.cumulative[0]), atol=2e-4)
 
 
 class JacobianModesTest(absltest.TestCase):

@@ -32,9 +32,15 @@ would make a small singular value exactly zero (an MLP's inactive ReLU rows
 do; :mod:`vgrad.probes.jacobian` uses that), so every value is a measurement
 subject to the dense floor of :mod:`vgrad.probes.spectrum`.
 
-Left for issue 12 (BUILD_NOTES.md): the stable QR method and ``auto`` for
-general blocks, the MLP's analytic path behind this interface, and the
-public ``vgrad.jacobian_spectra``.
+:func:`qr_log_spectra` is :mod:`vgrad.probes.log_spectrum`'s stable method
+for any blocks: the forward QR pass ``Q_l R_l = J_l Q_{l-1}`` (its
+``qr_advance``, with ``J_l Q_{l-1}`` from the block's Jacobian) and graded
+one-sided Jacobi at the target blocks, so the log singular values of
+``J_{<=l}`` never under- or overflow at any depth.
+
+Left for issue 12 (BUILD_NOTES.md): ``auto`` for general blocks, the MLP's
+analytic path behind this interface, and the public
+``vgrad.jacobian_spectra``.
 """
 
 from collections.abc import Callable, Sequence
@@ -48,6 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vgrad.nn import models
+from vgrad.probes import log_spectrum
 from vgrad.probes import spectrum
 
 PRECISION = models.PRECISION
@@ -212,6 +219,109 @@ def spectra_record(blocks, xs, layers=None) -> dict:
           np.asarray(result.cumulative[-1]), (result.shapes[-1][0], n0),
           dtype, layer=depth),
   }
+
+
+class BlockLogSpectra(NamedTuple):
+  """Exact ``log sigma_i(J_{<=l})`` (nats) at the target blocks.
+
+  Attributes:
+    layers: the target blocks (1-based), ascending.
+    log_singular_values: per target, ``(B, k_l)`` descending.
+    error_bound: per target, ``(B,)`` the Jacobi certificate (nats), as
+      :class:`vgrad.probes.log_spectrum.LogSpectra` states it.
+    sweeps: per target, ``(B,)`` Jacobi sweeps.
+    partial_sums: per block, ``(B, k_l)`` finite-time Lyapunov sums.
+  """
+  layers: tuple
+  log_singular_values: list
+  error_bound: list
+  sweeps: list
+  partial_sums: list
+
+
+def _qr_step(carry, fn, x):
+  y, jac = block_jacobian(fn, x)
+  flat_y = ravel_pytree(y)[0]
+  a = jnp.dot(jac, carry.q, precision=PRECISION)
+  finite = (carry.finite & jnp.all(jnp.isfinite(flat_y))
+            & jnp.all(jnp.isfinite(jac)))
+  carry, (sums, _, _) = log_spectrum.qr_advance(carry, flat_y, a,
+                                                a.shape[0], finite)
+  return carry, y, sums
+
+
+def qr_log_spectra(blocks, xs, layers=None, *,
+                   max_sweeps: int = log_spectrum.DEFAULT_MAX_SWEEPS,
+                   tol: float | None = None) -> BlockLogSpectra:
+  """Stable log spectra of ``J_{<=l}`` for any blocks, at ``layers``
+  (default: every block), for the inputs ``xs`` (leading batch axis).
+
+  No block claims an exact zero (its rank bound is its width), so a value
+  is ``-inf`` only where the product's triangular factor holds an exact
+  floating-point zero.
+  """
+  depth = len(_shapes(blocks, xs))
+  layers = log_spectrum.check_layers(
+      range(1, depth + 1) if layers is None else layers, depth)
+  dtype = jax.tree.leaves(xs)[0].dtype
+  threshold = log_spectrum._default_tol(dtype) if tol is None else tol  # pylint: disable=protected-access
+
+  def spectra(carry):
+    return log_spectrum.graded_log_spectrum(carry, max_sweeps, threshold)
+
+  if isinstance(blocks, Blocks):
+    slots = np.full(depth + 1, len(layers), np.int32)
+    slots[list(layers)] = np.arange(len(layers))
+
+    def one(x, stacked):
+      carry = log_spectrum.initial_carry(ravel_pytree(x)[0])
+      snap = jax.tree.map(
+          lambda a: jnp.zeros((len(layers) + 1,) + a.shape, a.dtype),
+          (carry.m, carry.e, carry.rank, carry.finite))
+
+      def body(state, inputs):
+        carry, h, snap = state
+        params, slot = inputs
+        carry, h, sums = _qr_step(
+            carry, lambda v: blocks.block_fn(params, v), h)
+        values = (carry.m, carry.e, carry.rank, carry.finite)
+        snap = tuple(jax.lax.dynamic_update_index_in_dim(buf, v, slot, 0)
+                     for buf, v in zip(snap, values))
+        return (carry, h, snap), sums
+
+      (carry, _, snap), sums = jax.lax.scan(
+          body, (carry, x, snap), (stacked, jnp.asarray(slots[1:])))
+      # One Jacobi program, mapped over the target blocks.
+      targets = jax.lax.map(
+          lambda t: spectra(carry._replace(m=t[0], e=t[1], rank=t[2],
+                                           finite=t[3])),
+          tuple(buf[:-1] for buf in snap))
+      return targets, sums
+
+    targets, sums = jax.jit(jax.vmap(one, in_axes=(0, None)))(
+        xs, blocks.stacked_params)
+    sums = np.asarray(sums)
+    return BlockLogSpectra(
+        layers, [targets[0][:, t] for t in range(len(layers))],
+        [targets[1][:, t] for t in range(len(layers))],
+        [targets[2][:, t] for t in range(len(layers))],
+        [sums[:, l] for l in range(depth)])
+  else:
+    blocks = list(blocks)
+
+    def one(x):
+      carry = log_spectrum.initial_carry(ravel_pytree(x)[0])
+      outs, sums = [], []
+      for l, fn in enumerate(blocks, 1):
+        carry, x, partial = _qr_step(carry, fn, x)
+        sums.append(partial)
+        if l in layers:
+          outs.append(spectra(carry))
+      return outs, sums
+
+    outs, sums = jax.jit(jax.vmap(one))(xs)
+  return BlockLogSpectra(layers, [o[0] for o in outs], [o[1] for o in outs],
+                         [o[2] for o in outs], list(sums))
 
 
 # --------------------------------------------------------------------------

@@ -286,13 +286,33 @@ def _qr_step(model: models.MLP, carry: _Carry, p):
   a = jacobian._propagate(act, p["kernel"], h, carry.q.T).T
   rows = jacobian._nonzero_rows(jacobian.layer_jacobian(act, p["kernel"], h))
   # pylint: enable=protected-access
+  return qr_advance(carry, x, a, rows, finite)
+
+
+def qr_advance(carry: _Carry, x: jax.Array, a: jax.Array, rows,
+               finite) -> tuple[_Carry, tuple]:
+  """One step of the forward QR pass, for any layer or block.
+
+  Args:
+    carry: the pass so far (``q`` the ``(n_{l-1}, k_old)`` basis).
+    x: what the carry keeps as the layer's output (the MLP's activations;
+      a block's flattened output).
+    a: ``J_l Q_{l-1}``, ``(n_l, k_old)``.
+    rows: an upper bound on ``rank J_l`` (the MLP's nonzero rows; ``n_l``
+      for a block with no such structure, which claims no exact zero).
+    finite: whether the forward pass is still free of overflow.
+
+  Returns:
+    The new carry (``k = min(n_l, k_old)`` columns: the sums shrink with a
+    narrower layer) and ``(partial sums (k,), rank bound, x)``.
+  """
   q, r = jnp.linalg.qr(a)
   k_old, k = r.shape[1], r.shape[0]
   rank = jnp.minimum(carry.rank, rows)
   alive_old = jnp.arange(k_old) < carry.rank
   alive = jnp.arange(k) < rank
   log_diag = jnp.log(jnp.abs(jnp.diagonal(r)))
-  sums, compensation = _kahan_add(carry.sums, carry.compensation,
+  sums, compensation = _kahan_add(carry.sums[:k], carry.compensation[:k],
                                   jnp.where(alive, log_diag, 0))
   m, e = carry.m, carry.e
   if m is not None:
@@ -300,6 +320,28 @@ def _qr_step(model: models.MLP, carry: _Carry, p):
   out = (jnp.where(finite, jnp.where(alive, sums, -jnp.inf), jnp.nan),
          rank, x)
   return _Carry(x, q, rank, finite, sums, compensation, m, e), out
+
+
+def initial_carry(x: jax.Array, exact: bool = True) -> _Carry:
+  """The forward QR pass's start for a flattened input ``x (n,)``:
+  ``Q_0 = I``, ``T_0 = I`` (graded), ``k = n``."""
+  n = x.shape[0]
+  zeros = jnp.zeros((n,), x.dtype)
+  m = e = None
+  if exact:
+    m, e = _normalize_rows(jnp.eye(n, dtype=x.dtype),
+                           jnp.zeros((n,), jnp.int32))
+  return _Carry(x, jnp.eye(n, dtype=x.dtype), jnp.array(n, jnp.int32),
+                jnp.array(True), zeros, zeros, m, e)
+
+
+def graded_log_spectrum(carry: _Carry, max_sweeps, tol):
+  """``(log sigma (k,) descending, error bound, sweeps)`` of ``T_l`` held
+  in ``carry`` (one-sided Jacobi, :func:`_jacobi`); NaN after an overflow."""
+  log_sv, bound, sweeps = _jacobi(jnp.where(carry.finite, carry.m, 0),
+                                  carry.e, carry.rank, max_sweeps, tol)
+  return (jnp.where(carry.finite, log_sv, jnp.nan),
+          jnp.where(carry.finite, bound, jnp.nan), sweeps)
 
 
 def _initial_carry(model, x, basis, exact: bool) -> _Carry:
