@@ -1,0 +1,212 @@
+"""Jacobian spectra of any network cut into blocks, as one results record.
+
+``jacobian_spectra(blocks, x)`` returns the keys of the spectrum
+experiment's results.json (``layers``, ``per_layer``, ``input_output``,
+``method``, ``method_reason``, ``convention``, ``dtype_eps``, and
+``lyapunov`` under ``qr``) for
+
+* a list of block callables or a :class:`vgrad.probes.blocks.Blocks`
+  (the general path: each block's Jacobian by ``jax.jacfwd``/``jacrev``);
+* :func:`mlp_blocks` ``(model, params)``: vgrad's MLP, whose hidden layers
+  are its blocks, through its analytic ``D_l W_l`` probes (the fast path,
+  chosen by the type; tested equal to the general path on the same net).
+
+``method``: ``"dense"`` (products and SVDs in the working dtype; values
+below the dense floor are reported unresolved), ``"qr"`` (the stable
+forward QR pass and graded Jacobi: log values that never under- or
+overflow), or ``"auto"`` (the forward QR pass's Lyapunov sums predict
+whether the dense path resolves every value:
+:func:`vgrad.studies.spectrum_study.choose_method`).
+
+Left for issue 12: one forward pass serving ``auto``'s choice and the probe
+(``qr`` runs the pass twice), and the record's single schema (item 4).
+"""
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vgrad.nn import models
+from vgrad.probes import blocks as blocks_lib
+from vgrad.probes import jacobian
+from vgrad.probes import log_spectrum
+from vgrad.probes import spectrum
+from vgrad.studies import spectrum_study
+
+METHODS = ("auto", "dense", "qr")
+
+
+class MLPBlocks(NamedTuple):
+  """vgrad's MLP as blocks: its hidden layers (the readout is not a block)."""
+  model: models.MLP
+  params: Any
+
+  @property
+  def depth(self) -> int:
+    return self.model.depth
+
+  def as_callables(self) -> list:
+    """The hidden layers as general block callables (for the general path)."""
+    layer = lambda m, i, v: m.apply_layer(i, v)[0]
+    return [lambda v, i=i: self.model.apply(self.params, i, v, method=layer)
+            for i in range(1, self.depth + 1)]
+
+
+def mlp_blocks(model: models.MLP, params) -> MLPBlocks:
+  return MLPBlocks(model, params)
+
+
+def _depth(blocks) -> int:
+  if isinstance(blocks, (MLPBlocks, blocks_lib.Blocks)):
+    return blocks.depth
+  return len(blocks)
+
+
+def _cast(x, dtype):
+  if dtype is None:
+    return x
+  dtype = jnp.dtype(dtype)
+  if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+    raise ValueError("dtype float64 needs jax.config.update("
+                     "'jax_enable_x64', True) first")
+  return jax.tree.map(lambda a: jnp.asarray(a, dtype), x)
+
+
+def jacobian_spectra(blocks, x, *, method: str = "auto", dtype=None,
+                     layers: Sequence[int] | None = None,
+                     max_sweeps: int = log_spectrum.DEFAULT_MAX_SWEEPS
+                     ) -> dict:
+  """Each block's own spectrum, the input-to-block-l spectrum for every
+  ``l`` (or those in ``layers``) and the input-output spectrum.
+
+  Args:
+    blocks: a list of callables ``x -> x``, a
+      :class:`vgrad.probes.blocks.Blocks`, or :func:`mlp_blocks`.
+    x: inputs with a leading batch axis (``x[None]`` for one input); each
+      block sees one input at a time.
+    method: one of ``METHODS``.
+    dtype: the working float dtype (default: the inputs'); the inputs are
+      cast to it (a list of callables keeps its own parameters' dtype).
+    layers: the blocks whose input-to-block spectra to report (1-based);
+      default every block.
+    max_sweeps: the Jacobi sweep cap of the ``qr`` method.
+
+  Returns:
+    The results record (module docstring).
+
+  Raises:
+    ValueError: an unknown method, bad layers, or blocks whose shapes do
+      not chain, before any work.
+  """
+  if method not in METHODS:
+    raise ValueError(f"method must be one of {', '.join(METHODS)}, got "
+                     f"{method!r}")
+  xs = _cast(x, dtype)
+  depth = _depth(blocks)
+  wanted = log_spectrum.check_layers(
+      range(1, depth + 1) if layers is None else layers, depth)
+  work_dtype = np.dtype(jax.tree.leaves(xs)[0].dtype)
+  reason = "requested"
+  if method == "auto":
+    sums = _lyapunov_sums(blocks, xs, depth)
+    method, reason = spectrum_study.choose_method(sums, work_dtype)
+  if method == "dense":
+    record = _dense(blocks, xs, wanted, work_dtype)
+  else:
+    record = _qr(blocks, xs, wanted, work_dtype, max_sweeps)
+  return record | {"method": method, "method_reason": reason}
+
+
+def _pad(sums_list, width) -> np.ndarray:
+  """Per-block ``(B, k_l)`` sums as ``(B, L, width)``, NaN-padded."""
+  b = np.shape(sums_list[0])[0]
+  out = np.full((b, len(sums_list), width), np.nan)
+  for l, s in enumerate(sums_list):
+    s = np.asarray(s, np.float64)
+    out[:, l, :s.shape[1]] = s
+  return out
+
+
+def _lyapunov_sums(blocks, xs, depth) -> np.ndarray:
+  if isinstance(blocks, MLPBlocks):
+    return np.asarray(log_spectrum.make_lyapunov_probe(blocks.model)(
+        blocks.params, xs).partial_sums)
+  result = blocks_lib.qr_log_spectra(blocks, xs, layers=(depth,))
+  return _pad(result.partial_sums, np.shape(result.partial_sums[0])[1])
+
+
+def _dense(blocks, xs, wanted, dtype) -> dict:
+  if not isinstance(blocks, MLPBlocks):
+    return blocks_lib.spectra_record(blocks, xs, layers=wanted)
+  model, params = blocks
+  n_in = np.shape(xs)[-1]
+  spectra = jax.device_get(jacobian.make_spectrum_probe(model)(params, xs))
+  rows = np.asarray(spectra.nonzero_rows)
+  chain = np.minimum.accumulate(rows, axis=1)
+  own = [spectra.first_layer] + [spectra.per_layer[:, l]
+                                 for l in range(model.depth - 1)]
+  shapes = [(model.width, n_in)] + [(model.width, model.width)] * (
+      model.depth - 1)
+  return {
+      "convention": "J_l = D_l W_l, D_l = diag(phi'(h_l)); layers[l] is "
+                    "J_{<=l} = D_l W_l ... D_1 W_1; per_layer[l] is J_l",
+      "dtype_eps": float(np.finfo(dtype).eps),
+      "layers": [spectrum.spectrum_record(
+          spectra.cumulative[:, l - 1], (model.width, n_in), dtype,
+          rank_bound=chain[:, l - 1], layer=l) for l in wanted],
+      "per_layer": [spectrum.spectrum_record(sv, shape, dtype,
+                                             rank_bound=rows[:, l],
+                                             layer=l + 1)
+                    for l, (sv, shape) in enumerate(zip(own, shapes))],
+      "input_output": spectrum.spectrum_record(
+          spectra.cumulative[:, -1], (model.width, n_in), dtype,
+          rank_bound=chain[:, -1], layer=model.depth),
+  }
+
+
+def _qr(blocks, xs, wanted, dtype, max_sweeps) -> dict:
+  depth = _depth(blocks)
+  targets = tuple(sorted(set(wanted) | {depth}))
+  if isinstance(blocks, MLPBlocks):
+    model, params = blocks
+    spectra = jax.device_get(log_spectrum.make_log_spectrum_probe(
+        model, targets, max_sweeps)(params, xs))
+    log_sv = [spectra.log_singular_values[:, t] for t in range(len(targets))]
+    bounds = [spectra.error_bound[:, t] for t in range(len(targets))]
+    sweeps = [spectra.sweeps[:, t] for t in range(len(targets))]
+    sums, rank = np.asarray(spectra.partial_sums), spectra.rank_bound
+    per_layer = _dense(blocks, xs, (depth,), dtype)["per_layer"]
+    convention = ("J_l = D_l W_l, D_l = diag(phi'(h_l)); layers[t] is "
+                  "J_{<=l} at layer l = layers[t].layer; log values in "
+                  "nats; null log singular value: exact zero; per_layer[l] "
+                  "is J_l")
+  else:
+    result = jax.device_get(blocks_lib.qr_log_spectra(
+        blocks, xs, layers=targets, max_sweeps=max_sweeps))
+    log_sv, bounds, sweeps = (result.log_singular_values,
+                              result.error_bound, result.sweeps)
+    width = max(np.shape(s)[1] for s in result.partial_sums)
+    sums = _pad(result.partial_sums, width)
+    rank = np.full(sums.shape[:2], width)
+    per_layer = blocks_lib.spectra_record(blocks, xs,
+                                          layers=(depth,))["per_layer"]
+    convention = ("J_l = d vec(x_l) / d vec(x_{l-1}) of block l; layers[t] "
+                  "is J_{<=l} at l = layers[t].layer; log values in nats; "
+                  "per_layer[l] is J_l")
+  records = {
+      l: spectrum.log_spectrum_record(
+          np.asarray(v), dtype, layer=l,
+          sweeps=np.asarray(s).tolist(),
+          error_bound=[spectrum.json_float(b, dtype) for b in np.asarray(e)])
+      for l, v, e, s in zip(targets, log_sv, bounds, sweeps)}
+  return {
+      "convention": convention,
+      "dtype_eps": float(np.finfo(dtype).eps),
+      "layers": [records[l] for l in wanted],
+      "per_layer": per_layer,
+      "lyapunov": spectrum_study.lyapunov_record(sums, rank, dtype),
+      "input_output": records[depth],
+  }
