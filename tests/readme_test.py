@@ -43,7 +43,7 @@ class ReadmeTest(absltest.TestCase):
       cls.outputs.append((namespace, out.getvalue()))
 
   def test_the_section_has_its_snippets(self):
-    self.assertBetween(len(self.snippets), 3, 6)
+    self.assertBetween(len(self.snippets), 3, 7)
     for code in self.snippets:
       self.assertIn("import vgrad", code)
 
@@ -59,14 +59,19 @@ class ReadmeTest(absltest.TestCase):
     self.assertTrue(lines[0].startswith("linear orthogonal"), out)
     self.assertTrue(lines[1].startswith("sigmoid glorot_uniform"), out)
 
-  def test_mean_field_critical_point(self):
+  def test_a_flax_model_cut_into_blocks(self):
     namespace, out = self.outputs[2]
+    self.assertEqual(out.strip(), "dense 3 blocks")
+    self.assertLen(namespace["record"]["layers"], 3)
+
+  def test_mean_field_critical_point(self):
+    namespace, out = self.outputs[3]
     self.assertIn("chi_1 = 1.000", out)
     # tanh's critical line passes sigma_w2 = 1 at sigma_b2 = 0 and rises.
     self.assertBetween(float(namespace["sigma_w2"]), 1.0, 3.0)
 
   def test_training_on_xor(self):
-    namespace, out = self.outputs[3]
+    namespace, out = self.outputs[4]
     self.assertIn("loss per seed:", out)
     self.assertEqual(namespace["metrics"]["loss"].shape, (3,))
     self.assertTrue((namespace["metrics"]["loss"] < 0.1).all(), out)
