@@ -9,7 +9,6 @@ import numpy as np
 from vgrad.nn import models
 from vgrad.probes import blocks as blocks_lib
 from vgrad.probes import jacobian
-from vgrad.probes import log_spectrum
 from vgrad.studies import block_spectra
 
 
@@ -142,28 +141,21 @@ class QRTest(absltest.TestCase):
     np.testing.assert_allclose(np.asarray(result.partial_sums[-1]),
                                -depth * np.log(2.0), rtol=1e-5)
 
-  def test_mlp_blocks_equal_the_mlp_log_spectrum_probe(self):
-    """vgrad's sigmoid MLP as blocks through the general QR path gives the
-    MLP probe's log singular values (same QR steps; J_l Q from the block's
-    Jacobian instead of D W Q)."""
-    model = models.make_mlp(depth=6, width=5, activation="sigmoid",
-                            init="glorot_normal")
-    rng = np.random.default_rng(8)
-    xs = jnp.asarray(rng.standard_normal((2, 5)), jnp.float32)
-    params = model.init(jax.random.key(9), xs)
-    layer = lambda m, i, v: m.apply_layer(i, v)[0]
-    blocks = [lambda v, i=i: model.apply(params, i, v, method=layer)
-              for i in range(1, 7)]
-    general = blocks_lib.qr_log_spectra(blocks, xs, layers=(1, 3, 6))
-    mlp = log_spectrum.make_log_spectrum_probe(model, layers=(1, 3, 6))(
-        params, xs)
-    for t in range(3):
-      np.testing.assert_allclose(general.log_singular_values[t],
-                                 mlp.log_singular_values[:, t], atol=2e-4)
-    # And the dense path where float32 still resolves every value.
-    dense = blocks_lib.dense_spectra(blocks, xs)
-    np.testing.assert_allclose(general.log_singular_values[0],
-                               np.log(dense.cumulative[0]), atol=2e-4)
+
+  def test_blocks_of_changing_width(self):
+    """Widths 4 -> 6 -> 3 -> 3: the QR pass keeps min(n_l, k) columns, and
+    its values equal the dense SVD's where float32 resolves them all."""
+    rng = np.random.default_rng(12)
+    weights = [jnp.asarray(rng.standard_normal(shape), jnp.float32)
+               for shape in ((6, 4), (3, 6), (3, 3))]
+    fns = [lambda x, w=w: jnp.tanh(w @ x) for w in weights]
+    xs = jnp.asarray(rng.standard_normal((2, 4)), jnp.float32)
+    qr = blocks_lib.qr_log_spectra(fns, xs)
+    dense = blocks_lib.dense_spectra(fns, xs)
+    self.assertEqual(dense.shapes, [(6, 4), (3, 6), (3, 3)])
+    for log_sv, sv in zip(qr.log_singular_values, dense.cumulative):
+      self.assertEqual(np.shape(log_sv), np.shape(sv))
+      np.testing.assert_allclose(log_sv, np.log(sv), atol=1e-5)
 
 
 class JacobianModesTest(absltest.TestCase):

@@ -311,12 +311,25 @@ def qr_log_spectra(blocks, xs, layers=None, *,
 
     def one(x):
       carry = log_spectrum.initial_carry(ravel_pytree(x)[0])
-      outs, sums = [], []
+      snaps, sums = [], []
       for l, fn in enumerate(blocks, 1):
         carry, x, partial = _qr_step(carry, fn, x)
         sums.append(partial)
         if l in layers:
-          outs.append(spectra(carry))
+          snaps.append(carry)
+      # Targets of one shape share one Jacobi program (lax.map over them):
+      # one compiled Jacobi per shape, not per target.
+      outs = [None] * len(snaps)
+      by_shape = {}
+      for t, c in enumerate(snaps):
+        key = tuple(a.shape for a in jax.tree.leaves(c))
+        by_shape.setdefault(key, []).append(t)
+      for ts in by_shape.values():
+        stacked = jax.tree.map(lambda *a: jnp.stack(a),
+                               *[snaps[t] for t in ts])
+        res = jax.lax.map(spectra, stacked)
+        for i, t in enumerate(ts):
+          outs[t] = jax.tree.map(lambda a, i=i: a[i], res)
       return outs, sums
 
     outs, sums = jax.jit(jax.vmap(one))(xs)
