@@ -1,4 +1,4 @@
-r"""Jacobian spectra of any network cut into blocks (issue 12, dense path).
+r"""Jacobian spectra of any network cut into blocks.
 
 A network is a sequence of blocks, block ``l`` mapping ``x_{l-1}`` to
 ``x_l`` (arrays or pytrees of any shape). With ``vec`` the flattening of a
@@ -38,9 +38,9 @@ for any blocks: the forward QR pass ``Q_l R_l = J_l Q_{l-1}`` (its
 one-sided Jacobi at the target blocks, so the log singular values of
 ``J_{<=l}`` never under- or overflow at any depth.
 
-Left for issue 12 (BUILD_NOTES.md): ``auto`` for general blocks, the MLP's
-analytic path behind this interface, and the public
-``vgrad.jacobian_spectra``.
+``vgrad.jacobian_spectra`` (:mod:`vgrad.studies.block_spectra`) puts both
+methods, ``auto`` and vgrad's own MLP behind one call returning results
+records.
 """
 
 from collections.abc import Callable, Sequence
@@ -264,7 +264,7 @@ def qr_log_spectra(blocks, xs, layers=None, *,
   layers = log_spectrum.check_layers(
       range(1, depth + 1) if layers is None else layers, depth)
   dtype = jax.tree.leaves(xs)[0].dtype
-  threshold = log_spectrum._default_tol(dtype) if tol is None else tol  # pylint: disable=protected-access
+  threshold = log_spectrum.default_tol(dtype) if tol is None else tol
 
   def spectra(carry):
     return log_spectrum.graded_log_spectrum(carry, max_sweeps, threshold)

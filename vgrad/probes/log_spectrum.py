@@ -549,7 +549,7 @@ def _ostrowski_bound(m, norm, alive):
   return jnp.where(lam[0] > 0, bound, jnp.inf)
 
 
-def _default_tol(dtype) -> float:
+def default_tol(dtype) -> float:
   """Jacobi converges quadratically (Henrici 1958): after a sweep whose
   largest cosine was below sqrt(eps) the remaining ones are O(eps), so a
   further sweep changes nothing at working precision (the certified bound,
@@ -652,7 +652,7 @@ def make_log_spectrum_probe(model: models.MLP, layers=None,
     first, rest = stack_layers(model, params)
     # The dtype the Jacobi rotations run in: parameters and inputs promoted.
     dtype = jnp.result_type(*jax.tree.leaves((first, rest)), xs)
-    threshold = _default_tol(dtype) if tol is None else tol
+    threshold = default_tol(dtype) if tol is None else tol
     return core(first, rest, xs, np.asarray(max_sweeps, np.int32),
                 np.asarray(threshold, dtype))
   return run
