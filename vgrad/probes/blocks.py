@@ -94,6 +94,22 @@ class BlockSpectra(NamedTuple):
   shapes: list
 
 
+_PROGRAMS: dict = {}
+_MAX_PROGRAMS = 32
+
+
+def _program(key, build: Callable) -> Callable:
+  """``jax.jit(build())``, kept per ``key`` (the blocks' callables and every
+  static setting), so probing the same blocks again compiles nothing; the
+  oldest of ``_MAX_PROGRAMS`` is dropped."""
+  program = _PROGRAMS.get(key)
+  if program is None:
+    if len(_PROGRAMS) >= _MAX_PROGRAMS:
+      _PROGRAMS.pop(next(iter(_PROGRAMS)))
+    program = _PROGRAMS[key] = jax.jit(build())
+  return program
+
+
 def block_jacobian(fn: Callable, x) -> tuple[Any, jax.Array]:
   """``(fn(x), J)`` with ``J = d vec(fn(x)) / d vec(x)`` of shape
   ``(n_out, n_in)``, by forward mode when ``n_in <= n_out``, else reverse."""
@@ -180,14 +196,16 @@ def dense_spectra(blocks, xs) -> BlockSpectra:
   """
   shapes = _shapes(blocks, xs)
   if isinstance(blocks, Blocks):
-    own, cumulative = jax.jit(jax.vmap(
-        lambda x, p: _scanned_chain(blocks.block_fn, p, x),
-        in_axes=(0, None)))(xs, blocks.stacked_params)
+    fn = blocks.block_fn
+    own, cumulative = _program(("dense-scan", fn), lambda: jax.vmap(
+        lambda x, p: _scanned_chain(fn, p, x), in_axes=(0, None)))(
+            xs, blocks.stacked_params)
     return BlockSpectra([own[:, l] for l in range(len(shapes))],
                         [cumulative[:, l] for l in range(len(shapes))],
                         shapes)
-  blocks = list(blocks)
-  own, cumulative = jax.jit(jax.vmap(lambda x: _chain(blocks, x)))(xs)
+  blocks = tuple(blocks)
+  own, cumulative = _program(("dense", blocks), lambda: jax.vmap(
+      lambda x: _chain(blocks, x)))(xs)
   return BlockSpectra(list(own), list(cumulative), shapes)
 
 
@@ -298,7 +316,8 @@ def qr_log_spectra(blocks, xs, layers=None, *,
           tuple(buf[:-1] for buf in snap))
       return targets, sums
 
-    targets, sums = jax.jit(jax.vmap(one, in_axes=(0, None)))(
+    key = ("qr-scan", blocks.block_fn, layers, depth, max_sweeps, threshold)
+    targets, sums = _program(key, lambda: jax.vmap(one, in_axes=(0, None)))(
         xs, blocks.stacked_params)
     sums = np.asarray(sums)
     return BlockLogSpectra(
@@ -307,7 +326,7 @@ def qr_log_spectra(blocks, xs, layers=None, *,
         [targets[2][:, t] for t in range(len(layers))],
         [sums[:, l] for l in range(depth)])
   else:
-    blocks = list(blocks)
+    blocks = tuple(blocks)
 
     def one(x):
       carry = log_spectrum.initial_carry(ravel_pytree(x)[0])
@@ -332,7 +351,8 @@ def qr_log_spectra(blocks, xs, layers=None, *,
           outs[t] = jax.tree.map(lambda a, i=i: a[i], res)
       return outs, sums
 
-    outs, sums = jax.jit(jax.vmap(one))(xs)
+    key = ("qr", blocks, layers, max_sweeps, threshold)
+    outs, sums = _program(key, lambda: jax.vmap(one))(xs)
   return BlockLogSpectra(layers, [o[0] for o in outs], [o[1] for o in outs],
                          [o[2] for o in outs], list(sums))
 

@@ -23,6 +23,7 @@ Left for issue 12: one forward pass serving ``auto``'s choice and the probe
 """
 
 from collections.abc import Sequence
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -57,6 +58,17 @@ class MLPBlocks(NamedTuple):
 
 def mlp_blocks(model: models.MLP, params) -> MLPBlocks:
   return MLPBlocks(model, params)
+
+
+@functools.lru_cache(maxsize=32)
+def _mlp_probe(kind: str, model: models.MLP, *args):
+  """The MLP's jitted probe of ``kind``, made once per model and settings
+  (probing the same model again compiles nothing)."""
+  if kind == "dense":
+    return jacobian.make_spectrum_probe(model)
+  if kind == "lyapunov":
+    return log_spectrum.make_lyapunov_probe(model)
+  return log_spectrum.make_log_spectrum_probe(model, *args)
 
 
 def _depth(blocks) -> int:
@@ -132,7 +144,7 @@ def _pad(sums_list, width) -> np.ndarray:
 
 def _lyapunov_sums(blocks, xs, depth) -> np.ndarray:
   if isinstance(blocks, MLPBlocks):
-    return np.asarray(log_spectrum.make_lyapunov_probe(blocks.model)(
+    return np.asarray(_mlp_probe("lyapunov", blocks.model)(
         blocks.params, xs).partial_sums)
   result = blocks_lib.qr_log_spectra(blocks, xs, layers=(depth,))
   return _pad(result.partial_sums, np.shape(result.partial_sums[0])[1])
@@ -143,7 +155,7 @@ def _dense(blocks, xs, wanted, dtype) -> dict:
     return blocks_lib.spectra_record(blocks, xs, layers=wanted)
   model, params = blocks
   n_in = np.shape(xs)[-1]
-  spectra = jax.device_get(jacobian.make_spectrum_probe(model)(params, xs))
+  spectra = jax.device_get(_mlp_probe("dense", model)(params, xs))
   rows = np.asarray(spectra.nonzero_rows)
   chain = np.minimum.accumulate(rows, axis=1)
   own = [spectra.first_layer] + [spectra.per_layer[:, l]
@@ -172,8 +184,8 @@ def _qr(blocks, xs, wanted, dtype, max_sweeps) -> dict:
   targets = tuple(sorted(set(wanted) | {depth}))
   if isinstance(blocks, MLPBlocks):
     model, params = blocks
-    spectra = jax.device_get(log_spectrum.make_log_spectrum_probe(
-        model, targets, max_sweeps)(params, xs))
+    spectra = jax.device_get(_mlp_probe("qr", model, targets, max_sweeps)(
+        params, xs))
     log_sv = [spectra.log_singular_values[:, t] for t in range(len(targets))]
     bounds = [spectra.error_bound[:, t] for t in range(len(targets))]
     sweeps = [spectra.sweeps[:, t] for t in range(len(targets))]
