@@ -36,6 +36,15 @@ class LinearNetTest(absltest.TestCase):
     for a, b in zip(scanned.cumulative, listed.cumulative):
       np.testing.assert_allclose(a, b, atol=2e-6)
 
+  def test_probing_the_same_blocks_again_reuses_the_program(self):
+    blocks = [lambda x: 2.0 * x, lambda x: x[::-1]]
+    xs = jnp.ones((3, 4))
+    blocks_lib.dense_spectra(blocks, xs)
+    kept = dict(blocks_lib._PROGRAMS)  # pylint: disable=protected-access
+    again = blocks_lib.dense_spectra(blocks, 2 * xs)
+    self.assertEqual(blocks_lib._PROGRAMS, kept)  # pylint: disable=protected-access
+    np.testing.assert_allclose(again.cumulative[1], 2.0, rtol=1e-6)
+
 
 class CircularConvolution(nn.Module):
   """Three one-channel circular convolutions, no bias, no activation."""
