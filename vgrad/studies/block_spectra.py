@@ -66,6 +66,8 @@ def _mlp_probe(kind: str, model: models.MLP, *args):
   (probing the same model again compiles nothing)."""
   if kind == "dense":
     return jacobian.make_spectrum_probe(model)
+  if kind == "own":
+    return jacobian.make_layer_spectrum_probe(model)
   if kind == "lyapunov":
     return log_spectrum.make_lyapunov_probe(model)
   return log_spectrum.make_log_spectrum_probe(model, *args)
@@ -158,10 +160,6 @@ def _dense(blocks, xs, wanted, dtype) -> dict:
   spectra = jax.device_get(_mlp_probe("dense", model)(params, xs))
   rows = np.asarray(spectra.nonzero_rows)
   chain = np.minimum.accumulate(rows, axis=1)
-  own = [spectra.first_layer] + [spectra.per_layer[:, l]
-                                 for l in range(model.depth - 1)]
-  shapes = [(model.width, n_in)] + [(model.width, model.width)] * (
-      model.depth - 1)
   return {
       "convention": "J_l = D_l W_l, D_l = diag(phi'(h_l)); layers[l] is "
                     "J_{<=l} = D_l W_l ... D_1 W_1; per_layer[l] is J_l",
@@ -169,14 +167,24 @@ def _dense(blocks, xs, wanted, dtype) -> dict:
       "layers": [spectrum.spectrum_record(
           spectra.cumulative[:, l - 1], (model.width, n_in), dtype,
           rank_bound=chain[:, l - 1], layer=l) for l in wanted],
-      "per_layer": [spectrum.spectrum_record(sv, shape, dtype,
-                                             rank_bound=rows[:, l],
-                                             layer=l + 1)
-                    for l, (sv, shape) in enumerate(zip(own, shapes))],
+      "per_layer": _mlp_per_layer(model, n_in, dtype, spectra.first_layer,
+                                  spectra.per_layer, rows),
       "input_output": spectrum.spectrum_record(
           spectra.cumulative[:, -1], (model.width, n_in), dtype,
           rank_bound=chain[:, -1], layer=model.depth),
   }
+
+
+def _mlp_per_layer(model, n_in, dtype, first, rest, nonzero_rows) -> list:
+  """Each hidden layer's own spectrum as records (exact zeros from the
+  layer's inactive units: ``nonzero_rows`` bounds its rank)."""
+  rows = np.asarray(nonzero_rows)
+  own = [first] + [rest[:, l] for l in range(model.depth - 1)]
+  shapes = [(model.width, n_in)] + [(model.width, model.width)] * (
+      model.depth - 1)
+  return [spectrum.spectrum_record(np.asarray(sv), shape, dtype,
+                                   rank_bound=rows[:, l], layer=l + 1)
+          for l, (sv, shape) in enumerate(zip(own, shapes))]
 
 
 def _qr(blocks, xs, wanted, dtype, max_sweeps) -> dict:
@@ -190,7 +198,8 @@ def _qr(blocks, xs, wanted, dtype, max_sweeps) -> dict:
     bounds = [spectra.error_bound[:, t] for t in range(len(targets))]
     sweeps = [spectra.sweeps[:, t] for t in range(len(targets))]
     sums, rank = np.asarray(spectra.partial_sums), spectra.rank_bound
-    per_layer = _dense(blocks, xs, (depth,), dtype)["per_layer"]
+    own = jax.device_get(_mlp_probe("own", model)(params, xs))
+    per_layer = _mlp_per_layer(model, np.shape(xs)[-1], dtype, *own)
     convention = ("J_l = D_l W_l, D_l = diag(phi'(h_l)); layers[t] is "
                   "J_{<=l} at layer l = layers[t].layer; log values in "
                   "nats; null log singular value: exact zero; per_layer[l] "
