@@ -54,6 +54,10 @@ flags.DEFINE_integer("batch_size", _D.batch_size, "Minibatch size (0: full "
                      "batch).")
 flags.DEFINE_integer("seeds", _D.seeds, "Networks per grid cell, >= 1.")
 flags.DEFINE_integer("seed", _D.seed, "First seed.")
+flags.DEFINE_integer("theory_points", _D.theory_points,
+                     "Resolution of the mean-field theory, >= 2: points of "
+                     "its curves and sigma_w^2 points of the chi_1 phase "
+                     "plane (by 5/6 as many sigma_b^2 points).")
 flags.DEFINE_float("threshold", _D.threshold, "Median training accuracy "
                    "that counts as trainable, in (0, 1].")
 training_run.define_dataset_source_flags()

@@ -135,7 +135,7 @@ class CommandLineTest(absltest.TestCase):
         f"--sigma_w2={','.join(f'{v:g}' for v in TINY.sigma_w2)}",
         "--depths=1,2", f"--width={TINY.width}", f"--steps={TINY.steps}",
         f"--batch_size={TINY.batch_size}", f"--seeds={TINY.seeds}",
-        f"--out_dir={out}", cwd=tmp)
+        "--theory_points=40", f"--out_dir={out}", cwd=tmp)
     self.assertEqual(r.returncode, 0, r.stderr)
     self.assertEqual(sorted(os.listdir(out)), [
         "config.json", "phase_diagram.pdf", "phase_diagram.png",
@@ -147,8 +147,11 @@ class CommandLineTest(absltest.TestCase):
     self.assertEqual(np.shape(results["cells"]["train_accuracy"]),
                      (2, len(TINY.sigma_w2), TINY.seeds))
     self.assertIn("critical point (chi_1 = 1): sigma_w^2 = 1.7", r.stdout)
-    # The 300 x 250 phase plane is an image inside the vector PDF (one path
-    # per cell made it 2 MB and ~18 s to write), the rest stays vector.
+    plane = results["theory"]["plane"]
+    self.assertEqual(np.shape(plane["log10_chi_1"]), (40, 33))
+    # The phase plane is an image inside the vector PDF (one path per cell
+    # made the default 300 x 250 plane 2 MB and ~18 s to write), the rest
+    # stays vector.
     with open(os.path.join(out, "phase_diagram.pdf"), "rb") as f:
       pdf = f.read()
     self.assertIn(b"/Subtype /Image", pdf)
@@ -177,6 +180,7 @@ class CommandLineTest(absltest.TestCase):
         "--act=sigmod": "--act",
         "--threshold=2": "threshold",
         "--lr=0": "--lr",
+        "--theory_points=1": "--theory_points must be >= 2",
         "--sigma_b2=-0.5": "--sigma_b2: must be a finite number >= 0",
         "--sigma_b=0.2": "--sigma_b was renamed: pass --sigma_b2 (the bias "
                          "variance, sigma_b^2 = 0.2^2 = 0.04 for "

@@ -37,7 +37,8 @@ def make_config() -> phase_diagram.PhaseConfig:
       depths=tuple(int(d) for d in depths), width=FLAGS.width,
       dataset=FLAGS.dataset, optimizer=FLAGS.optimizer, lr=FLAGS.lr,
       steps=FLAGS.steps, batch_size=FLAGS.batch_size, seeds=FLAGS.seeds,
-      seed=FLAGS.seed, threshold=FLAGS.threshold)
+      seed=FLAGS.seed, threshold=FLAGS.threshold,
+      **phase_diagram.theory_resolution(FLAGS.theory_points))
   try:
     phase_diagram.check_config(config)
   except ValueError as e:

@@ -97,6 +97,17 @@ def check_config(config: PhaseConfig) -> None:
     raise ValueError(f"threshold must be in (0, 1], got {config.threshold}")
 
 
+def theory_resolution(points: int) -> dict:
+  """The PhaseConfig fields of one resolution: ``points`` along the theory
+  curves and the plane's sigma_w2 axis, 5/6 of them (at least 2) along its
+  sigma_b2 axis (300 -> the default 300 x 250 plane)."""
+  default = PhaseConfig()
+  return {"theory_points": points,
+          "plane_sigma_w2": default.plane_sigma_w2[:2] + (points,),
+          "plane_sigma_b2": default.plane_sigma_b2[:2]
+                            + (max(2, round(points * 5 / 6)),)}
+
+
 def _scaled_states(states: train.TrainState, optimizer, sigma_w2):
   """``(G * S)`` states: seed s's kernels times ``sqrt(sigma_w2[g])``.
 
