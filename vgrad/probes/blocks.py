@@ -128,30 +128,35 @@ def _svals(matrix: jax.Array) -> jax.Array:
   return jnp.linalg.svd(matrix, compute_uv=False)
 
 
-def _chain(blocks: Sequence[Callable], x):
-  """One input through a list of blocks: own and cumulative spectra."""
+def _chain(blocks: Sequence[Callable], x, products: bool):
+  """One input through a list of blocks: own spectra, and cumulative ones
+  if ``products`` (else an empty list)."""
   own, cumulative, product = [], [], None
   for fn in blocks:
     x, jac = block_jacobian(fn, x)
-    product = jac if product is None else jnp.dot(jac, product,
-                                                  precision=PRECISION)
     own.append(_svals(jac))
-    cumulative.append(_svals(product))
+    if products:
+      product = jac if product is None else jnp.dot(jac, product,
+                                                    precision=PRECISION)
+      cumulative.append(_svals(product))
   return own, cumulative
 
 
-def _scanned_chain(block_fn: Callable, stacked_params, x):
-  """One input through scanned blocks of one shape."""
-  n0 = ravel_pytree(x)[0].size
+def _scanned_chain(block_fn: Callable, stacked_params, x, products: bool):
+  """One input through scanned blocks of one shape (cumulative spectra
+  only if ``products``, else None)."""
+  flat = ravel_pytree(x)[0]
 
   def body(carry, params):
     h, product = carry
     y, jac = block_jacobian(lambda v: block_fn(params, v), h)
+    if not products:
+      return (y, product), (_svals(jac), None)
     product = jnp.dot(jac, product, precision=PRECISION)
     return (y, product), (_svals(jac), _svals(product))
 
-  eye = jnp.eye(n0, dtype=ravel_pytree(x)[0].dtype)
-  _, (own, cumulative) = jax.lax.scan(body, (x, eye), stacked_params)
+  start = jnp.eye(flat.size, dtype=flat.dtype) if products else None
+  _, (own, cumulative) = jax.lax.scan(body, (x, start), stacked_params)
   return own, cumulative
 
 
@@ -184,12 +189,14 @@ def _shapes(blocks, x) -> list[tuple[int, int]]:
   return shapes
 
 
-def dense_spectra(blocks, xs) -> BlockSpectra:
+def dense_spectra(blocks, xs, products: bool = True) -> BlockSpectra:
   """Own and cumulative singular values of every block, for ``B`` inputs.
 
   Args:
     blocks: a list of callables or a :class:`Blocks`.
     xs: the inputs, a pytree whose leaves share a leading batch axis ``B``.
+    products: also the input-to-block products and their spectra (False:
+      each block's own spectrum only; ``cumulative`` is then empty).
 
   Returns:
     :class:`BlockSpectra`.
@@ -197,16 +204,23 @@ def dense_spectra(blocks, xs) -> BlockSpectra:
   shapes = _shapes(blocks, xs)
   if isinstance(blocks, Blocks):
     fn = blocks.block_fn
-    own, cumulative = _program(("dense-scan", fn), lambda: jax.vmap(
-        lambda x, p: _scanned_chain(fn, p, x), in_axes=(0, None)))(
+    own, cumulative = _program(("dense-scan", fn, products), lambda: jax.vmap(
+        lambda x, p: _scanned_chain(fn, p, x, products), in_axes=(0, None)))(
             xs, blocks.stacked_params)
-    return BlockSpectra([own[:, l] for l in range(len(shapes))],
-                        [cumulative[:, l] for l in range(len(shapes))],
-                        shapes)
+    depth = len(shapes)
+    return BlockSpectra([own[:, l] for l in range(depth)],
+                        [cumulative[:, l] for l in range(depth)]
+                        if products else [], shapes)
   blocks = tuple(blocks)
-  own, cumulative = _program(("dense", blocks), lambda: jax.vmap(
-      lambda x: _chain(blocks, x)))(xs)
+  own, cumulative = _program(("dense", blocks, products), lambda: jax.vmap(
+      lambda x: _chain(blocks, x, products)))(xs)
   return BlockSpectra(list(own), list(cumulative), shapes)
+
+
+def own_records(result: BlockSpectra, dtype) -> list[dict]:
+  """Each block's own spectrum as a results record (``per_layer``)."""
+  return [spectrum.spectrum_record(np.asarray(sv), shape, dtype, layer=l + 1)
+          for l, (sv, shape) in enumerate(zip(result.own, result.shapes))]
 
 
 def spectra_record(blocks, xs, layers=None) -> dict:
@@ -219,10 +233,7 @@ def spectra_record(blocks, xs, layers=None) -> dict:
   depth = len(result.shapes)
   wanted = range(1, depth + 1) if layers is None else sorted(set(layers))
   n0 = result.shapes[0][1]
-  per_layer = [spectrum.spectrum_record(np.asarray(sv), shape, dtype,
-                                        layer=l + 1)
-               for l, (sv, shape) in enumerate(zip(result.own,
-                                                   result.shapes))]
+  per_layer = own_records(result, dtype)
   cumulative = [spectrum.spectrum_record(
       np.asarray(result.cumulative[l - 1]), (result.shapes[l - 1][0], n0),
       dtype, layer=l) for l in wanted]

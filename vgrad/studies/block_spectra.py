@@ -212,8 +212,8 @@ def _qr(blocks, xs, wanted, dtype, max_sweeps) -> dict:
     width = max(np.shape(s)[1] for s in result.partial_sums)
     sums = _pad(result.partial_sums, width)
     rank = np.full(sums.shape[:2], width)
-    per_layer = blocks_lib.spectra_record(blocks, xs,
-                                          layers=(depth,))["per_layer"]
+    per_layer = blocks_lib.own_records(
+        blocks_lib.dense_spectra(blocks, xs, products=False), dtype)
     convention = ("J_l = d vec(x_l) / d vec(x_{l-1}) of block l; layers[t] "
                   "is J_{<=l} at l = layers[t].layer; log values in nats; "
                   "per_layer[l] is J_l")
