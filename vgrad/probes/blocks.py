@@ -383,21 +383,29 @@ def _path(module: nn.Module) -> str:
   return "/".join(str(p) for p in module.path)
 
 
+def _record_calls(module, variables, x, match) -> tuple[list, list]:
+  """One run of the model on ``x``: the paths and outputs of the calls
+  ``match`` names, in call order, and the outputs list ends with the
+  model's own output."""
+  paths, outputs = [], []
+
+  def record(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    if context.method_name == "__call__" and match(_path(context.module)):
+      paths.append(_path(context.module))
+      outputs.append(out)
+    return out
+
+  with nn.intercept_methods(record):
+    y = module.apply(variables, x)
+  return paths, outputs + [y]
+
+
 def boundary_calls(module: nn.Module, variables, x, boundaries) -> list[str]:
   """The paths of the submodule calls that ``boundaries`` names, in the
   order the model makes them on ``x`` (a submodule called twice, as a
   shared layer in an unrolled RNN, is two boundaries)."""
-  match = _matcher(boundaries)
-  calls = []
-
-  def record(next_fun, args, kwargs, context):
-    if context.method_name == "__call__" and match(_path(context.module)):
-      calls.append(_path(context.module))
-    return next_fun(*args, **kwargs)
-
-  with nn.intercept_methods(record):
-    jax.eval_shape(lambda v: module.apply(variables, v), x)
-  return calls
+  return _record_calls(module, variables, x, _matcher(boundaries))[0]
 
 
 def flax_blocks(module: nn.Module, variables, x, boundaries) -> list[Callable]:
@@ -426,12 +434,12 @@ def flax_blocks(module: nn.Module, variables, x, boundaries) -> list[Callable]:
     ValueError: ``boundaries`` match no submodule call (the message lists
       the submodule paths the model calls).
   """
-  calls = boundary_calls(module, variables, x, boundaries)
+  match = _matcher(boundaries)
+  calls, outputs = _record_calls(module, variables, x, match)
   if not calls:
     every = boundary_calls(module, variables, x, ".*")
     raise ValueError(f"boundaries {boundaries!r} match no submodule call; "
                      f"the model calls {sorted(set(every))}")
-  match = _matcher(boundaries)
   zero = jax.tree.map(jnp.zeros_like, x)
 
   def cut(index: int) -> Callable:
@@ -458,7 +466,6 @@ def flax_blocks(module: nn.Module, variables, x, boundaries) -> list[Callable]:
     return block
 
   blocks = [cut(i) for i in range(len(calls) + 1)]
-  outputs = _boundary_outputs(module, variables, x, match)
   if all(a is b for a, b in zip(jax.tree.leaves(outputs[-2]),
                                 jax.tree.leaves(outputs[-1]))):
     blocks = blocks[:-1]   # the last block would be the identity
@@ -478,18 +485,3 @@ def flax_blocks(module: nn.Module, variables, x, boundaries) -> list[Callable]:
           f"skip connection across the cut?); cut at boundaries that every "
           f"path of the model passes through")
   return blocks
-
-
-def _boundary_outputs(module, variables, x, match) -> list:
-  """The boundary calls' outputs on ``x``, then the model's output."""
-  outputs = []
-
-  def record(next_fun, args, kwargs, context):
-    out = next_fun(*args, **kwargs)
-    if context.method_name == "__call__" and match(_path(context.module)):
-      outputs.append(out)
-    return out
-
-  with nn.intercept_methods(record):
-    y = module.apply(variables, x)
-  return outputs + [y]
