@@ -11,7 +11,9 @@ vanishing gradients, saturation, unbroken symmetry), and writes the table
 (Markdown and CSV), the figures and TensorBoard runs into a fresh run
 directory (``--out_dir``, default ``runs/lecture/<time>_<preset>``).
 
-``digits_deep`` also runs the same arms on MNIST (``mnist/`` inside the run
+``--arms=1,3`` runs only those arms (their rows of the table), e.g. to
+rerun one arm with more seeds. ``digits_deep`` also runs the same arms on
+MNIST (``mnist/`` inside the run
 directory) when the MNIST files are in ``--data_dir`` (or with
 ``--download``); otherwise it says how to get them and skips that part.
 The outcomes measured for the README are listed there.
@@ -33,6 +35,9 @@ flags.DEFINE_integer("seeds", None, "Seeds per arm (default: the preset's, "
 flags.DEFINE_integer("steps", None, "Training steps per arm (default: the "
                      "preset's), >= 1.")
 flags.DEFINE_integer("seed", 0, "First seed; seed s uses key(seed + s).")
+flags.DEFINE_list("arms", None, "Arms to run, by their 1-based number in the "
+                  "preset's table (comma-separated, e.g. 1,3; default: all). "
+                  "digits_deep's MNIST part runs the same arms.")
 training_run.define_data_flags()
 flags.adopt_module_key_flags(training_run)
 flags.adopt_module_key_flags(cli)   # --out_dir, --overwrite
@@ -50,6 +55,7 @@ def main(argv):
     cli.fail(f"--preset is required; valid presets: "
              f"{', '.join(sorted(presets.PRESETS))}")
   preset = presets.get_preset(FLAGS.preset)
+  lecture_cli.check_arms(preset)
   ds = training_run.load(preset.dataset)
   out_dir = training_run.out_dir_for("runs/lecture", preset.name)
   mnist = (lecture_cli.mnist_or_none() if preset.name == "digits_deep"

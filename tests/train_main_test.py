@@ -401,15 +401,21 @@ class OtherRunsTest(absltest.TestCase):
       data.write_idx(os.path.join(mnist_dir, f"{split}-labels-idx1-ubyte"),
                      (np.arange(n) % 10).astype(np.uint8))
     out = os.path.join(cwd, "run")
-    proc = _lecture("--preset=digits_deep", "--steps=1", "--seeds=1",
-                    "--tensorboard=false", f"--data_dir={mnist_dir}",
-                    f"--out_dir={out}", cwd=cwd)
+    # --arms: the preset's arms 2 and 4 (relu, leaky ReLU) here and on MNIST
+    # (all eight arms are one training program each: 4x this test's cost).
+    proc = _lecture("--preset=digits_deep", "--arms=2,4", "--steps=1",
+                    "--seeds=1", "--tensorboard=false",
+                    f"--data_dir={mnist_dir}", f"--out_dir={out}", cwd=cwd)
     self.assertEqual(proc.returncode, 0, proc.stderr)
+    chosen = [presets.PRESETS["digits_deep"].arms[i].label for i in (1, 3)]
+    digits = _load(os.path.join(out, "metrics.json"))
+    self.assertEqual([a["label"] for a in digits["arms"]], chosen)
     mnist = _load(os.path.join(out, "mnist", "metrics.json"))
     self.assertEqual(mnist["dataset"]["name"], "mnist")
     self.assertEqual(mnist["dataset"]["n_train"], 60)
-    self.assertEqual([a["label"] for a in mnist["arms"]],
-                     [a.label for a in presets.PRESETS["mnist_deep"].arms])
+    self.assertEqual([a["label"] for a in mnist["arms"]], chosen)
+    self.assertEqual(
+        [a.label for a in presets.PRESETS["mnist_deep"].arms[1::2]], chosen)
     self.assertTrue(os.path.exists(os.path.join(out, "mnist", "table.md")))
     self.assertIn("mnist_deep", proc.stdout)
 
@@ -455,6 +461,12 @@ LECTURE_BAD_INPUTS = (
       ("no_preset", [], ["--preset"] + sorted(presets.PRESETS)),
       ("unknown_preset", ["--preset=nope"], ["--preset", "nope", "xor_deep"]),
       ("zero_seeds", ["--preset=xor_deep", "--seeds=0"], ["--seeds", ">= 1"]),
+      ("arm_out_of_range", ["--preset=digits_deep", "--arms=2,5"],
+       ["--arms=2,5", "1-4", "2 = relu"]),
+      ("arm_not_a_number", ["--preset=xor_deep", "--arms=relu"],
+       ["--arms=relu", "1-7", "1 = sigmoid, U(-1,1)"]),
+      ("arm_repeated", ["--preset=xor_deep", "--arms=3,3"],
+       ["--arms=3,3", "repeats"]),
 )
 
 

@@ -15,10 +15,37 @@ from vgrad.training import data
 FLAGS = flags.FLAGS
 
 
+def _selected() -> list[int] | None:
+  """--arms as 0-based indices (None: every arm); see check_arms."""
+  if FLAGS.arms is None:
+    return None
+  return [int(a) - 1 for a in FLAGS.arms]
+
+
+def check_arms(preset: presets.Preset) -> None:
+  """Ends with one line unless --arms names distinct arms of ``preset``."""
+  if FLAGS.arms is None:
+    return
+  n = len(preset.arms)
+  valid = "; ".join(f"{i} = {a.label}" for i, a in enumerate(preset.arms, 1))
+  bad = [a for a in FLAGS.arms
+         if not (a.strip().isdigit() and 1 <= int(a) <= n)]
+  if bad or not FLAGS.arms:
+    cli.fail(f"--arms={','.join(FLAGS.arms)}: arm numbers of "
+             f"--preset={preset.name} are 1-{n} ({valid})")
+  if len(set(map(int, FLAGS.arms))) != len(FLAGS.arms):
+    cli.fail(f"--arms={','.join(FLAGS.arms)} repeats an arm; give each "
+             f"number once")
+
+
 def arms(preset: presets.Preset):
-  """The preset's arms with --seeds, --steps and --seed applied."""
+  """The preset's arms (those --arms selects) with --seeds, --steps and
+  --seed applied."""
   out = []
-  for arm in preset.arms:
+  chosen = _selected()
+  selected = (preset.arms if chosen is None
+              else [preset.arms[i] for i in chosen])
+  for arm in selected:
     changes = {"seed": FLAGS.seed}
     if FLAGS.seeds is not None:
       changes["seeds"] = FLAGS.seeds
