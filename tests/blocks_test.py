@@ -275,9 +275,16 @@ class FlaxCallsTest(absltest.TestCase):
                                 "of block 1"):
       blocks_lib.dense_spectra(blocks, jnp.ones((1, 3)))
 
-
-if __name__ == "__main__":
-  absltest.main()
+  def test_blocks_without_a_derivative_are_named(self):
+    """An integer output has no Jacobian (jax would give zeros, silently)."""
+    rounded = [lambda x: 2 * x, lambda x: jnp.round(x).astype(jnp.int32)]
+    for method in ("dense", "qr"):
+      with self.assertRaisesRegex(ValueError, "block 2's output holds int32 "
+                                  "values.*not differentiable"):
+        block_spectra.jacobian_spectra(rounded, jnp.ones((1, 3)),
+                                       method=method)
+    with self.assertRaisesRegex(ValueError, "the input x holds int32"):
+      blocks_lib.dense_spectra([lambda x: 2.0 * x], jnp.ones((1, 3), int))
 
 
 class JacobianSpectraTest(absltest.TestCase):
@@ -345,3 +352,7 @@ class JacobianSpectraTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError, r"layers must be integers in "
                                 r"\[1, depth=10\], got \[0, 11\]"):
       block_spectra.jacobian_spectra(self.general, self.xs, layers=[0, 11])
+
+
+if __name__ == "__main__":
+  absltest.main()

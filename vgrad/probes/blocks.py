@@ -160,12 +160,26 @@ def _scanned_chain(block_fn: Callable, stacked_params, x, products: bool):
   return own, cumulative
 
 
+def _check_inexact(tree, what: str) -> None:
+  """One line unless every leaf is floating point: a Jacobian needs real
+  inputs and outputs (an integer or boolean output has no derivative)."""
+  kinds = sorted({str(leaf.dtype) for leaf in jax.tree.leaves(tree)
+                  if not jnp.issubdtype(leaf.dtype, jnp.inexact)})
+  if kinds:
+    raise ValueError(f"{what} holds {', '.join(kinds)} values: a Jacobian "
+                     "needs floating-point arrays (float32 or float64), so "
+                     "the block is not differentiable there")
+
+
 def _shapes(blocks, x) -> list[tuple[int, int]]:
-  """``(n_l, n_{l-1})`` of every block, from shapes alone."""
+  """``(n_l, n_{l-1})`` of every block, from shapes alone; every input and
+  output must be floating point."""
   one = jax.tree.map(lambda a: a[0], x)
+  _check_inexact(one, "the input x")
   if isinstance(blocks, Blocks):
     params0 = jax.tree.map(lambda a: a[0], blocks.stacked_params)
     out = jax.eval_shape(lambda v: blocks.block_fn(params0, v), one)
+    _check_inexact(out, "the blocks' output")
     n_in = ravel_pytree(one)[0].size
     n_out = sum(int(np.prod(s.shape)) for s in jax.tree.leaves(out))
     if n_out != n_in:
@@ -184,6 +198,7 @@ def _shapes(blocks, x) -> list[tuple[int, int]]:
                        f"({jax.tree.map(lambda s: s.shape, current)}): "
                        f"{type(e).__name__}: {str(e).splitlines()[0]}"
                        ) from None
+    _check_inexact(current, f"block {l + 1}'s output")
     shapes.append((sum(int(np.prod(s.shape))
                        for s in jax.tree.leaves(current)), n_in))
   return shapes
