@@ -632,12 +632,14 @@ def make_log_spectrum_probe(model: models.MLP, layers=None,
         first, rest, xs)
     # Jacobi on every (input, layer) in chunks of about 512 kB: each round
     # streams its matrices, so a chunk that stays in cache runs ~1.8x
-    # faster per matrix than one wide vmap.
+    # faster per matrix than one wide vmap. A matrix of 512 kB or more
+    # (N >= 363 in float32) is one chunk on its own: unbatched, as a vmap of
+    # one runs 1.6-2x slower (BUILD_NOTES.md).
     b, t, k, n = snapshot[0].shape
-    chunk = max(1, 2 ** 19 // (k * n * snapshot[0].dtype.itemsize))
+    chunk = 2 ** 19 // (k * n * snapshot[0].dtype.itemsize)
     flat = tuple(buf.reshape((b * t,) + buf.shape[2:]) for buf in snapshot)
     outs = jax.lax.map(lambda args: jacobi(*args, sweep_cap, threshold),
-                       flat, batch_size=chunk)
+                       flat, batch_size=chunk if chunk > 1 else None)
     log_sv, bound, sweeps = (o.reshape((b, t) + o.shape[1:]) for o in outs)
     return LogSpectra(log_sv, bound, sweeps, sums, rank)
 
