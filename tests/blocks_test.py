@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vgrad.io import spectrum_records
 from vgrad.nn import models
 from vgrad.probes import blocks as blocks_lib
 from vgrad.probes import jacobian
@@ -113,15 +114,21 @@ class MLPAgreementTest(absltest.TestCase):
       np.testing.assert_allclose(general.cumulative[l],
                                  analytic.cumulative[:, l], rtol=1e-5,
                                  atol=1e-6)
-    record = blocks_lib.spectra_record(blocks, xs)
+    record = block_spectra.jacobian_spectra(blocks, xs, method="dense")
+    self.assertEqual(spectrum_records.check_results(record), [])
     self.assertEqual([r["layer"] for r in record["per_layer"]], [1, 2, 3])
     self.assertEqual([r["layer"] for r in record["layers"]], [1, 2, 3])
     self.assertEqual(record["input_output"]["layer"], 3)
+    self.assertIsNone(record["lyapunov"])   # dense, requested
     # No exact zeros are claimed for general blocks.
     for r in record["per_layer"] + record["layers"]:
       self.assertEqual(r["num_exact_zeros"], [0, 0])
-    narrowed = blocks_lib.spectra_record(blocks, xs, layers=[2])
+    narrowed = block_spectra.jacobian_spectra(blocks, xs, method="dense",
+                                              layers=[2])
     self.assertEqual([r["layer"] for r in narrowed["layers"]], [2])
+    self.assertEqual(spectrum_records.check_results(narrowed, layers=[2]),
+                     [])
+    self.assertEqual(narrowed["input_output"], record["input_output"])
 
 
 class QRTest(absltest.TestCase):
@@ -310,9 +317,10 @@ class JacobianSpectraTest(absltest.TestCase):
     self.assertEqual(fast["method"], "qr")
     self.assertEqual(general["method"], "qr")
     self.assertEqual(set(fast), set(general))
-    self.assertEqual(set(fast), {"convention", "dtype_eps", "layers",
-                                 "per_layer", "input_output", "lyapunov",
-                                 "method", "method_reason"})
+    self.assertEqual(set(fast), set(spectrum_records.BODY_KEYS))
+    # One schema: every record of both paths has every key, every layer.
+    for record in (fast, general):
+      self.assertEqual(spectrum_records.check_results(record), [])
     self.assertEqual([r["layer"] for r in general["layers"]],
                      list(range(1, 11)))
     for a, b in zip(fast["layers"] + [fast["input_output"]],
@@ -320,6 +328,12 @@ class JacobianSpectraTest(absltest.TestCase):
       np.testing.assert_allclose(np.asarray(a["log_singular_values"]),
                                  np.asarray(b["log_singular_values"]),
                                  atol=2e-4)
+      # Linear values (float32 holds all of them here) from the logs.
+      np.testing.assert_allclose(np.asarray(a["singular_values"]),
+                                 np.exp(np.asarray(a["log_singular_values"])),
+                                 rtol=1e-6)
+      self.assertIsNone(a["resolution_floor"])
+      self.assertLen(a["error_bound"], 2)
     for a, b in zip(fast["per_layer"], general["per_layer"]):
       np.testing.assert_allclose(np.asarray(a["singular_values"]),
                                  np.asarray(b["singular_values"]),
@@ -334,6 +348,12 @@ class JacobianSpectraTest(absltest.TestCase):
       self.assertEqual(record["method_reason"], "requested")
       self.assertEqual([r["layer"] for r in record["layers"]], [2, 5])
       self.assertLen(record["per_layer"], 10)
+      self.assertEqual(spectrum_records.check_results(record, layers=[2, 5]),
+                       [])
+      # The dense records carry the log values too, and their floor.
+      self.assertIsNone(record["layers"][0]["error_bound"])
+      self.assertLen(record["layers"][0]["resolution_floor"], 2)
+      self.assertIsNotNone(record["layers"][0]["log_rms_gain"])
     eps = np.finfo(np.float32).eps
     for a, b in zip(fast["layers"], general["layers"]):
       for u, v in zip(a["singular_values"], b["singular_values"]):

@@ -12,17 +12,16 @@ import pytest
 
 from vgrad.io import records
 from vgrad.io import schemas
+from vgrad.io import spectrum_records
 from vgrad.nn import lsuv
 from vgrad.plots import spectrum_plots as plotting
 from vgrad.probes import jacobian
-from vgrad.probes import spectrum
 from vgrad.studies import spectrum_study
 
-STAT_FIELDS = {"layer", "singular_values", "mean_sq_singular_value",
-               "min_singular_value", "median_singular_value",
-               "max_singular_value", "condition_number",
-               "mean_log_singular_value", "num_resolved", "num_exact_zeros",
-               "num_singular_values", "resolution_floor", "finite"}
+# The top-level keys of results.json, whatever the method.
+RESULTS_KEYS = {"schema", "config", "convention", "dtype_eps", "layers",
+                "per_layer", "input_output", "lyapunov", "method",
+                "method_reason"}
 
 
 def _study(**kw):
@@ -76,25 +75,39 @@ class VerdictTest(parameterized.TestCase):
     self.assertIn("overflowed", spectrum_study.verdict(results))
     self.assertIn("non-finite", spectrum_study.precision_note(results))
     json.dumps(results, allow_nan=False)  # still a valid results file
+    schemas.validate(results)
+    # 60 layers: the table shows about 12, first and last included.
+    lines = spectrum_study.format_table(results).splitlines()
+    rows = [int(line.split()[0]) for line in lines[2:-1]]
+    self.assertEqual((rows[0], rows[-1]), (1, 60))
+    self.assertBetween(len(rows), 10, 12)
+    self.assertEqual(lines[-1], f"({len(rows)} of 60 layers shown; "
+                     f"results.json holds every one)")
 
   def test_results_schema_and_table(self):
     results = _study(act="maxout", init="glorot_uniform",
                      act_params={"k": 3})
-    self.assertEqual(set(results),
-                     {"schema", "config", "convention", "dtype_eps", "layers",
-                      "per_layer", "input_output", "method",
-                      "method_reason"})
+    self.assertEqual(set(results), RESULTS_KEYS)
     self.assertEqual(next(iter(results)), "schema")
     self.assertEqual(results["schema"], schemas.JACOBIAN_SPECTRUM)
     schemas.validate(results)
     self.assertEqual(results["method"], "dense")
+    self.assertIsNone(results["lyapunov"])   # not computed
     self.assertLen(results["layers"], 6)
     self.assertLen(results["per_layer"], 6)
     for record in results["layers"] + results["per_layer"] + [
         results["input_output"]]:
-      self.assertContainsSubset(STAT_FIELDS, set(record))
+      self.assertEqual(tuple(record), spectrum_records.RECORD_KEYS)
       self.assertLen(record["singular_values"], 3)
       self.assertLen(record["singular_values"][0], 32)
+      # Log values beside the linear ones, where measured.
+      for lin, log in zip(record["singular_values"],
+                          record["log_singular_values"]):
+        for a, b in zip(lin, log):
+          if a:
+            self.assertAlmostEqual(b, math.log(a), delta=1e-6)
+          else:
+            self.assertIsNone(b)
     self.assertEqual([r["layer"] for r in results["layers"]], list(
         range(1, 7)))
     table = spectrum_study.format_table(results)
@@ -156,6 +169,17 @@ class MethodTest(parameterized.TestCase):
     self.assertNotEmpty(spectrum_study.unresolved_layers(dense))
     self.assertEqual(spectrum_study.unresolved_layers(auto), [])
     self.assertStartsWith(spectrum_study.method_line(auto), "auto chose qr: ")
+    # One schema whatever the method: the same keys everywhere, and the
+    # validator passes both (qr_layers narrows qr's layers).
+    for results in (auto, dense):
+      schemas.validate(json.loads(json.dumps(results, allow_nan=False)))
+      self.assertEqual(set(results), RESULTS_KEYS)
+      for record in results["layers"] + results["per_layer"]:
+        self.assertEqual(tuple(record), spectrum_records.RECORD_KEYS)
+    self.assertEqual([r["layer"] for r in auto["layers"]], [1, 6, 10])
+    self.assertIsNone(dense["lyapunov"])
+    self.assertIsNone(dense["layers"][0]["error_bound"])
+    self.assertIsNone(auto["layers"][0]["resolution_floor"])
     # Each layer's own spectrum is the dense method's under qr too: the
     # same layer Jacobians and SVDs, in another compiled program (float32
     # rounding of the program only).
@@ -173,12 +197,15 @@ class MethodTest(parameterized.TestCase):
       # A float32 dense value is off by up to ~N u per factor of the
       # product (Higham 2002, sec. 3.5) plus the SVD's N u s_1, i.e.
       # N u (l + s_1 / s) relative; the QR values are far closer.
-      for got, want in zip(record["log_singular_values"],
-                           ref["singular_values"]):
-        for g, w in zip(got, want):
+      for got, lin, want in zip(record["log_singular_values"],
+                                record["singular_values"],
+                                ref["singular_values"]):
+        for g, v, w in zip(got, lin, want):
           if w:
             tol = 32 * u * (record["layer"] + want[0] / w)
             self.assertAlmostEqual(g, math.log(w), delta=tol)
+            # The linear values (all in float32's range here) too.
+            self.assertAlmostEqual(v, w, delta=tol * w)
       self.assertAlmostEqual(spectrum_study.log_gain(record),
                              math.log(spectrum_study.gain(ref)),
                              delta=32 * u * (record["layer"] + 1))
@@ -192,6 +219,9 @@ class MethodTest(parameterized.TestCase):
     self.assertEqual(results["method"], "dense")
     self.assertIn("resolves the predicted spread", results["method_reason"])
     self.assertIn("per_layer", results)
+    # The Lyapunov sums auto computed to decide are kept.
+    self.assertLen(results["lyapunov"]["partial_sums"]["median"], 20)
+    schemas.validate(results)
 
   @pytest.mark.slow
   def test_auto_picks_qr_beyond_the_float32_range(self):
@@ -203,7 +233,9 @@ class MethodTest(parameterized.TestCase):
           "num_inputs": 2}
     dense = _study(**kw)
     self.assertNotEmpty(spectrum_study.nonfinite_layers(dense))
-    results = _study(method="auto", **kw)
+    # Three exact layers: every layer (the default) costs one Jacobi per
+    # layer and input, ~9 s more here under the tests' compile flags.
+    results = _study(method="auto", qr_layers=(1, 75), **kw)
     self.assertEqual(results["method"], "qr")
     self.assertStartsWith(results["method_reason"],
                           "the singular values leave the float32 range")
@@ -212,7 +244,23 @@ class MethodTest(parameterized.TestCase):
                      r"^exploding: input-output gain \d\.\d+e\+\d+ ")
     self.assertGreater(spectrum_study.log_gain(results["input_output"]),
                        math.log(np.finfo(np.float32).max))
-    json.dumps(results, allow_nan=False)
+    # The linear values where float32 holds them, the logs everywhere.
+    self.assertEqual([r["layer"] for r in results["layers"]], [1, 75, 150])
+    io = results["input_output"]
+    self.assertIsNone(io["max_singular_value"])
+    self.assertIsNone(io["mean_sq_singular_value"])
+    self.assertGreater(io["max_log_singular_value"],
+                       math.log(np.finfo(np.float32).max))
+    self.assertEqual(io["singular_values"][0][0], None)
+    self.assertIsNotNone(io["log_singular_values"][0][0])
+    self.assertIsNotNone(results["layers"][0]["mean_sq_singular_value"])
+    schemas.validate(json.loads(json.dumps(results, allow_nan=False)))
+
+  def test_qr_reports_every_layer_unless_narrowed(self):
+    config = spectrum_study.SpectrumConfig(depth=150, method="qr")
+    self.assertEqual(spectrum_study.qr_layers(config), tuple(range(1, 151)))
+    self.assertEqual(spectrum_study.qr_layers(dataclasses.replace(
+        config, qr_layers=(75, 1, 75))), (1, 75, 150))
 
   @pytest.mark.slow
   def test_overflowing_activations_are_reported_as_overflow(self):
@@ -231,10 +279,7 @@ class MethodTest(parameterized.TestCase):
     results = json.loads(json.dumps(_study(
         method="qr", act="relu", init="he_normal", depth=12, width=16,
         qr_layers=(3, 1, 3), qr_sweeps=20), allow_nan=False))
-    self.assertEqual(set(results),
-                     {"schema", "config", "convention", "dtype_eps", "layers",
-                      "per_layer", "lyapunov", "input_output", "method",
-                      "method_reason"})
+    self.assertEqual(set(results), RESULTS_KEYS)
     self.assertEqual([r["layer"] for r in results["per_layer"]],
                      list(range(1, 13)))
     schemas.validate(results)
@@ -242,17 +287,19 @@ class MethodTest(parameterized.TestCase):
     self.assertEqual([r["layer"] for r in results["layers"]], [1, 3, 12])
     self.assertEqual(results["input_output"], results["layers"][-1])
     for record in results["layers"]:
-      self.assertContainsSubset(
-          set(spectrum.LOG_STAT_KEYS) | {"log_singular_values", "sweeps",
-                                         "error_bound", "num_exact_zeros"},
-          set(record))
+      self.assertEqual(tuple(record), spectrum_records.RECORD_KEYS)
       self.assertLen(record["log_singular_values"], 3)
-      # ReLU: exact zeros (inactive units) are null, at the end, and counted.
-      for row, zeros in zip(record["log_singular_values"],
-                            record["num_exact_zeros"]):
+      # ReLU: exact zeros (inactive units) are null in logs, 0.0 in linear
+      # values, at the end, and counted; min and median are exact zeros.
+      for row, lin, zeros in zip(record["log_singular_values"],
+                                 record["singular_values"],
+                                 record["num_exact_zeros"]):
         self.assertGreater(zeros, 0)
         self.assertEqual(row[16 - zeros:], [None] * zeros)
         self.assertNotIn(None, row[:16 - zeros])
+        self.assertEqual(lin[16 - zeros:], [0.0] * zeros)
+      self.assertEqual(record["min_singular_value"], 0.0)
+      self.assertEqual(record["num_resolved"], [16] * 3)
       self.assertTrue(all(s <= 20 for s in record["sweeps"]))
     lyap = results["lyapunov"]
     for key in spectrum_study.QUANTILES:

@@ -15,7 +15,8 @@ and ``spectral_density``), predict it (mean field: ``fixed_point_q``,
 (``make_optimizer``, ``init_states``, ``make_step_fn``,
 ``make_train_step``; the datasets ``load_dataset``, ``xor``, ``digits``,
 ``mnist``) and run whole studies (``run_spectrum_study``,
-``run_training``). Results files are read with ``load_results``.
+``run_training``). Results files are read with ``load_results``; a
+spectrum results body is checked with ``check_spectrum_results``.
 
 ``import vgrad`` is light: each name is imported from its layer package
 (``vgrad.nn``, ``vgrad.probes``, ``vgrad.theory``, ``vgrad.training``,
@@ -107,6 +108,7 @@ _EXPORTS = {
     "run_training": ("vgrad.studies.training_study", "run_training"),
     # Results files.
     "load_results": ("vgrad.io.schemas", "load_results"),
+    "check_spectrum_results": ("vgrad.io.spectrum_records", "check_results"),
 }
 
 __all__ = sorted(_EXPORTS)
@@ -129,6 +131,7 @@ def __dir__():
 
 if TYPE_CHECKING:   # for type checkers and IDEs; never run
   from vgrad.io.schemas import load_results  # noqa: F401
+  from vgrad.io.spectrum_records import check_results as check_spectrum_results  # noqa: F401
   from vgrad.nn.activations import ACTIVATIONS  # noqa: F401
   from vgrad.nn.activations import Activation  # noqa: F401
   from vgrad.nn.activations import get_activation  # noqa: F401

@@ -4,13 +4,14 @@ Each JSON file an entry point writes carries ``"schema":
 "vgrad.<kind>/<version>"``. The constants below are the versions this vgrad
 writes and reads; writers put them in, readers check them with
 :func:`check_schema` or :func:`load_results`, which also recognise files
-written before the field existed (:data:`LEGACY`) and answer a file of
-another version with a one-line ``ValueError`` naming both versions.
+written before the field existed (:data:`LEGACY`), read older versions
+that :data:`UPGRADES` converts, and answer a file of any other version with
+a one-line ``ValueError`` naming both versions.
 
 ==============================  =========================================
 schema                          file, written by
 ==============================  =========================================
-``vgrad.jacobian_spectrum/1``   results.json, ``experiments.jacobian_spectrum``
+``vgrad.jacobian_spectrum/2``   results.json, ``experiments.jacobian_spectrum``
 ``vgrad.train/1``               metrics.json, ``experiments.train``/``lecture``
 ``vgrad.phase_diagram/1``       results.json, ``experiments.phase_diagram``
 ``vgrad.dynamical_isometry/1``  results.json, ``experiments.dynamical_isometry``
@@ -30,8 +31,9 @@ import os
 import re
 
 from vgrad.io import records
+from vgrad.io import spectrum_records
 
-JACOBIAN_SPECTRUM = "vgrad.jacobian_spectrum/1"
+JACOBIAN_SPECTRUM = "vgrad.jacobian_spectrum/2"
 TRAIN = "vgrad.train/1"
 PHASE_DIAGRAM = "vgrad.phase_diagram/1"
 DYNAMICAL_ISOMETRY = "vgrad.dynamical_isometry/1"
@@ -51,20 +53,27 @@ FILES = {
 }
 ALL = tuple(FILES)
 
+# Older versions this vgrad still reads: schema -> (the version it becomes,
+# the function that converts a record). check_schema applies them.
+JACOBIAN_SPECTRUM_V1 = "vgrad.jacobian_spectrum/1"
+UPGRADES = {
+    # Version 1 had two record formats (dense: linear values; qr: log
+    # values) and no lyapunov key under dense.
+    JACOBIAN_SPECTRUM_V1: (JACOBIAN_SPECTRUM, spectrum_records.upgrade),
+}
+
 # Files written before they carried a "schema" field, recognised by the
 # top-level keys they always had (checked in this order).
 LEGACY = (
     (GRADIENT_HISTOGRAMS, frozenset({"runs", "convention", "dataset"})),
-    (JACOBIAN_SPECTRUM, frozenset({"config", "layers", "input_output"})),
+    (JACOBIAN_SPECTRUM_V1, frozenset({"config", "layers", "input_output"})),
     (TRAIN, frozenset({"arms"})),
 )
 
-# The top-level keys of a jacobian_spectrum results.json (README.md).
-SPECTRUM_KEYS = frozenset({"schema", "config", "convention", "dtype_eps",
-                           "layers", "per_layer", "input_output", "method",
-                           "method_reason"})
-SPECTRUM_METHOD_KEYS = {"dense": frozenset(),
-                        "qr": frozenset({"lyapunov"})}
+# The top-level keys of a jacobian_spectrum results.json (README.md); it may
+# also hold the "command" that made it.
+SPECTRUM_KEYS = frozenset(spectrum_records.SCHEMA_KEYS
+                          + spectrum_records.BODY_KEYS)
 
 _FORMAT = re.compile(r"vgrad\.([a-z][a-z0-9_]*)/([1-9][0-9]*)")
 # Names looked for in a run directory, in this order.
@@ -107,13 +116,18 @@ def identify(record) -> str | None:
 
 
 def upgrade(record: dict) -> dict:
-  """``record`` with its ``"schema"`` field first (a copy when added);
-  records already carrying one, or unrecognised, are returned as they
-  are."""
+  """``record`` with its ``"schema"`` field first (a copy when added) and,
+  when it is of an older version this vgrad reads (:data:`UPGRADES`),
+  converted to the current one (a new dict); records of the current
+  version carrying the field, or unrecognised, are returned as they are."""
   schema = identify(record)
-  if schema is None or "schema" in record:
+  if schema is None or ("schema" in record and schema not in UPGRADES):
     return record
-  return {"schema": schema} | record
+  body = {k: v for k, v in record.items() if k != "schema"}
+  while schema in UPGRADES:
+    schema, convert = UPGRADES[schema]
+    body = convert(body)
+  return {"schema": schema} | body
 
 
 def _names(expected: Collection[str]) -> str:
@@ -134,7 +148,7 @@ def check_schema(record, expected: str | Collection[str],
     raise ValueError(f"{where} holds a JSON {type(record).__name__}, not a "
                      f"vgrad results object")
   schema = identify(record)
-  if schema in expected:
+  if schema in expected or UPGRADES.get(schema, (None,))[0] in expected:
     return upgrade(record)
   reads = _names(expected)
   if schema is None:
@@ -190,7 +204,10 @@ def load_results(path_or_run_dir: str,
 def validate(record) -> None:
   """Checks a record as written: a ``"schema"`` field first, well formed
   and known to this vgrad, and for ``vgrad.jacobian_spectrum`` the
-  documented top-level keys (README.md, ``results.json``).
+  documented top-level keys and every spectrum record
+  (:func:`vgrad.io.spectrum_records.check_results`: keys and types,
+  per-input lists of ``config.num_inputs``, every layer present unless
+  ``qr_layers`` narrowed a ``qr`` run) (README.md, ``results.json``).
 
   Raises:
     ValueError: naming every problem found.
@@ -208,16 +225,29 @@ def validate(record) -> None:
   if schema not in FILES:
     problems.append(f"schema {schema} is not one of {_names(ALL)}")
   if schema == JACOBIAN_SPECTRUM:
-    keys = set(record)
-    wanted = SPECTRUM_KEYS | SPECTRUM_METHOD_KEYS.get(record.get("method"),
-                                                      frozenset())
-    if record.get("method") not in SPECTRUM_METHOD_KEYS:
-      problems.append(f"method {record.get('method')!r} is not one of "
-                      f"{', '.join(SPECTRUM_METHOD_KEYS)}")
-    if wanted - keys:
-      problems.append(f"missing keys {sorted(wanted - keys)}")
-    extra = keys - wanted - {"command"}
-    if extra:
-      problems.append(f"undocumented keys {sorted(extra)}")
+    problems += _spectrum_problems(record)
   if problems:
     raise ValueError(f"{schema}: " + "; ".join(problems))
+
+
+def _spectrum_problems(record: dict) -> list:
+  """What :func:`validate` finds wrong in a jacobian_spectrum results.json."""
+  keys = set(record)
+  problems = []
+  if SPECTRUM_KEYS - keys:
+    problems.append(f"missing keys {sorted(SPECTRUM_KEYS - keys)}")
+  extra = keys - SPECTRUM_KEYS - {"command"}
+  if extra:
+    problems.append(f"undocumented keys {sorted(extra)}")
+  if problems:
+    return problems
+  config = record["config"] if isinstance(record["config"], dict) else {}
+  layers, depth = None, config.get("depth")
+  if record["method"] == "qr" and config.get("qr_layers") and depth:
+    layers = set(config["qr_layers"]) | {depth}
+  problems = spectrum_records.check_results(
+      record, layers=layers, num_inputs=config.get("num_inputs"))
+  if depth is not None and not problems and len(record["per_layer"]) != depth:
+    problems.append(f"per_layer holds {len(record['per_layer'])} layers, "
+                    f"config.depth is {depth}")
+  return problems

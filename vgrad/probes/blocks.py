@@ -40,7 +40,7 @@ one-sided Jacobi at the target blocks, so the log singular values of
 
 ``vgrad.jacobian_spectra`` (:mod:`vgrad.studies.block_spectra`) puts both
 methods, ``auto`` and vgrad's own MLP behind one call returning results
-records.
+records (:mod:`vgrad.io.spectrum_records`).
 """
 
 from collections.abc import Callable, Sequence
@@ -55,7 +55,6 @@ import numpy as np
 
 from vgrad.nn import models
 from vgrad.probes import log_spectrum
-from vgrad.probes import spectrum
 
 PRECISION = models.PRECISION
 
@@ -232,39 +231,6 @@ def dense_spectra(blocks, xs, products: bool = True) -> BlockSpectra:
   return BlockSpectra(list(own), list(cumulative), shapes)
 
 
-def own_records(result: BlockSpectra, dtype) -> list[dict]:
-  """Each block's own spectrum as a results record (``per_layer``)."""
-  return [spectrum.spectrum_record(np.asarray(sv), shape, dtype, layer=l + 1)
-          for l, (sv, shape) in enumerate(zip(result.own, result.shapes))]
-
-
-def spectra_record(blocks, xs, layers=None) -> dict:
-  """The dense spectra as results records (the keys of the spectrum
-  experiment's results.json): ``per_layer`` (each block's own Jacobian),
-  ``layers`` (input to block ``l`` for every ``l``, or those in
-  ``layers``) and ``input_output``."""
-  result = dense_spectra(blocks, xs)
-  dtype = np.dtype(jax.tree.leaves(xs)[0].dtype)
-  depth = len(result.shapes)
-  wanted = range(1, depth + 1) if layers is None else sorted(set(layers))
-  n0 = result.shapes[0][1]
-  per_layer = own_records(result, dtype)
-  cumulative = [spectrum.spectrum_record(
-      np.asarray(result.cumulative[l - 1]), (result.shapes[l - 1][0], n0),
-      dtype, layer=l) for l in wanted]
-  return {
-      "method": "dense",
-      "convention": "J_l = d vec(x_l) / d vec(x_{l-1}) of block l; "
-                    "layers[l] is J_{<=l} = J_l ... J_1; per_layer[l] is J_l",
-      "dtype_eps": float(np.finfo(dtype).eps),
-      "layers": cumulative,
-      "per_layer": per_layer,
-      "input_output": spectrum.spectrum_record(
-          np.asarray(result.cumulative[-1]), (result.shapes[-1][0], n0),
-          dtype, layer=depth),
-  }
-
-
 class BlockLogSpectra(NamedTuple):
   """Exact ``log sigma_i(J_{<=l})`` (nats) at the target blocks.
 
@@ -398,6 +364,10 @@ def _path(module: nn.Module) -> str:
   return "/".join(str(p) for p in module.path)
 
 
+class _Reached(Exception):
+  """Raised inside a block's model run once its output is captured."""
+
+
 def _record_calls(module, variables, x, match) -> tuple[list, list]:
   """One run of the model on ``x``: the paths and outputs of the calls
   ``match`` names, in call order, and the outputs list ends with the
@@ -456,28 +426,43 @@ def flax_blocks(module: nn.Module, variables, x, boundaries) -> list[Callable]:
     raise ValueError(f"boundaries {boundaries!r} match no submodule call; "
                      f"the model calls {sorted(set(every))}")
   zero = jax.tree.map(jnp.zeros_like, x)
+  shapes = [jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), o)
+            for o in outputs[:-1]]
 
   def cut(index: int) -> Callable:
     """Replace boundary output ``index - 1``, return boundary output
-    ``index`` (the model's output for ``index = len(calls)``)."""
+    ``index`` (the model's output for ``index = len(calls)``).
+
+    Only the part of the model from boundary ``index - 1`` to boundary
+    ``index`` is computed: earlier boundary calls return zeros of their
+    shape without running, and the model stops at boundary ``index``
+    (code outside the boundaries before the cut, e.g. an embedding, still
+    runs on a zero input). A block's cost is then its own, not the
+    model's, and the L blocks trace in O(L) instead of O(L^2).
+    """
     def block(h):
       seen, captured = [0], []
 
       def intercept(next_fun, args, kwargs, context):
-        out = next_fun(*args, **kwargs)
-        if context.method_name == "__call__" and match(
+        if context.method_name != "__call__" or not match(
             _path(context.module)):
-          i = seen[0]
-          seen[0] += 1
-          if i == index - 1:
-            out = h
-          if i == index:
-            captured.append(out)
-        return out
+          return next_fun(*args, **kwargs)
+        i = seen[0]
+        seen[0] += 1
+        if i < index - 1:
+          return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                              shapes[i])
+        if i == index - 1:
+          return h
+        captured.append(next_fun(*args, **kwargs))
+        raise _Reached
 
-      with nn.intercept_methods(intercept):
-        y = module.apply(variables, zero if index > 0 else h)
-      return captured[0] if captured else y
+      try:
+        with nn.intercept_methods(intercept):
+          y = module.apply(variables, zero if index > 0 else h)
+      except _Reached:
+        return captured[0]
+      return y
     return block
 
   blocks = [cut(i) for i in range(len(calls) + 1)]

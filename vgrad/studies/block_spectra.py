@@ -1,9 +1,10 @@
 """Jacobian spectra of any network cut into blocks, as one results record.
 
 ``jacobian_spectra(blocks, x)`` returns the keys of the spectrum
-experiment's results.json (``layers``, ``per_layer``, ``input_output``,
-``method``, ``method_reason``, ``convention``, ``dtype_eps``, and
-``lyapunov`` under ``qr``) for
+experiment's results.json but ``schema`` and ``config`` (``layers``,
+``per_layer``, ``input_output``, ``lyapunov``, ``method``,
+``method_reason``, ``convention``, ``dtype_eps``; the records of
+:mod:`vgrad.io.spectrum_records`, the same keys under every method) for
 
 * a list of block callables or a :class:`vgrad.probes.blocks.Blocks`
   (the general path: each block's Jacobian by ``jax.jacfwd``/``jacrev``);
@@ -19,7 +20,7 @@ whether the dense path resolves every value:
 :func:`vgrad.studies.spectrum_study.choose_method`).
 
 Left for issue 12: one forward pass serving ``auto``'s choice and the probe
-(``qr`` runs the pass twice), and the record's single schema (item 4).
+(``qr`` runs the pass twice).
 """
 
 from collections.abc import Sequence
@@ -34,7 +35,6 @@ from vgrad.nn import models
 from vgrad.probes import blocks as blocks_lib
 from vgrad.probes import jacobian
 from vgrad.probes import log_spectrum
-from vgrad.probes import spectrum
 from vgrad.studies import spectrum_study
 
 METHODS = ("auto", "dense", "qr")
@@ -109,7 +109,11 @@ def jacobian_spectra(blocks, x, *, method: str = "auto", dtype=None,
     max_sweeps: the Jacobi sweep cap of the ``qr`` method.
 
   Returns:
-    The results record (module docstring).
+    The results body (:data:`vgrad.io.spectrum_records.BODY_KEYS`: a
+    results.json of ``experiments.jacobian_spectrum`` but its ``schema`` and
+    ``config``), whose records have the same keys under every method;
+    ``lyapunov`` holds the finite-time Lyapunov sums whenever they were
+    computed (``qr``, and ``auto``'s choice), else None.
 
   Raises:
     ValueError: an unknown method, bad layers, or blocks whose shapes do
@@ -123,15 +127,28 @@ def jacobian_spectra(blocks, x, *, method: str = "auto", dtype=None,
   wanted = log_spectrum.check_layers(
       range(1, depth + 1) if layers is None else layers, depth)
   work_dtype = np.dtype(jax.tree.leaves(xs)[0].dtype)
-  reason = "requested"
+  reason, lyapunov = "requested", None
   if method == "auto":
-    sums = _lyapunov_sums(blocks, xs, depth)
+    sums, rank = _lyapunov_sums(blocks, xs, depth)
     method, reason = spectrum_study.choose_method(sums, work_dtype)
+    if method == "dense":   # keep the sums auto computed to decide
+      lyapunov = spectrum_study.lyapunov_record(sums, rank, work_dtype)
   if method == "dense":
-    record = _dense(blocks, xs, wanted, work_dtype)
+    record = _dense(blocks, xs, wanted, work_dtype) | {"lyapunov": lyapunov}
   else:
     record = _qr(blocks, xs, wanted, work_dtype, max_sweeps)
-  return record | {"method": method, "method_reason": reason}
+  convention = (spectrum_study.CONVENTION if isinstance(blocks, MLPBlocks)
+                else CONVENTION)
+  return {"convention": convention,
+          "dtype_eps": float(np.finfo(work_dtype).eps),
+          "method": method, "method_reason": reason} | record
+
+
+CONVENTION = ("J_l = d vec(x_l) / d vec(x_{l-1}) of block l; per_layer[l - 1] "
+              "is J_l; each record of layers is J_{<=l} = J_l ... J_1 at its "
+              "layer l; input_output is J_{<=L}; log values in nats; null: "
+              "not measured, not representable in the working dtype (linear "
+              "values), or ln 0 (log values)")
 
 
 def _pad(sums_list, width) -> np.ndarray:
@@ -144,34 +161,51 @@ def _pad(sums_list, width) -> np.ndarray:
   return out
 
 
-def _lyapunov_sums(blocks, xs, depth) -> np.ndarray:
+def _lyapunov_sums(blocks, xs, depth) -> tuple[np.ndarray, np.ndarray]:
+  """``(partial sums (B, L, k), rank bounds (B, L))`` of the forward QR
+  pass alone."""
   if isinstance(blocks, MLPBlocks):
-    return np.asarray(_mlp_probe("lyapunov", blocks.model)(
-        blocks.params, xs).partial_sums)
+    sums = jax.device_get(_mlp_probe("lyapunov", blocks.model)(
+        blocks.params, xs))
+    return np.asarray(sums.partial_sums), np.asarray(sums.rank_bound)
   result = blocks_lib.qr_log_spectra(blocks, xs, layers=(depth,))
-  return _pad(result.partial_sums, np.shape(result.partial_sums[0])[1])
+  width = np.shape(result.partial_sums[0])[1]
+  sums = _pad(result.partial_sums, width)
+  return sums, np.full(sums.shape[:2], width)
+
+
+def _own_records(result: blocks_lib.BlockSpectra, dtype) -> list[dict]:
+  """Each block's own spectrum as a record (``per_layer``); general blocks
+  claim no exact zero."""
+  return [spectrum_study.dense_record(np.asarray(sv), shape, dtype,
+                                      layer=l + 1)
+          for l, (sv, shape) in enumerate(zip(result.own, result.shapes))]
 
 
 def _dense(blocks, xs, wanted, dtype) -> dict:
   if not isinstance(blocks, MLPBlocks):
-    return blocks_lib.spectra_record(blocks, xs, layers=wanted)
+    result = blocks_lib.dense_spectra(blocks, xs)
+    n0 = result.shapes[0][1]
+    cumulative = {l: spectrum_study.dense_record(
+        np.asarray(result.cumulative[l - 1]), (result.shapes[l - 1][0], n0),
+        dtype, layer=l) for l in sorted(set(wanted) | {len(result.shapes)})}
+    return {"layers": [cumulative[l] for l in wanted],
+            "per_layer": _own_records(result, dtype),
+            "input_output": cumulative[len(result.shapes)]}
   model, params = blocks
   n_in = np.shape(xs)[-1]
   spectra = jax.device_get(_mlp_probe("dense", model)(params, xs))
   rows = np.asarray(spectra.nonzero_rows)
   chain = np.minimum.accumulate(rows, axis=1)
+  cumulative = {l: spectrum_study.dense_record(
+      spectra.cumulative[:, l - 1], (model.width, n_in), dtype,
+      rank_bound=chain[:, l - 1], layer=l)
+                for l in sorted(set(wanted) | {model.depth})}
   return {
-      "convention": "J_l = D_l W_l, D_l = diag(phi'(h_l)); layers[l] is "
-                    "J_{<=l} = D_l W_l ... D_1 W_1; per_layer[l] is J_l",
-      "dtype_eps": float(np.finfo(dtype).eps),
-      "layers": [spectrum.spectrum_record(
-          spectra.cumulative[:, l - 1], (model.width, n_in), dtype,
-          rank_bound=chain[:, l - 1], layer=l) for l in wanted],
+      "layers": [cumulative[l] for l in wanted],
       "per_layer": _mlp_per_layer(model, n_in, dtype, spectra.first_layer,
                                   spectra.per_layer, rows),
-      "input_output": spectrum.spectrum_record(
-          spectra.cumulative[:, -1], (model.width, n_in), dtype,
-          rank_bound=chain[:, -1], layer=model.depth),
+      "input_output": cumulative[model.depth],
   }
 
 
@@ -182,8 +216,8 @@ def _mlp_per_layer(model, n_in, dtype, first, rest, nonzero_rows) -> list:
   own = [first] + [rest[:, l] for l in range(model.depth - 1)]
   shapes = [(model.width, n_in)] + [(model.width, model.width)] * (
       model.depth - 1)
-  return [spectrum.spectrum_record(np.asarray(sv), shape, dtype,
-                                   rank_bound=rows[:, l], layer=l + 1)
+  return [spectrum_study.dense_record(np.asarray(sv), shape, dtype,
+                                      rank_bound=rows[:, l], layer=l + 1)
           for l, (sv, shape) in enumerate(zip(own, shapes))]
 
 
@@ -200,10 +234,6 @@ def _qr(blocks, xs, wanted, dtype, max_sweeps) -> dict:
     sums, rank = np.asarray(spectra.partial_sums), spectra.rank_bound
     own = jax.device_get(_mlp_probe("own", model)(params, xs))
     per_layer = _mlp_per_layer(model, np.shape(xs)[-1], dtype, *own)
-    convention = ("J_l = D_l W_l, D_l = diag(phi'(h_l)); layers[t] is "
-                  "J_{<=l} at layer l = layers[t].layer; log values in "
-                  "nats; null log singular value: exact zero; per_layer[l] "
-                  "is J_l")
   else:
     result = jax.device_get(blocks_lib.qr_log_spectra(
         blocks, xs, layers=targets, max_sweeps=max_sweeps))
@@ -212,22 +242,14 @@ def _qr(blocks, xs, wanted, dtype, max_sweeps) -> dict:
     width = max(np.shape(s)[1] for s in result.partial_sums)
     sums = _pad(result.partial_sums, width)
     rank = np.full(sums.shape[:2], width)
-    per_layer = blocks_lib.own_records(
+    per_layer = _own_records(
         blocks_lib.dense_spectra(blocks, xs, products=False), dtype)
-    convention = ("J_l = d vec(x_l) / d vec(x_{l-1}) of block l; layers[t] "
-                  "is J_{<=l} at l = layers[t].layer; log values in nats; "
-                  "per_layer[l] is J_l")
   records = {
-      l: spectrum.log_spectrum_record(
-          np.asarray(v), dtype, layer=l,
-          sweeps=np.asarray(s).tolist(),
-          error_bound=[spectrum.json_float(b, dtype) for b in np.asarray(e)])
+      l: spectrum_study.qr_record(v, dtype, layer=l, error_bound=e, sweeps=s)
       for l, v, e, s in zip(targets, log_sv, bounds, sweeps)}
   return {
-      "convention": convention,
-      "dtype_eps": float(np.finfo(dtype).eps),
       "layers": [records[l] for l in wanted],
       "per_layer": per_layer,
-      "lyapunov": spectrum_study.lyapunov_record(sums, rank, dtype),
       "input_output": records[depth],
+      "lyapunov": spectrum_study.lyapunov_record(sums, rank, dtype),
   }

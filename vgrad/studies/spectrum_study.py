@@ -10,12 +10,16 @@ Two methods measure the spectra (``SpectrumConfig.method``):
   Jacobians out and takes SVDs; values below the working precision's
   resolution floor are flagged, not reported (:mod:`vgrad.probes.spectrum`).
 * ``qr``: :func:`vgrad.probes.log_spectrum.make_log_spectrum_probe` computes the
-  exact log singular values at target layers (and finite-time Lyapunov
-  sums at every layer) without forming the product, so nothing is lost at
-  any depth.
+  exact log singular values at every layer (or the ``qr_layers``), and the
+  finite-time Lyapunov sums at every layer, without forming the product, so
+  nothing is lost at any depth.
 * ``auto`` (default) runs the cheap forward QR pass first and picks
   ``qr`` when the dense product would lose values (:func:`choose_method`),
   else ``dense``; the results say which and why.
+
+Both methods write the same records (:mod:`vgrad.io.spectrum_records`:
+linear and log values and statistics, :func:`dense_record` and
+:func:`qr_record`), so a reader never needs to know which ran.
 """
 
 import dataclasses
@@ -26,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vgrad.io import schemas
+from vgrad.io import spectrum_records
 from vgrad.nn import config as nn_config
 from vgrad.nn import lsuv
 from vgrad.nn import models
@@ -54,9 +59,9 @@ class SpectrumConfig:
   variances ``sigma_w2``, ``sigma_b2``) are those of
   :class:`vgrad.nn.config.NetworkConfig`. ``method`` is one of ``METHODS``;
   ``qr_layers`` are the layers whose exact log spectra the ``qr`` method
-  computes (default :func:`vgrad.probes.log_spectrum.default_layers`;
-  ``depth`` is always added: it is the input-output Jacobian) and
-  ``qr_sweeps`` caps its Jacobi sweeps per layer.
+  computes (default every layer, one Jacobi per layer and input; ``depth``
+  is always added: it is the input-output Jacobian) and ``qr_sweeps`` caps
+  its Jacobi sweeps per layer.
   """
   act: str = "sigmoid"
   init: str = "glorot_uniform"
@@ -86,9 +91,10 @@ def build_model(config: SpectrumConfig) -> models.MLP:
 
 
 def qr_layers(config: SpectrumConfig) -> tuple[int, ...]:
-  """The ``qr`` method's target layers (``depth`` always included)."""
-  layers = (log_spectrum.default_layers(config.depth)
-            if config.qr_layers is None else config.qr_layers)
+  """The ``qr`` method's target layers: every layer, or ``qr_layers``
+  (``depth`` always included)."""
+  layers = (range(1, config.depth + 1) if config.qr_layers is None
+            else config.qr_layers)
   return log_spectrum.check_layers(tuple(layers) + (config.depth,),
                                    config.depth)
 
@@ -128,13 +134,15 @@ def run_study(config: SpectrumConfig) -> dict:
   xs = jax.random.normal(data_key, (config.num_inputs, config.width), dtype)
   # A data-dependent init (LSUV) is fitted to the probe's own inputs.
   params = lsuv.initialize(model, init_key, xs)
-  method, reason = config.method, "requested"
+  method, reason, lyapunov = config.method, "requested", None
   if method == "auto":
     sums = jax.device_get(log_spectrum.make_lyapunov_probe(model)(params, xs))
     method, reason = choose_method(sums.partial_sums, dtype)
+    if method == "dense":   # keep the sums auto computed to decide
+      lyapunov = lyapunov_record(sums.partial_sums, sums.rank_bound, dtype)
   if method == "dense":
     spectra = jax.device_get(jacobian.make_spectrum_probe(model)(params, xs))
-    results = summarize(config, spectra)
+    results = summarize(config, spectra) | {"lyapunov": lyapunov}
   else:
     layers = qr_layers(config)
     probe = log_spectrum.make_log_spectrum_probe(model, layers,
@@ -211,34 +219,60 @@ def choose_method(partial_sums, dtype) -> tuple[str, str]:
                    f"e^{resolved:.1f}) and the values stay in range")
 
 
+CONVENTION = ("J_l = D_l W_l, D_l = diag(phi'(h_l)); per_layer[l - 1] is "
+              "J_l; each record of layers is J_{<=l} = D_l W_l ... D_1 W_1 "
+              "at its layer l; input_output is J_{<=depth}; log values in "
+              "nats; null: not measured, not representable in the working "
+              "dtype (linear values), or ln 0 (log values)")
+
+
+def dense_record(sv_BxR, matrix_shape: tuple[int, int], dtype,
+                 rank_bound=None, *, layer: int) -> dict:
+  """The record of B dense spectra (:mod:`vgrad.io.spectrum_records`): values
+  below the floor of :mod:`vgrad.probes.spectrum` not measured, those past
+  ``rank_bound`` exact zeros."""
+  log_sv, measured, sv, floor = spectrum.log_singular_values(
+      sv_BxR, matrix_shape, dtype, rank_bound)
+  return spectrum_records.make_record(layer, log_sv, dtype, measured=measured,
+                                      singular_values=sv,
+                                      resolution_floor=floor)
+
+
+def qr_record(log_sv_BxR, dtype, *, layer: int, error_bound,
+              sweeps) -> dict:
+  """The record of B exact log spectra (``-inf``: exact zero) with their
+  Jacobi ``error_bound`` (nats) and ``sweeps`` per input."""
+  return spectrum_records.make_record(
+      layer, np.asarray(log_sv_BxR, np.float64), dtype,
+      error_bound=np.asarray(error_bound, np.float64),
+      sweeps=np.asarray(sweeps))
+
+
 def summarize(config: SpectrumConfig, spectra: jacobian.Spectra) -> dict:
-  """The results dictionary from the probe's singular values."""
+  """The results dictionary from the probe's singular values (``lyapunov``
+  is the caller's)."""
   n, dtype = config.width, np.dtype(config.dtype)
   rows = np.asarray(spectra.nonzero_rows)
   chain_rank = np.minimum.accumulate(rows, axis=1)
   cumulative = [
-      spectrum.spectrum_record(spectra.cumulative[:, l], (n, n), dtype,
-                               rank_bound=chain_rank[:, l], layer=l + 1)
+      dense_record(spectra.cumulative[:, l], (n, n), dtype,
+                   rank_bound=chain_rank[:, l], layer=l + 1)
       for l in range(config.depth)]
-  per_layer = per_layer_records(config, spectra.first_layer,
-                                spectra.per_layer, rows)
   return {
       "config": dataclasses.asdict(config),
-      "convention": "J_l = D_l W_l, D_l = diag(phi'(h_l)); layers[l] is "
-                    "J_{<=l} = D_l W_l ... D_1 W_1; per_layer[l] is J_l",
+      "convention": CONVENTION,
       "dtype_eps": float(np.finfo(dtype).eps),
       "layers": cumulative,
-      "per_layer": per_layer,
-      "input_output": spectrum.spectrum_record(
-          spectra.input_output, (n, n), dtype, rank_bound=chain_rank[:, -1],
-          layer=config.depth),
+      "per_layer": per_layer_records(config, spectra.first_layer,
+                                     spectra.per_layer, rows),
+      "input_output": cumulative[-1],
   }
 
 
 def per_layer_records(config: SpectrumConfig, first_layer, rest,
                       nonzero_rows) -> list[dict]:
-  """Each layer's own spectrum (``J_l`` alone) as a
-  :func:`vgrad.probes.spectrum.spectrum_record`, for either method.
+  """Each layer's own spectrum (``J_l`` alone) as a :func:`dense_record`,
+  for either method (one layer's Jacobian stays in range).
 
   ``first_layer`` ``(B, R)``, ``rest`` ``(B, depth - 1, N)`` and
   ``nonzero_rows`` ``(B, depth)`` as :class:`vgrad.probes.jacobian.Spectra`
@@ -247,8 +281,7 @@ def per_layer_records(config: SpectrumConfig, first_layer, rest,
   n, dtype = config.width, np.dtype(config.dtype)
   rows = np.asarray(nonzero_rows)
   single = [first_layer] + [rest[:, l] for l in range(config.depth - 1)]
-  return [spectrum.spectrum_record(sv, (n, n), dtype, rank_bound=rows[:, l],
-                                   layer=l + 1)
+  return [dense_record(sv, (n, n), dtype, rank_bound=rows[:, l], layer=l + 1)
           for l, sv in enumerate(single)]
 
 
@@ -259,29 +292,23 @@ def summarize_qr(config: SpectrumConfig, layers: tuple[int, ...],
                  spectra: log_spectrum.LogSpectra, own) -> dict:
   """The results dictionary of the ``qr`` method.
 
-  ``layers`` holds a :func:`vgrad.probes.spectrum.log_spectrum_record` per
-  target layer (exact log singular values, nats) with the Jacobi
-  ``error_bound``
-  and ``sweeps`` per input; ``lyapunov`` the finite-time Lyapunov sums'
-  quantiles at every layer and the exponents ``S_L / L``; ``per_layer``
-  each layer's own spectrum from ``own``, the output of
-  :func:`vgrad.probes.jacobian.make_layer_spectrum_probe` (the dense
-  method's records: one layer's Jacobian stays in range).
+  ``layers`` holds a :func:`qr_record` per target layer (exact log singular
+  values, nats, with the Jacobi ``error_bound`` and ``sweeps`` per input);
+  ``lyapunov`` the finite-time Lyapunov sums' quantiles at every layer and
+  the exponents ``S_L / L``; ``per_layer`` each layer's own spectrum from
+  ``own``, the output of
+  :func:`vgrad.probes.jacobian.make_layer_spectrum_probe`, as
+  :func:`dense_record` s (one layer's Jacobian stays in range).
   """
   dtype = np.dtype(config.dtype)
   log_sv = np.asarray(spectra.log_singular_values)
   bounds, sweeps = np.asarray(spectra.error_bound), np.asarray(spectra.sweeps)
-  records = [
-      spectrum.log_spectrum_record(
-          log_sv[:, t], dtype, layer=l, sweeps=sweeps[:, t].tolist(),
-          error_bound=[spectrum.json_float(b, dtype) for b in bounds[:, t]])
-      for t, l in enumerate(layers)]
+  records = [qr_record(log_sv[:, t], dtype, layer=l, error_bound=bounds[:, t],
+                       sweeps=sweeps[:, t])
+             for t, l in enumerate(layers)]
   return {
       "config": dataclasses.asdict(config),
-      "convention": "J_l = D_l W_l, D_l = diag(phi'(h_l)); layers[t] is "
-                    "J_{<=l} at layer l = layers[t].layer; log values in "
-                    "nats; null log singular value: exact zero; "
-                    "per_layer[l] is J_l",
+      "convention": CONVENTION,
       "dtype_eps": float(np.finfo(dtype).eps),
       "layers": records,
       "per_layer": per_layer_records(config, *own),
@@ -306,60 +333,56 @@ def lyapunov_record(partial_sums, rank_bound, dtype) -> dict:
               if live.size else [None] * len(QUANTILES))
     for key, value in zip(QUANTILES, values):
       quantiles[key].append(None if value is None
-                            else spectrum.json_float(value, dtype))
+                            else spectrum_records.json_float(value, dtype))
   exponents = log_spectrum.lyapunov_exponents(sums)
   return {
       "partial_sums": quantiles,
       "num_exact_zeros": (n - np.asarray(rank_bound).min(axis=0)).tolist(),
-      "exponents": [[spectrum.json_float(v, dtype) for v in row]
+      "exponents": [[spectrum_records.json_float(v, dtype) for v in row]
                     for row in exponents],
-      "top_exponent": spectrum.json_float(np.mean(exponents[:, 0]), dtype),
+      "top_exponent": spectrum_records.json_float(np.mean(exponents[:, 0]),
+                                                  dtype),
   }
 
 
 # --------------------------------------------------------------------------
-# Judging either kind of results from log values.
+# Judging results from the record's log values (the same under every method).
 
 def is_qr(results: dict) -> bool:
   return results.get("method") == "qr"
 
 
+def _log_stat(record: dict, name: str) -> float | None:
+  """``ln`` of a statistic (``min``, ``median``, ``max``): ``-inf`` where it
+  is an exact zero, None where it was not measured."""
+  if record[f"{name}_singular_value"] == 0.0:
+    return -math.inf
+  return record[f"{name}_log_singular_value"]
+
+
 def log_gain(record: dict) -> float | None:
-  """Log of the RMS singular value sqrt(tr(J J^T) / N) (-inf: exactly 0)."""
-  if "log_rms_gain" in record:
-    if record["log_rms_gain"] is None:
-      zero = (record["finite"] and min(record["num_exact_zeros"])
-              == record["num_singular_values"])
-      return -math.inf if zero else None
-    return record["log_rms_gain"]
-  g = gain(record)
-  return None if g is None else (math.log(g) if g > 0 else -math.inf)
+  """Log of the RMS singular value sqrt(tr(J J^T) / N) (-inf: exactly 0;
+  None: not measured, after an overflow)."""
+  if record["log_rms_gain"] is None:
+    return -math.inf if record["mean_sq_singular_value"] == 0.0 else None
+  return record["log_rms_gain"]
 
 
 def gain(record: dict) -> float | None:
   """RMS singular value sqrt(tr(J J^T) / N): the mean factor on ||v||^2.
 
-  For log records, None when it leaves the float range (use
-  :func:`log_gain`).
+  None when it leaves the float64 range (use :func:`log_gain`).
   """
-  if "log_rms_gain" in record:
-    value = log_gain(record)
-    return None if value is None or value > 700 else math.exp(value)
-  ms = record["mean_sq_singular_value"]
-  return None if ms is None else math.sqrt(ms)
+  if record["mean_sq_singular_value"] is not None:
+    return math.sqrt(record["mean_sq_singular_value"])
+  value = log_gain(record)
+  return None if value is None or value > 700 else math.exp(value)
 
 
 def _log_extremes(record: dict):
   """``(log min, log max, log condition number)``, None where unmeasured."""
-  if "log_rms_gain" in record:
-    zeros = max(record["num_exact_zeros"])
-    return (-math.inf if zeros else record["min_log_singular_value"],
-            record["max_log_singular_value"], record["log_condition_number"])
-  def log_or_none(v):
-    return None if v is None else (math.log(v) if v > 0 else -math.inf)
-  return (log_or_none(record["min_singular_value"]),
-          log_or_none(record["max_singular_value"]),
-          log_or_none(record["condition_number"]))
+  return (_log_stat(record, "min"), _log_stat(record, "max"),
+          record["log_condition_number"])
 
 
 def format_power(log_value: float | None, digits: int = 3) -> str:
@@ -382,8 +405,7 @@ def unresolved_layers(results: dict) -> list[int]:
   """Layers whose cumulative spectrum has values below resolution (never
   for the ``qr`` method)."""
   return [r["layer"] for r in results["layers"]
-          if r["finite"] and "num_resolved" in r
-          and min(r["num_resolved"]) < r["num_singular_values"]]
+          if r["finite"] and min(r["num_resolved"]) < r["num_singular_values"]]
 
 
 def nonfinite_layers(results: dict) -> list[int]:
@@ -446,10 +468,12 @@ def format_table(results: dict) -> str:
 
   Dense: ``resolved`` is the worst input's count of measured values (exact
   zeros included); ``zeros`` the most exact zeros (inactive units) of any
-  input. QR (target layers only; values as powers of ten, which may leave
-  the float range): ``Lyapunov max`` is ``exp(max_i S_{l,i})``, the
-  finite-time estimate of the largest singular value, and ``bound`` the
-  largest Jacobi error bound (nats) of any input.
+  input. QR (the target layers: every layer unless ``qr_layers`` narrows
+  them; values as powers of ten, which may leave the float range):
+  ``Lyapunov max`` is ``exp(max_i S_{l,i})``, the finite-time estimate of
+  the largest singular value, and ``bound`` the largest Jacobi error bound
+  (nats) of any input. Past ``TABLE_ROWS`` layers about 12 log-spaced
+  ones are shown (results.json holds every one).
   """
   if is_qr(results):
     return _format_qr_table(results)
@@ -457,7 +481,9 @@ def format_table(results: dict) -> str:
           f"{'max sv':>10} {'cond':>10} {'layer gain':>10} {'resolved':>9} "
           f"{'zeros':>5}")
   lines = [head, "-" * len(head)]
-  for cum, one in zip(results["layers"], results["per_layer"]):
+  own = {r["layer"]: r for r in results["per_layer"]}
+  for cum in _shown(results["layers"]):
+    one = own[cum["layer"]]
     lines.append(
         f"{cum['layer']:>4} {_fmt(gain(cum)):>10} "
         f"{_fmt(cum['min_singular_value']):>10} "
@@ -466,7 +492,27 @@ def format_table(results: dict) -> str:
         f"{_fmt(cum['condition_number']):>10} {_fmt(gain(one)):>10} "
         f"{min(cum['num_resolved']):>4}/{cum['num_singular_values']:<4} "
         f"{max(cum['num_exact_zeros']):>5}")
-  return "\n".join(lines)
+  return "\n".join(lines + _more(results["layers"]))
+
+
+# Tables show every layer up to this many, else about 12 log-spaced ones.
+TABLE_ROWS = 24
+
+
+def _shown(records: list) -> list:
+  if len(records) <= TABLE_ROWS:
+    return records
+  picks = {round(float(v)) - 1 for v in np.geomspace(1, len(records), 12)}
+  return [records[i] for i in sorted(picks)]
+
+
+def _more(records: list) -> list[str]:
+  """The table's last line when it leaves layers out."""
+  shown = len(_shown(records))
+  if shown == len(records):
+    return []
+  return [f"({shown} of {len(records)} layers shown; results.json holds "
+          f"every one)"]
 
 
 def _format_qr_table(results: dict) -> str:
@@ -476,17 +522,17 @@ def _format_qr_table(results: dict) -> str:
           f"{'bound':>8} {'zeros':>5}")
   lines = [head, "-" * len(head)]
   lyap_max = results["lyapunov"]["partial_sums"]["max"]
-  for rec in results["layers"]:
+  for rec in _shown(results["layers"]):
     worst = "-" if not rec["finite"] else f"{_worst_bound(rec):.1e}"
     lines.append(
         f"{rec['layer']:>5} {_fmt_log(log_gain(rec)):>{w}} "
-        f"{_fmt_log(rec['min_log_singular_value']):>{w}} "
-        f"{_fmt_log(rec['median_log_singular_value']):>{w}} "
-        f"{_fmt_log(rec['max_log_singular_value']):>{w}} "
+        f"{_fmt_log(_log_stat(rec, 'min')):>{w}} "
+        f"{_fmt_log(_log_stat(rec, 'median')):>{w}} "
+        f"{_fmt_log(_log_stat(rec, 'max')):>{w}} "
         f"{_fmt_log(rec['log_condition_number']):>{w}} "
         f"{_fmt_log(lyap_max[rec['layer'] - 1]):>{w + 1}} "
         f"{worst:>8} {max(rec['num_exact_zeros']):>5}")
-  return "\n".join(lines)
+  return "\n".join(lines + _more(results["layers"]))
 
 
 def _worst_bound(record: dict) -> float:
@@ -504,7 +550,7 @@ def precision_note(results: dict) -> str | None:
   cfg, notes = results["config"], []
   missing = unresolved_layers(results)
   if missing:
-    worst = results["layers"][missing[-1] - 1]
+    worst = {r["layer"]: r for r in results["layers"]}[missing[-1]]
     notes.append(
         f"{cfg['dtype']} resolves only {min(worst['num_resolved'])} of "
         f"{worst['num_singular_values']} singular values at layer "

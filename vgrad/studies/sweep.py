@@ -294,7 +294,7 @@ def spectrum_metrics(log_sv: jax.Array, bound: jax.Array,
   """Row metrics from the input-output log singular values of one seed.
 
   Pooled over the inputs the way
-  :func:`vgrad.probes.spectrum.log_spectrum_record` pools them, so
+  :func:`vgrad.io.spectrum_records.make_record` pools them, so
   ``log10_gain`` is the gain ``experiments.jacobian_spectrum`` reports for the
   same net and inputs.
 
