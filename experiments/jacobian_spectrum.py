@@ -2,6 +2,9 @@ r"""Exact Jacobian spectra of a deep MLP, layer by layer.
 
     python -m experiments.jacobian_spectrum --act=sigmoid --depth=10
 
+``--model=cnn|resnet|rnn|transformer`` probes one of the worked examples
+(vgrad/nn/zoo.py) instead, cut into its blocks, with the same output.
+
 Builds a square MLP (``--depth`` hidden layers of ``--width`` units, input size
 ``--width``, no readout), computes for ``--num_inputs`` Gaussian inputs every
 layer's Jacobian J_l = D_l W_l and every input-to-layer Jacobian
@@ -12,14 +15,16 @@ signal about 4x (sigmoid' <= 1/4).
 
 ``--method`` picks how: ``dense`` multiplies the Jacobians out (float32
 resolves only singular values within ~3e4 of the largest), ``qr`` computes
-exact log singular values at ``--qr_layers`` by QR without forming the
-product (any depth: ``--depth=10000`` works in float32), and ``auto`` (the
-default) runs the cheap QR pass first and uses ``qr`` exactly when ``dense``
-would lose values, printing which it chose and why.
+exact log singular values at every layer (or the ``--qr_layers``) by QR
+without forming the product (any depth: ``--depth=10000`` works in
+float32), and ``auto`` (the default) runs the cheap QR pass first and uses
+``qr`` exactly when ``dense`` would lose values, printing which it chose and
+why.
 
-Writes ``config.json``, ``results.json`` (schema in README.md; its
-``command`` is the command line that made it) and ``spectrum.png``/``.pdf``
-into a fresh run directory (``--out_dir``, default
+Writes ``config.json``, ``results.json`` (schema in README.md, the same
+records under every method; its ``command`` is the command line that made
+it) and ``spectrum.png``/``.pdf`` into a fresh run directory
+(``--out_dir``, default
 ``runs/jacobian_spectrum/<time>_<act>_<init>_L<depth>_N<width>``).
 """
 
@@ -33,9 +38,19 @@ from vgrad.cli import app as cli
 from vgrad.cli import jacobian_spectrum as spectrum_cli
 from vgrad.io import rundir
 from vgrad.probes import log_spectrum
+from vgrad.studies import model_spectra
 from vgrad.studies import spectrum_study
 
 FLAGS = flags.FLAGS
+
+flags.DEFINE_enum("model", "mlp", list(model_spectra.MODELS),
+                  "mlp: vgrad's MLP; cnn, resnet, rnn, transformer: the "
+                  "worked examples of vgrad/nn/zoo.py (circular conv net, "
+                  "pre-LN residual MLP, RNN through --depth time steps, "
+                  "pre-LN transformer), cut into their blocks. Network flags "
+                  "not given take the model's defaults.")
+flags.DEFINE_bool("skip", True, "Skip connections of --model=resnet or "
+                  "transformer (--noskip: the same blocks without them).")
 
 cli.define_network_flags(act="sigmoid", init="glorot_uniform", depth=10,
                          width=256)
@@ -49,8 +64,8 @@ flags.DEFINE_enum("method", "auto", list(spectrum_study.METHODS),
                   "where dense would lose values, else dense.")
 flags.DEFINE_list("qr_layers", None, "Layers whose exact log spectra "
                   "--method=qr computes (comma-separated; --depth is always "
-                  "added). Default: every layer up to depth 12, then about 12 "
-                  "log-spaced layers.")
+                  "added). Default: every layer (one Jacobi per layer and "
+                  "input: name fewer for very deep nets).")
 flags.DEFINE_integer("qr_sweeps", None, "Most Jacobi sweeps per layer for "
                      "--method=qr (default "
                      f"{log_spectrum.DEFAULT_MAX_SWEEPS}).")
@@ -66,8 +81,11 @@ def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments {' '.join(argv[1:])}; flags look like "
              f"--act=sigmoid")
-  config = spectrum_cli.make_config()
+  model_config = spectrum_cli.make_model_config()
+  config = model_config or spectrum_cli.make_config()
   name = f"{config.act}_{config.init}_L{config.depth}_N{config.width}"
+  if model_config is not None:
+    name = f"{config.model}_{name}"
   out_dir = FLAGS.out_dir or rundir.default_run_dir("runs/jacobian_spectrum",
                                                     name)
   try:
@@ -78,11 +96,16 @@ def main(argv):
     jax.config.update("jax_enable_x64", True)
 
   start = time.perf_counter()
-  results = spectrum_study.run_study(config)
+  if model_config is None:
+    results = spectrum_study.run_study(config)
+    # Every flag of the run, as given (act_params: the parsed ones).
+    results["config"] |= {flag: FLAGS[flag].value
+                          for flag in cli.ACT_PARAM_FLAGS}
+    results["config"]["model"] = "mlp"
+  else:
+    results = spectrum_cli.run_model_study(config)
   seconds = time.perf_counter() - start
-  # Every flag of the run, as given (act_params holds the parsed ones).
-  results["config"] |= {"out_dir": out_dir, "overwrite": FLAGS.overwrite} | {
-      flag: FLAGS[flag].value for flag in cli.ACT_PARAM_FLAGS}
+  results["config"] |= {"out_dir": out_dir, "overwrite": FLAGS.overwrite}
   results["command"] = cli.command_line()
   print(f"Jacobian spectra: {json.dumps(results['config'])}")
   print(f"method: {spectrum_study.method_line(results)}")

@@ -11,6 +11,7 @@ import cli_testing
 import pytest
 
 from vgrad.io import schemas
+from vgrad.io import spectrum_records
 
 TINY = ["--act=tanh", "--depth=3", "--width=8", "--num_inputs=2"]
 
@@ -43,15 +44,17 @@ class MainTest(absltest.TestCase):
       self.assertEqual(json.load(f), results["config"])
     # The file names its schema, first, and has the documented keys.
     self.assertEqual(next(iter(results)), "schema")
-    self.assertEqual(results["schema"], "vgrad.jacobian_spectrum/1")
+    self.assertEqual(results["schema"], "vgrad.jacobian_spectrum/2")
     schemas.validate(results)
+    # auto kept the Lyapunov sums it decided from.
+    self.assertLen(results["lyapunov"]["partial_sums"]["median"], 3)
     self.assertEqual(results["config"], {
         "act": "tanh", "init": "glorot_uniform", "depth": 3, "width": 8,
         "sigma_w2": None, "sigma_b2": None, "num_inputs": 2, "seed": 3,
         "dtype": "float32", "act_params": {}, "method": "auto",
         "qr_layers": None, "qr_sweeps": 30, "out_dir": out,
         "overwrite": False, "leaky_slope": None, "elu_alpha": None,
-        "swish_beta": None, "maxout_k": None})
+        "swish_beta": None, "maxout_k": None, "model": "mlp"})
     for section in ("layers", "per_layer"):
       self.assertEqual([r["layer"] for r in results[section]], [1, 2, 3])
     for record in results["layers"] + [results["input_output"]]:
@@ -60,20 +63,30 @@ class MainTest(absltest.TestCase):
       values = [v for row in record["singular_values"] for v in row]
       self.assertEqual(record["max_singular_value"], max(values))
     # The redraw entry point rebuilds the figure from results.json alone,
-    # from a file written before results carried a schema too; a file of
+    # from a version-1 file written before results carried a schema too
+    # (dense records of linear values only, no lyapunov); a file of
     # another version gets a one-line error naming both versions.
     os.remove(os.path.join(out, "spectrum.png"))
     old, future = os.path.join(cwd, "old"), os.path.join(cwd, "future")
+    version1 = set(spectrum_records.RECORD_KEYS) - {
+        "log_singular_values", "log_rms_gain", "min_log_singular_value",
+        "median_log_singular_value", "max_log_singular_value",
+        "log_condition_number", "error_bound", "sweeps"}
     for run_dir, schema in ((old, None),
                             (future, "vgrad.jacobian_spectrum/99")):
       os.makedirs(run_dir)
-      record = {k: v for k, v in results.items() if k != "schema"}
+      record = {k: v for k, v in results.items()
+                if k not in ("schema", "lyapunov")}
       if schema:
         record = {"schema": schema} | record
       else:   # and with the standard deviations older files recorded
         record["config"] = {
             {"sigma_w2": "sigma_w", "sigma_b2": "sigma_b"}.get(k, k): v
             for k, v in record["config"].items()} | {"sigma_b": 0.5}
+        for key in ("layers", "per_layer"):
+          record[key] = [{k: v for k, v in r.items() if k in version1}
+                         for r in record[key]]
+        record["input_output"] = record["layers"][-1]
       with open(os.path.join(run_dir, "results.json"), "w") as f:
         json.dump(record, f)
     done, upgraded, newer = cli_testing.run_cases(
@@ -87,7 +100,7 @@ class MainTest(absltest.TestCase):
     error = newer.stderr.strip().splitlines()
     self.assertLen(error, 1, newer.stderr)
     self.assertIn("vgrad.jacobian_spectrum/99", error[0])
-    self.assertIn("reads vgrad.jacobian_spectrum/1", error[0])
+    self.assertIn("reads vgrad.jacobian_spectrum/2", error[0])
     self.assertFalse(os.path.exists(os.path.join(future, "spectrum.png")))
 
   def test_default_run_dir_and_activation_parameters(self):
@@ -164,6 +177,10 @@ class MethodTest(absltest.TestCase):
       self.assertLen(record["log_singular_values"], 3)
       for row in record["log_singular_values"]:
         self.assertNotIn(None, row)
+      # The dense method's keys too: linear values within float32's range.
+      self.assertEqual(tuple(record), spectrum_records.RECORD_KEYS)
+      self.assertNotIn(None, record["singular_values"][0])
+      self.assertIsNotNone(record["mean_sq_singular_value"])
     self.assertLen(results["lyapunov"]["partial_sums"]["median"], 10)
     # Each layer's own spectrum under qr too (the dense method's records).
     self.assertEqual([r["layer"] for r in results["per_layer"]],

@@ -7,9 +7,11 @@ from absl import flags
 
 from vgrad.cli import app as cli
 from vgrad.io import rundir
+from vgrad.nn import config as nn_config
 from vgrad.plots import spectrum_plots as plotting
 from vgrad.plots import style
 from vgrad.probes import log_spectrum
+from vgrad.studies import model_spectra
 from vgrad.studies import spectrum_study
 
 FLAGS = flags.FLAGS
@@ -54,3 +56,52 @@ def write_run(out_dir: str, results: dict, overwrite: bool) -> str:
     fig = plotting.plot_jacobian_spectrum(results)
     style.save_figure(fig, os.path.join(stage, "spectrum"))
   return out_dir
+
+
+def make_model_config():
+  """The --model study the flags describe (``None`` for --model=mlp);
+  one-line error for a flag the model cannot take.
+
+  Network flags not given on the command line take the model's defaults
+  (:func:`vgrad.studies.model_spectra.model_defaults`).
+  """
+  model = FLAGS.model
+  if model == "mlp":
+    if FLAGS["skip"].present:
+      cli.fail(f"--skip applies only to --model="
+               f"{' or '.join(model_spectra.SKIP_MODELS)}, not --model=mlp")
+    return None
+  for flag in cli.ACT_PARAM_FLAGS:
+    if FLAGS[flag].value is not None:
+      cli.fail(f"--{flag} applies only to --model=mlp, not --model={model} "
+               f"(the example models use each activation's default)")
+  if FLAGS["skip"].present and model not in model_spectra.SKIP_MODELS:
+    cli.fail(f"--skip applies only to --model="
+             f"{' or '.join(model_spectra.SKIP_MODELS)}, not --model={model}")
+  given = {name: FLAGS[name].value for name in model_spectra.SETTINGS
+           if FLAGS[name].present}
+  if model in model_spectra.SKIP_MODELS:
+    given["skip"] = FLAGS.skip
+  qr = qr_flags()
+  return model_spectra.make_config(
+      model, num_inputs=FLAGS.num_inputs, seed=FLAGS.seed, dtype=FLAGS.dtype,
+      method=FLAGS.method, qr_layers=qr["qr_layers"],
+      qr_sweeps=FLAGS.qr_sweeps, **given)
+
+
+def run_model_study(config) -> dict:
+  """``model_spectra.run_study(config)``, with a setting the model cannot
+  take (or --qr_layers past its depth) as a one-line error naming the
+  flag, before the probe runs."""
+  try:
+    model_spectra.build(config)
+  except nn_config.ConfigError as e:
+    if e.field in FLAGS:
+      cli.fail(f"--{e.field} for --model={config.model}: {e.reason}")
+    cli.fail(f"--model={config.model} cannot take these settings: its "
+             f"{e.field} {e.reason} (choose another --width)")
+  layers = config.qr_layers or ()
+  if any(l > config.depth for l in layers):
+    cli.fail(f"--qr_layers must be in [1, depth={config.depth}] for "
+             f"--model={config.model}, got {','.join(map(str, layers))}")
+  return model_spectra.run_study(config)

@@ -1,12 +1,16 @@
 """Paper-style figures drawn from saved results alone.
 
 Every function here takes the dictionary stored in a run's ``results.json``
-and never touches models or JAX, so a figure can be redrawn from a run
-directory at any time (``python -m experiments.plot_jacobian_spectrum``).
+(schema ``vgrad.jacobian_spectrum/2``: read it with
+:func:`vgrad.io.schemas.load_results` or ``check_schema``, which convert
+version-1 files) and never touches models or JAX, so a figure can be
+redrawn from a run directory at any time
+(``python -m experiments.plot_jacobian_spectrum``).
 Drawn in the shared style of :mod:`vgrad.plots.style` (page width, Okabe-Ito
 palette); matplotlib's object API only (no pyplot state, no display).
 """
 
+from matplotlib import ticker
 from matplotlib.figure import Figure
 import numpy as np
 
@@ -48,9 +52,30 @@ def _title(results: dict) -> str:
                                                           {}).items()))
   scale = "".join(f", $\\sigma_{k[-2]}^2$={c[k]:g}"
                   for k in ("sigma_w2", "sigma_b2") if c.get(k) is not None)
-  return (f"{c['act']}{params} net, {c['init']} init{scale}: depth "
-          f"{c['depth']}, width {c['width']}, {c['num_inputs']} inputs, "
-          f"{c['dtype']}")
+  model = c.get("model", "mlp")
+  if model == "mlp":
+    return (f"{c['act']}{params} net, {c['init']} init{scale}: depth "
+            f"{c['depth']}, width {c['width']}, {c['num_inputs']} inputs, "
+            f"{c['dtype']}")
+  skip = {True: ", with skips", False: ", no skips"}.get(c.get("skip"), "")
+  blocks = "time steps" if model == "rnn" else "blocks"
+  return (f"{MODEL_NAMES.get(model, model)}{skip}, {c['act']}, {c['init']} "
+          f"init{scale}: {c['depth']} {blocks}, width {c['width']}, "
+          f"{c['num_inputs']} inputs, {c['dtype']}")
+
+
+# Names of experiments.jacobian_spectrum --model in titles.
+MODEL_NAMES = {"cnn": "circular conv net", "resnet": "pre-LN residual MLP",
+               "rnn": "vanilla RNN", "transformer": "pre-LN transformer"}
+
+
+def _layer_label(results: dict) -> str:
+  model = results["config"].get("model", "mlp")
+  if model == "mlp":
+    return "layer $l$ (hidden layers from the input)"
+  if model == "rnn":
+    return "time step $l$ (blocks from the input)"
+  return "block $l$ (from the input)"
 
 
 def plot_jacobian_spectrum(results: dict) -> Figure:
@@ -86,11 +111,13 @@ def _draw_spread(ax, results):
           label="median")
   ax.plot(layers, q[:, 0], color=PALETTE[0], lw=0.8, ls="-.",
           label="min (where resolved)")
-  rms = [np.sqrt(r["mean_sq_singular_value"])
-         if r["mean_sq_singular_value"] else np.nan for r in records]
+  # From the log: the linear mean square is null where it leaves the
+  # working dtype's range (its square root may not).
+  rms = [np.exp(r["log_rms_gain"]) if r["log_rms_gain"] is not None
+         else np.nan for r in records]
   ax.plot(layers, rms, color=PALETTE[1], ls="--",
           label=r"rms gain $\sqrt{\mathrm{tr}\,JJ^\top/N}$")
-  floor = [np.median([f for f in r["resolution_floor"] if f is not None]
+  floor = [np.median([f for f in r["resolution_floor"] or [] if f is not None]
                      or [np.nan]) for r in records]
   ax.plot(layers, floor, color="0.45", ls=":",
           label=f"{results['config']['dtype']} resolution floor")
@@ -98,7 +125,8 @@ def _draw_spread(ax, results):
   # Always log: gains compound multiplicatively with depth, and the
   # resolution floor sits decades below the values.
   ax.set_yscale("log")
-  ax.set_xlabel("layer $l$ (hidden layers from the input)")
+  ax.set_xlabel(_layer_label(results))
+  ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
   ax.set_ylabel(r"singular values of $J_{\leq l} = \partial x_l/\partial x_0$")
   ax.set_title(r"Input-to-layer-$l$ Jacobian spectrum")
 
@@ -193,7 +221,8 @@ def _draw_log_spread(ax, results):
           ms=2.5, label="exact, min")
   ax.axhline(0.0, color="0.7", lw=0.6, zorder=0)
   style.log_scale_if_wide(ax, every, "x")
-  ax.set_xlabel("layer $l$ (hidden layers from the input)")
+  ax.set_xlabel(_layer_label(results))
+  ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
   ax.set_ylabel(r"$\log_{10}\sigma$ of $J_{\leq l}$ (decades)")
   ax.set_title(r"Input-to-layer-$l$ Jacobian spectrum")
 
