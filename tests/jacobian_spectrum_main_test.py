@@ -8,10 +8,13 @@ import tempfile
 from absl.testing import absltest
 from absl.testing import parameterized
 import cli_testing
+import numpy as np
 import pytest
 
 from vgrad.io import schemas
 from vgrad.io import spectrum_records
+from vgrad.plots import spectrum_plots
+from vgrad.studies import model_spectra
 
 TINY = ["--act=tanh", "--depth=3", "--width=8", "--num_inputs=2"]
 
@@ -192,6 +195,38 @@ class MethodTest(absltest.TestCase):
     self.assertEqual(proc.returncode, 0, proc.stderr)
     self.assertTrue(os.path.exists(os.path.join(out, "spectrum.png")))
 
+  def test_model_rnn_gains_rho_to_the_t_in_results_and_figure(self):
+    """--model=rnn: a linear RNN with W = rho Q (Q orthogonal, rho^2 =
+    --sigma_w2 = 1.21) has every singular value of dx_t/dx_0 exactly 1.1^t
+    and of each step's Jacobian 1.1 (exploding through time, Pascanu et
+    al. 2013); the same files and schema as the MLP's."""
+    cwd = self.create_tempdir().full_path
+    out = os.path.join(cwd, "run")
+    proc = _spectrum("--model=rnn", "--act=linear", "--sigma_w2=1.21",
+                     "--depth=5", "--width=4", "--num_inputs=2",
+                     "--method=dense", f"--out_dir={out}", cwd=cwd)
+    self.assertEqual(proc.returncode, 0, proc.stderr)
+    self.assertEqual(sorted(os.listdir(out)), ["config.json", "results.json",
+                                               "spectrum.pdf", "spectrum.png"])
+    with open(os.path.join(out, "results.json")) as f:
+      results = json.load(f)
+    schemas.validate(results)
+    config = results["config"]
+    self.assertEqual((config["model"], config["init"], config["depth"],
+                      config["width"]), ("rnn", "orthogonal", 5, 4))
+    for l, record in enumerate(results["layers"], 1):
+      np.testing.assert_allclose(record["singular_values"],
+                                 np.full((2, 4), 1.1 ** l), rtol=1e-5)
+    for record in results["per_layer"]:
+      np.testing.assert_allclose(record["singular_values"],
+                                 np.full((2, 4), 1.1), rtol=1e-5)
+    self.assertIn("vanilla RNN, linear, orthogonal init",
+                  spectrum_plots._title(results))  # pylint: disable=protected-access
+    # The model's own defaults for the flags not given.
+    config = model_spectra.make_config("cnn", num_inputs=1, depth=None)
+    self.assertEqual((config.act, config.init, config.depth, config.width),
+                     ("linear", "delta_orthogonal", 4, 4))
+
   def test_dense_still_works_where_float32_loses_values(self):
     cwd = self.create_tempdir().full_path
     proc = _spectrum(*SIGMOID, "--method=dense", f"--out_dir={cwd}/run",
@@ -234,6 +269,18 @@ BAD_INPUTS = (
       (["--qr_layers=2,x"], ["--qr_layers", "integers", "[1, --depth=10]"]),
       (["--qr_layers=11", "--depth=10"], ["--qr_layers", "got 11"]),
       (["--qr_sweeps=0"], ["--qr_sweeps", ">= 1"]),
+      # --model: flags a worked example cannot take.
+      (["--model=cnn", "--act=leaky_relu", "--leaky_slope=0.1"],
+       ["--leaky_slope", "--model=mlp"]),
+      (["--noskip"], ["--skip", "resnet or transformer", "--model=mlp"]),
+      (["--model=rnn", "--noskip"], ["--skip", "--model=rnn"]),
+      (["--model=cnn", "--init=he_normal"],
+       ["--init", "--model=cnn", "delta_orthogonal"]),
+      (["--model=transformer", "--width=5"],
+       ["--model=transformer", "heads", "must divide width 5", "--width"]),
+      (["--model=rnn", "--act=maxout"], ["--act", "--model=rnn", "maxout"]),
+      (["--model=cnn", "--qr_layers=7"], ["--qr_layers", "depth=4"]),
+      (["--model=lstm"], ["--model", "lstm", "transformer"]),
 )
 
 
