@@ -135,6 +135,21 @@ class LyapunovSums(NamedTuple):
   activations: jax.Array | None
 
 
+class ForwardQR(NamedTuple):
+  """A log-spectrum probe's forward QR pass for ``B`` inputs (see
+  ``make_log_spectrum_probe``'s ``run.forward``).
+
+  Attributes:
+    partial_sums: ``(B, L, k)`` finite-time Lyapunov sums.
+    rank_bound: ``(B, L)`` rank bounds of ``J_{<=l}``.
+    snapshot: ``(m, e, rank, finite)`` of the graded ``T_l`` at the target
+      layers, each with leading axes ``(B, T)``.
+  """
+  partial_sums: jax.Array
+  rank_bound: jax.Array
+  snapshot: tuple
+
+
 class LogSpectra(NamedTuple):
   """Exact log singular values at target layers, for one input.
 
@@ -609,6 +624,11 @@ def make_log_spectrum_probe(model: models.MLP, layers=None,
   forward QR pass per input plus at most ``max_sweeps`` Jacobi sweeps per
   target layer (stopping once every row pair's cosine is below ``tol``,
   default ``sqrt(eps)``).
+
+  ``probe.forward(params, xs) -> ForwardQR`` runs the forward pass alone
+  and ``probe.finish(forward_pass) -> LogSpectra`` the Jacobi stage on it
+  (``probe(params, xs)`` is the two): a caller can decide from the pass's
+  Lyapunov sums whether it needs the exact values, without a second pass.
   """
   _check_model(model)
   layers = check_layers(default_layers(model.depth) if layers is None
@@ -627,9 +647,8 @@ def make_log_spectrum_probe(model: models.MLP, layers=None,
     return (jnp.where(finite, log_sv, jnp.nan),
             jnp.where(finite, bound, jnp.nan), sweeps)
 
-  def probe(first, rest, xs, sweep_cap, threshold):
-    sums, rank, snapshot = jax.vmap(forward, in_axes=(None, None, 0))(
-        first, rest, xs)
+  def finish(forward_pass, sweep_cap, threshold):
+    sums, rank, snapshot = forward_pass
     # Jacobi on every (input, layer) in chunks of about 512 kB: each round
     # streams its matrices, so a chunk that stays in cache runs ~1.8x
     # faster per matrix than one wide vmap. A matrix of 512 kB or more
@@ -643,20 +662,34 @@ def make_log_spectrum_probe(model: models.MLP, layers=None,
     log_sv, bound, sweeps = (o.reshape((b, t) + o.shape[1:]) for o in outs)
     return LogSpectra(log_sv, bound, sweeps, sums, rank)
 
-  # The sweep cap and the tolerance are arguments of the compiled program,
-  # not constants in it: probes of one model and layers then share one
-  # program (and one entry of JAX's persistent compilation cache) whatever
-  # their max_sweeps and tol. The tolerance is rounded to the inputs' dtype,
-  # as a Python float compared with that dtype would be.
-  core = jax.jit(probe)
+  # Two programs, the forward QR pass and the Jacobi stage, so that a caller
+  # can read the pass's Lyapunov sums (``run.forward``) before deciding to
+  # finish (``run.finish``): ``method='auto'`` decides from them without a
+  # pass of its own. The sweep cap and the tolerance are arguments of the
+  # compiled program, not constants in it: probes of one model and layers
+  # then share one program (and one entry of JAX's persistent compilation
+  # cache) whatever their max_sweeps and tol. The tolerance is rounded to
+  # the working dtype, as a Python float compared with that dtype would be.
+  forward_core = jax.jit(jax.vmap(forward, in_axes=(None, None, 0)))
+  finish_core = jax.jit(finish)
+
+  def run_forward(params, xs) -> ForwardQR:
+    """The forward QR pass of every input (sums, rank bounds, the graded
+    ``T_l`` at the target layers), on the device."""
+    first, rest = stack_layers(model, params)
+    return ForwardQR(*forward_core(first, rest, xs))
+
+  def run_finish(forward_pass: ForwardQR) -> LogSpectra:
+    """The Jacobi stage on ``run.forward``'s pass: the probe's result."""
+    # The dtype the rotations run in: parameters and inputs promoted.
+    dtype = forward_pass.snapshot[0].dtype
+    threshold = default_tol(dtype) if tol is None else tol
+    return finish_core(tuple(forward_pass), np.asarray(max_sweeps, np.int32),
+                       np.asarray(threshold, dtype))
 
   def run(params, xs):
-    first, rest = stack_layers(model, params)
-    # The dtype the Jacobi rotations run in: parameters and inputs promoted.
-    dtype = jnp.result_type(*jax.tree.leaves((first, rest)), xs)
-    threshold = default_tol(dtype) if tol is None else tol
-    return core(first, rest, xs, np.asarray(max_sweeps, np.int32),
-                np.asarray(threshold, dtype))
+    return run_finish(run_forward(params, xs))
+  run.forward, run.finish = run_forward, run_finish
   return run
 
 

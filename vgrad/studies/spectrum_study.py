@@ -117,6 +117,11 @@ def check_config(config: SpectrumConfig):
                        f"{config.depth}], got {list(config.qr_layers)}")
 
 
+# Largest snapshot of the qr probe's forward pass (B x layers x N x N) for
+# which method='auto' decides from that pass (no pass of its own).
+AUTO_SHARED_PASS_BYTES = 2 ** 29
+
+
 def run_study(config: SpectrumConfig) -> dict:
   """Initialises the net, probes ``num_inputs`` inputs, returns results.
 
@@ -135,22 +140,35 @@ def run_study(config: SpectrumConfig) -> dict:
   # A data-dependent init (LSUV) is fitted to the probe's own inputs.
   params = lsuv.initialize(model, init_key, xs)
   method, reason, lyapunov = config.method, "requested", None
+  layers = qr_layers(config)
+  probe = log_spectrum.make_log_spectrum_probe(model, layers,
+                                               config.qr_sweeps)
+  forward_pass = None
   if method == "auto":
-    sums = jax.device_get(log_spectrum.make_lyapunov_probe(model)(params, xs))
-    method, reason = choose_method(sums.partial_sums, dtype)
+    # The qr probe's own forward pass decides, and serves qr if chosen; when
+    # its snapshots of T_l would be large (dense is then likely, and memory
+    # dear), the cheaper Lyapunov pass without them decides instead.
+    snapshot_bytes = (config.num_inputs * len(layers) * config.width ** 2
+                      * dtype.itemsize)
+    if snapshot_bytes <= AUTO_SHARED_PASS_BYTES:
+      forward_pass = probe.forward(params, xs)
+      sums, rank = forward_pass.partial_sums, forward_pass.rank_bound
+    else:
+      sums, rank = log_spectrum.make_lyapunov_probe(model)(params, xs)[:2]
+    sums = jax.device_get(sums)
+    method, reason = choose_method(sums, dtype)
     if method == "dense":   # keep the sums auto computed to decide
-      lyapunov = lyapunov_record(sums.partial_sums, sums.rank_bound, dtype)
+      lyapunov = lyapunov_record(sums, jax.device_get(rank), dtype)
   if method == "dense":
     spectra = jax.device_get(jacobian.make_spectrum_probe(model)(params, xs))
     results = summarize(config, spectra) | {"lyapunov": lyapunov}
   else:
-    layers = qr_layers(config)
-    probe = log_spectrum.make_log_spectrum_probe(model, layers,
-                                                 config.qr_sweeps)
+    if forward_pass is None:
+      forward_pass = probe.forward(params, xs)
     own = jax.device_get(
         jacobian.make_layer_spectrum_probe(model)(params, xs))
     results = summarize_qr(config, layers,
-                           jax.device_get(probe(params, xs)), own)
+                           jax.device_get(probe.finish(forward_pass)), own)
   # "schema" first: the file names its format before anything else.
   return ({"schema": schemas.JACOBIAN_SPECTRUM} | results
           | {"method": method, "method_reason": reason})
