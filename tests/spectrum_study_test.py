@@ -344,6 +344,24 @@ class MethodTest(parameterized.TestCase):
 
 class PlottingTest(absltest.TestCase):
 
+  def test_layer_axis_integers_when_linear_decades_when_log(self):
+    """Depth 10 000 is drawn on a log layer axis: its ticks stay decades
+    (an integer locator there printed overlapping labels), and a line of
+    10 000 layers carries no per-layer markers."""
+    from matplotlib import ticker  # pylint: disable=g-import-not-at-top
+    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+    fig, (linear, log) = plt.subplots(1, 2)
+    log.set_xscale("log")
+    for ax in (linear, log):
+      plotting._integer_ticks(ax)  # pylint: disable=protected-access
+    self.assertIsInstance(linear.xaxis.get_major_locator(),
+                          ticker.MaxNLocator)
+    self.assertIsInstance(log.xaxis.get_major_locator(), ticker.LogLocator)
+    plt.close(fig)
+    marks = plotting._marks  # pylint: disable=protected-access
+    self.assertEqual(marks(range(1, 11), "o"), "o")
+    self.assertIsNone(marks(range(1, 10001), "o"))
+
   def test_figure_from_saved_results(self):
     # tanh_critical's network of VerdictTest.test_verdicts.
     results = json.loads(json.dumps(_study(act="tanh", init="gaussian",

@@ -98,6 +98,21 @@ def plot_jacobian_spectrum(results: dict) -> Figure:
   return fig
 
 
+# Layers drawn with a marker each up to this many; beyond, lines alone.
+MARKED_LAYERS = 40
+
+
+def _marks(layers, marker: str) -> str | None:
+  return marker if len(layers) <= MARKED_LAYERS else None
+
+
+def _integer_ticks(ax) -> None:
+  """Whole layer numbers on a linear layer axis (a log axis keeps its
+  decades)."""
+  if ax.get_xscale() == "linear":
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+
+
 def _draw_spread(ax, results):
   records = results["layers"]
   layers = np.array([r["layer"] for r in records])
@@ -107,8 +122,8 @@ def _draw_spread(ax, results):
                   lw=0, label="10th to 90th percentile" + (
                       " (nonzero values)" if has_zeros else ""))
   ax.plot(layers, q[:, 4], color=PALETTE[0], lw=0.8, label="max")
-  ax.plot(layers, q[:, 2], color=PALETTE[0], marker="o", ms=2.5,
-          label="median")
+  ax.plot(layers, q[:, 2], color=PALETTE[0], marker=_marks(layers, "o"),
+          ms=2.5, label="median")
   ax.plot(layers, q[:, 0], color=PALETTE[0], lw=0.8, ls="-.",
           label="min (where resolved)")
   # From the log: the linear mean square is null where it leaves the
@@ -126,7 +141,7 @@ def _draw_spread(ax, results):
   # resolution floor sits decades below the values.
   ax.set_yscale("log")
   ax.set_xlabel(_layer_label(results))
-  ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+  _integer_ticks(ax)
   ax.set_ylabel(r"singular values of $J_{\leq l} = \partial x_l/\partial x_0$")
   ax.set_title(r"Input-to-layer-$l$ Jacobian spectrum")
 
@@ -213,16 +228,16 @@ def _draw_log_spread(ax, results):
   ax.fill_between(layers, q[:, 1], q[:, 3], color=PALETTE[0], alpha=0.35,
                   lw=0, label="exact, 10th to 90th percentile" + (
                       " (nonzero values)" if has_zeros else ""))
-  ax.plot(layers, q[:, 2], color=PALETTE[0], marker="o", ms=3,
-          label="exact, median")
-  ax.plot(layers, q[:, 4], color=PALETTE[0], lw=0.8, marker="^", ms=2.5,
-          label="exact, max")
-  ax.plot(layers, q[:, 0], color=PALETTE[0], lw=0.8, ls="-.", marker="v",
-          ms=2.5, label="exact, min")
+  ax.plot(layers, q[:, 2], color=PALETTE[0], marker=_marks(layers, "o"),
+          ms=3, label="exact, median")
+  ax.plot(layers, q[:, 4], color=PALETTE[0], lw=0.8,
+          marker=_marks(layers, "^"), ms=2.5, label="exact, max")
+  ax.plot(layers, q[:, 0], color=PALETTE[0], lw=0.8, ls="-.",
+          marker=_marks(layers, "v"), ms=2.5, label="exact, min")
   ax.axhline(0.0, color="0.7", lw=0.6, zorder=0)
   style.log_scale_if_wide(ax, every, "x")
   ax.set_xlabel(_layer_label(results))
-  ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+  _integer_ticks(ax)
   ax.set_ylabel(r"$\log_{10}\sigma$ of $J_{\leq l}$ (decades)")
   ax.set_title(r"Input-to-layer-$l$ Jacobian spectrum")
 
