@@ -94,7 +94,7 @@ def run_model_study(config) -> dict:
   take (or --qr_layers past its depth) as a one-line error naming the
   flag, before the probe runs."""
   try:
-    model_spectra.build(config)
+    example = model_spectra.build(config)
   except nn_config.ConfigError as e:
     if e.field in FLAGS:
       cli.fail(f"--{e.field} for --model={config.model}: {e.reason}")
@@ -104,4 +104,4 @@ def run_model_study(config) -> dict:
   if any(l > config.depth for l in layers):
     cli.fail(f"--qr_layers must be in [1, depth={config.depth}] for "
              f"--model={config.model}, got {','.join(map(str, layers))}")
-  return model_spectra.run_study(config)
+  return model_spectra.run_study(config, example)

@@ -92,8 +92,11 @@ def build(config: ModelSpectrumConfig) -> zoo.Example:
   return zoo.build(config.model, jax.random.key(config.seed), **hparams)
 
 
-def run_study(config: ModelSpectrumConfig) -> dict:
-  """The results dictionary (``results.json`` without ``command``).
+def run_study(config: ModelSpectrumConfig,
+              example: zoo.Example | None = None) -> dict:
+  """The results dictionary (``results.json`` without ``command``) of
+  ``example`` (default: ``build(config)``; a caller that built it to check
+  the settings passes it on).
 
   The ``num_inputs`` probe inputs are drawn from the model's input
   distribution (``N(0, 1)`` entries of the model's input shape) with
@@ -101,7 +104,7 @@ def run_study(config: ModelSpectrumConfig) -> dict:
   ``zoo.BOUNDARIES[model]``.
   """
   dtype = np.dtype(config.dtype)
-  example = build(config)
+  example = build(config) if example is None else example
   xs = jax.random.normal(jax.random.key(config.seed + 1),
                          (config.num_inputs,) + example.x.shape, dtype)
   blocks = blocks_lib.flax_blocks(*example)
