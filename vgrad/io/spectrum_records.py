@@ -27,10 +27,11 @@ the floor squared) and makes min, condition number and mean log ``null``:
 * ``condition_number``: geometric mean over inputs of ``s_max / s_min``;
   ``mean_log_singular_value``: mean of ``ln s``; both ``null`` with exact
   zeros;
-* uncertainty, per input: ``resolution_floor`` (dense: ``s_max n eps``,
+* uncertainty, per input: ``resolution_floor`` (dense: the product's floor,
   values below it are not reported), ``error_bound`` and ``sweeps`` (qr:
-  the certified Jacobi bound in nats and the sweeps it took); ``null``
-  under the method that does not compute them.
+  the bound in nats on the whole computation's error of every reported
+  value, and the Jacobi sweeps it took); ``null`` under the method that
+  does not compute them.
 
 :func:`upgrade` reads a version-1 results file (two record formats: dense
 linear records and qr log records) into these records, so old runs still
@@ -155,7 +156,7 @@ def _log_stats(log_sv, measured, zeros, positive) -> dict:
 def make_record(layer: int, log_sv_BxR, dtype, *, measured=None,
                 singular_values=None, finite: bool | None = None,
                 resolution_floor=None, error_bound=None,
-                sweeps=None) -> dict:
+                sweeps=None, log_dtype=None) -> dict:
   """The one record builder (module docstring).
 
   Args:
@@ -171,6 +172,9 @@ def make_record(layer: int, log_sv_BxR, dtype, *, measured=None,
     resolution_floor: ``(B,)`` the dense floors, or None.
     error_bound: ``(B,)`` the qr method's Jacobi bounds (nats), or None.
     sweeps: ``(B,)`` the qr method's Jacobi sweeps, or None.
+    log_dtype: the dtype whose digits the log values, log statistics and
+      bounds keep (default ``dtype``; the qr method's float64 pass keeps
+      float64's, as its values are that accurate).
 
   Returns:
     A dict with :data:`RECORD_KEYS`, JSON-ready.
@@ -191,7 +195,9 @@ def make_record(layer: int, log_sv_BxR, dtype, *, measured=None,
                                    positive)]
   linear = [[0.0 if z else v for v, z in zip(row, mask)]
             for row, mask in zip(linear, zeros)]
-  logs = [[round_for(v, dtype) if ok else None for v, ok in zip(row, mask)]
+  log_dtype = dtype if log_dtype is None else log_dtype
+  logs = [[round_for(v, log_dtype) if ok else None
+           for v, ok in zip(row, mask)]
           for row, mask in zip(log_sv, positive)]
   record = {
       "layer": int(layer),
@@ -207,9 +213,9 @@ def make_record(layer: int, log_sv_BxR, dtype, *, measured=None,
     if linear_key is not None:
       record[linear_key] = None if value is None else _linear(value, dtype)
     record[log_key] = (None if value is None
-                       else json_float(log_scale * value, dtype))
+                       else json_float(log_scale * value, log_dtype))
   record["resolution_floor"] = _per_input(resolution_floor, dtype)
-  record["error_bound"] = _per_input(error_bound, dtype)
+  record["error_bound"] = _per_input(error_bound, log_dtype)
   record["sweeps"] = (None if sweeps is None
                       else [int(s) for s in np.asarray(sweeps)])
   record["singular_values"] = linear

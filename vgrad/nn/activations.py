@@ -39,12 +39,18 @@ class Activation:
     deriv: ``phi'`` elementwise, or ``None`` for maxout.
     params: the constructor arguments, as sorted ``(name, value)`` pairs.
     pieces: number of linear pieces per unit; 1 for elementwise activations.
+    exact_zero: ``h -> bool mask`` of where ``phi'(h)`` is exactly zero in
+      exact arithmetic (ReLU's ``h <= 0``, hard tanh's ``|h| >= 1``), or
+      None where it never is. A derivative that merely rounds to zero
+      (``tanh'(20)`` in float32) is not an exact zero: the probes claim
+      exact zero singular values only from this predicate.
   """
   name: str
   fn: Callable[[Array], Array]
   deriv: Callable[[Array], Array] | None
   params: tuple[tuple[str, float], ...] = ()
   pieces: int = 1
+  exact_zero: Callable[[Array], Array] | None = None
 
   @property
   def is_maxout(self) -> bool:
@@ -55,8 +61,9 @@ class Activation:
     return f"{self.name}({args})" if args else self.name
 
 
-def _elementwise(name, fn, deriv, **params) -> Activation:
-  return Activation(name, fn, deriv, tuple(sorted(params.items())))
+def _elementwise(name, fn, deriv, exact_zero=None, **params) -> Activation:
+  return Activation(name, fn, deriv, tuple(sorted(params.items())),
+                    exact_zero=exact_zero)
 
 
 def linear() -> Activation:
@@ -65,22 +72,35 @@ def linear() -> Activation:
 
 
 def sigmoid() -> Activation:
-  """phi(x) = 1 / (1 + exp(-x)); phi'(x) = phi(x)(1 - phi(x)) <= 1/4."""
+  """phi(x) = 1 / (1 + exp(-x)); phi'(x) = phi(x)(1 - phi(x)) <= 1/4.
+
+  The derivative is computed as ``t / (1 + t)^2`` with ``t = e^{-|x|}``:
+  ``1 - phi(x)`` rounds to 0 for ``x > 17`` in float32, this form only
+  where the true value leaves the float range (``|x| > 87``).
+  """
   def deriv(x):
-    s = jax.nn.sigmoid(x)
-    return s * (1 - s)
+    t = jnp.exp(-jnp.abs(x))
+    return t / (1 + t) ** 2
   return _elementwise("sigmoid", jax.nn.sigmoid, deriv)
 
 
 def tanh() -> Activation:
-  """phi(x) = tanh(x); phi'(x) = 1 - tanh(x)^2."""
-  return _elementwise("tanh", jnp.tanh, lambda x: 1 - jnp.tanh(x) ** 2)
+  """phi(x) = tanh(x); phi'(x) = 1 - tanh(x)^2 = 4 t / (1 + t)^2 with
+  ``t = e^{-2|x|}``: the second form, used here, does not round to 0 for
+  ``|x| > 9`` in float32 (the first does); it underflows only where the
+  true value leaves the float range (``|x| > 44`` in float32, ``354`` in
+  float64)."""
+  def deriv(x):
+    t = jnp.exp(-2 * jnp.abs(x))
+    return 4 * t / (1 + t) ** 2
+  return _elementwise("tanh", jnp.tanh, deriv)
 
 
 def relu() -> Activation:
   """phi(x) = max(0, x); phi'(x) = 1[x > 0]."""
   return _elementwise("relu", lambda x: jnp.where(x > 0, x, 0.0),
-                      lambda x: jnp.where(x > 0, 1.0, 0.0).astype(x.dtype))
+                      lambda x: jnp.where(x > 0, 1.0, 0.0).astype(x.dtype),
+                      exact_zero=lambda x: ~(x > 0))
 
 
 def leaky_relu(slope: float = 0.01) -> Activation:
@@ -89,7 +109,8 @@ def leaky_relu(slope: float = 0.01) -> Activation:
     raise ValueError(f"leaky_relu slope must be in [0, 1), got {slope}")
   return _elementwise(
       "leaky_relu", lambda x: jnp.where(x > 0, x, slope * x),
-      lambda x: jnp.where(x > 0, 1.0, slope).astype(x.dtype), slope=slope)
+      lambda x: jnp.where(x > 0, 1.0, slope).astype(x.dtype),
+      exact_zero=(lambda x: ~(x > 0)) if slope == 0 else None, slope=slope)
 
 
 def _elu(x, alpha):
@@ -136,7 +157,8 @@ def hard_tanh() -> Activation:
   """phi(x) = clip(x, -1, 1); phi'(x) = 1[|x| < 1]."""
   return _elementwise(
       "hard_tanh", lambda x: jnp.where(jnp.abs(x) < 1, x, jnp.sign(x)),
-      lambda x: jnp.where(jnp.abs(x) < 1, 1.0, 0.0).astype(x.dtype))
+      lambda x: jnp.where(jnp.abs(x) < 1, 1.0, 0.0).astype(x.dtype),
+      exact_zero=lambda x: ~(jnp.abs(x) < 1))
 
 
 _INV_SQRT2 = 1 / math.sqrt(2)

@@ -228,8 +228,11 @@ def _draw_log_spread(ax, results):
   ax.fill_between(layers, q[:, 1], q[:, 3], color=PALETTE[0], alpha=0.35,
                   lw=0, label="exact, 10th to 90th percentile" + (
                       " (nonzero values)" if has_zeros else ""))
+  bounds = [b for r in records for b in (r["error_bound"] or [])
+            if b is not None]
+  within = f" (error < {max(bounds):.1g} nats)" if bounds else ""
   ax.plot(layers, q[:, 2], color=PALETTE[0], marker=_marks(layers, "o"),
-          ms=3, label="exact, median")
+          ms=3, label="exact, median" + within)
   ax.plot(layers, q[:, 4], color=PALETTE[0], lw=0.8,
           marker=_marks(layers, "^"), ms=2.5, label="exact, max")
   ax.plot(layers, q[:, 0], color=PALETTE[0], lw=0.8, ls="-.",

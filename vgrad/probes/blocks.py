@@ -44,6 +44,7 @@ records (:mod:`vgrad.io.spectrum_records`).
 """
 
 from collections.abc import Callable, Sequence
+import contextlib
 import re
 from typing import Any, NamedTuple
 
@@ -237,22 +238,25 @@ class BlockLogSpectra(NamedTuple):
   Attributes:
     layers: the target blocks (1-based), ascending.
     log_singular_values: per target, ``(B, k_l)`` descending.
-    error_bound: per target, ``(B,)`` the Jacobi certificate (nats), as
-      :class:`vgrad.probes.log_spectrum.LogSpectra` states it.
+    error_bound: per target, ``(B,)`` the final stage's certificate (nats),
+      as :class:`vgrad.probes.log_spectrum.LogSpectra` states it.
     sweeps: per target, ``(B,)`` Jacobi sweeps.
     partial_sums: per block, ``(B, k_l)`` finite-time Lyapunov sums.
+    log_error: per target, ``(B,)`` the log of the forward pass's
+      normwise rounding bound on ``T_l`` (``LogSpectra.log_error``).
   """
   layers: tuple
   log_singular_values: list
   error_bound: list
   sweeps: list
   partial_sums: list
+  log_error: list
 
 
 def _qr_step(carry, fn, x):
   y, jac = block_jacobian(fn, x)
   flat_y = ravel_pytree(y)[0]
-  a = jnp.dot(jac, carry.q, precision=PRECISION)
+  a = jnp.dot(jac.astype(carry.q.dtype), carry.q, precision=PRECISION)
   finite = (carry.finite & jnp.all(jnp.isfinite(flat_y))
             & jnp.all(jnp.isfinite(jac)))
   carry, (sums, _, _) = log_spectrum.qr_advance(carry, flat_y, a,
@@ -262,39 +266,45 @@ def _qr_step(carry, fn, x):
 
 def qr_log_spectra(blocks, xs, layers=None, *,
                    max_sweeps: int = log_spectrum.DEFAULT_MAX_SWEEPS,
-                   tol: float | None = None) -> BlockLogSpectra:
+                   tol: float | None = None, dtype=None) -> BlockLogSpectra:
   """Stable log spectra of ``J_{<=l}`` for any blocks, at ``layers``
   (default: every block), for the inputs ``xs`` (leading batch axis).
 
-  No block claims an exact zero (its rank bound is its width), so a value
-  is ``-inf`` only where the product's triangular factor holds an exact
-  floating-point zero.
+  The pass runs in ``dtype`` (default the inputs'; float64 needs
+  ``jax.enable_x64``): each block's Jacobian in the block's own dtype,
+  cast, and the products, QR and SVDs in ``dtype``. No block claims an
+  exact zero (its rank bound is its width), so a value is ``-inf`` only
+  where the product's triangular factor holds an exact floating-point
+  zero (the studies report such a value as unresolved).
   """
   depth = len(_shapes(blocks, xs))
   layers = log_spectrum.check_layers(
       range(1, depth + 1) if layers is None else layers, depth)
-  dtype = jax.tree.leaves(xs)[0].dtype
+  dtype = jnp.dtype(dtype or jax.tree.leaves(xs)[0].dtype)
   threshold = log_spectrum.default_tol(dtype) if tol is None else tol
 
-  def spectra(carry):
-    return log_spectrum.graded_log_spectrum(carry, max_sweeps, threshold)
+  def spectra(snapshot):
+    return log_spectrum.graded_log_spectrum(snapshot, max_sweeps, threshold)
+
+  def start(x):
+    return log_spectrum.initial_carry(ravel_pytree(x)[0], dtype=dtype)
 
   if isinstance(blocks, Blocks):
     slots = np.full(depth + 1, len(layers), np.int32)
     slots[list(layers)] = np.arange(len(layers))
 
     def one(x, stacked):
-      carry = log_spectrum.initial_carry(ravel_pytree(x)[0])
+      carry = start(x)
       snap = jax.tree.map(
           lambda a: jnp.zeros((len(layers) + 1,) + a.shape, a.dtype),
-          (carry.m, carry.e, carry.rank, carry.finite))
+          log_spectrum.snapshot_values(carry))
 
       def body(state, inputs):
         carry, h, snap = state
         params, slot = inputs
         carry, h, sums = _qr_step(
             carry, lambda v: blocks.block_fn(params, v), h)
-        values = (carry.m, carry.e, carry.rank, carry.finite)
+        values = log_spectrum.snapshot_values(carry)
         snap = tuple(jax.lax.dynamic_update_index_in_dim(buf, v, slot, 0)
                      for buf, v in zip(snap, values))
         return (carry, h, snap), sums
@@ -302,32 +312,32 @@ def qr_log_spectra(blocks, xs, layers=None, *,
       (carry, _, snap), sums = jax.lax.scan(
           body, (carry, x, snap), (stacked, jnp.asarray(slots[1:])))
       # One Jacobi program, mapped over the target blocks.
-      targets = jax.lax.map(
-          lambda t: spectra(carry._replace(m=t[0], e=t[1], rank=t[2],
-                                           finite=t[3])),
-          tuple(buf[:-1] for buf in snap))
+      snap = tuple(buf[:-1] for buf in snap)
+      targets = jax.lax.map(spectra, snap) + (snap[4],)
       return targets, sums
 
-    key = ("qr-scan", blocks.block_fn, layers, depth, max_sweeps, threshold)
-    targets, sums = _program(key, lambda: jax.vmap(one, in_axes=(0, None)))(
-        xs, blocks.stacked_params)
+    key = ("qr-scan", blocks.block_fn, layers, depth, max_sweeps, threshold,
+           dtype)
+    with _pass_dtype(dtype):
+      targets, sums = _program(key, lambda: jax.vmap(
+          one, in_axes=(0, None)))(xs, blocks.stacked_params)
     sums = np.asarray(sums)
     return BlockLogSpectra(
-        layers, [targets[0][:, t] for t in range(len(layers))],
-        [targets[1][:, t] for t in range(len(layers))],
-        [targets[2][:, t] for t in range(len(layers))],
-        [sums[:, l] for l in range(depth)])
+        layers, *([out[:, t] for t in range(len(layers))]
+                  for out in targets[:3]),
+        [sums[:, l] for l in range(depth)],
+        [targets[3][:, t] for t in range(len(layers))])
   else:
     blocks = tuple(blocks)
 
     def one(x):
-      carry = log_spectrum.initial_carry(ravel_pytree(x)[0])
+      carry = start(x)
       snaps, sums = [], []
       for l, fn in enumerate(blocks, 1):
         carry, x, partial = _qr_step(carry, fn, x)
         sums.append(partial)
         if l in layers:
-          snaps.append(carry)
+          snaps.append(log_spectrum.snapshot_values(carry))
       # Targets of one shape share one Jacobi program (lax.map over them):
       # one compiled Jacobi per shape, not per target.
       outs = [None] * len(snaps)
@@ -338,15 +348,22 @@ def qr_log_spectra(blocks, xs, layers=None, *,
       for ts in by_shape.values():
         stacked = jax.tree.map(lambda *a: jnp.stack(a),
                                *[snaps[t] for t in ts])
-        res = jax.lax.map(spectra, stacked)
+        res = jax.lax.map(spectra, stacked) + (stacked[4],)
         for i, t in enumerate(ts):
           outs[t] = jax.tree.map(lambda a, i=i: a[i], res)
       return outs, sums
 
-    key = ("qr", blocks, layers, max_sweeps, threshold)
-    outs, sums = _program(key, lambda: jax.vmap(one))(xs)
-  return BlockLogSpectra(layers, [o[0] for o in outs], [o[1] for o in outs],
-                         [o[2] for o in outs], list(sums))
+    key = ("qr", blocks, layers, max_sweeps, threshold, dtype)
+    with _pass_dtype(dtype):
+      outs, sums = _program(key, lambda: jax.vmap(one))(xs)
+  return BlockLogSpectra(layers, *([o[i] for o in outs] for i in range(3)),
+                         list(sums), [o[3] for o in outs])
+
+
+def _pass_dtype(dtype):
+  """``jax.enable_x64`` for a float64 pass (the blocks keep their dtypes)."""
+  return jax.enable_x64(True) if dtype == jnp.float64 else (
+      contextlib.nullcontext())
 
 
 # --------------------------------------------------------------------------

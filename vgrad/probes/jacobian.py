@@ -168,8 +168,62 @@ def _split_params(model: models.MLP, params):
   return (*stack_hidden_layers(model, params), readout)
 
 
-def _nonzero_rows(jac: jax.Array) -> jax.Array:
-  return jnp.sum(jnp.any(jac != 0, axis=1)).astype(jnp.int32)
+def exact_zero_units(activation: activations_lib.Activation,
+                     kernel: jax.Array, h: jax.Array) -> jax.Array:
+  """``(N,)`` True for the units whose row of ``J_l = D_l W_l`` is exactly
+  zero in exact arithmetic: ``phi'(h_i)`` an exact zero of the activation
+  (:attr:`vgrad.nn.activations.Activation.exact_zero`) or a zero weight
+  row. A derivative that only rounds to zero is not one (its row holds a
+  tiny nonzero value the working dtype cannot represent)."""
+  if activation.is_maxout:  # a row selection: zero only if the weights are
+    return ~jnp.any(layer_jacobian(activation, kernel, h) != 0, axis=1)
+  dead = jnp.all(kernel == 0, axis=0)
+  if activation.exact_zero is not None:
+    dead = dead | activation.exact_zero(h)
+  return dead
+
+
+def exact_nonzero_rows(activation: activations_lib.Activation,
+                       kernel: jax.Array, h: jax.Array) -> jax.Array:
+  """``rank J_l`` is at most this: the units that are not exact zeros."""
+  return jnp.sum(~exact_zero_units(activation, kernel, h)).astype(jnp.int32)
+
+
+def row_normalized_conditions(model: models.MLP, params) -> np.ndarray:
+  """``(depth,)`` condition numbers of the hidden layers' weights with unit
+  rows, ``kappa(diag(1/||w_i||) W_l)`` (rows: units; zero rows left out).
+
+  For an elementwise activation ``J_l = D_l W_l`` has these rows up to the
+  scale ``phi'(h_i)``, so this is the condition number that the row-wise
+  backward error of a row-sorted QR of ``J_l Q`` meets, whatever ``D_l``
+  (:func:`vgrad.probes.log_spectrum.forward_error_estimate`). Inf for
+  maxout (use the layer spectra).
+  """
+  if model.activation.is_maxout:
+    return np.full(model.depth, np.inf)
+  out = []
+  for l in range(1, model.depth + 1):
+    w = np.asarray(models.layer_params(params, l)["kernel"], np.float64).T
+    norm = np.linalg.norm(w, axis=1)
+    w = w[norm > 0] / norm[norm > 0, None]
+    if not w.size:
+      out.append(1.0)
+      continue
+    sv = np.linalg.svd(w, compute_uv=False)
+    out.append(float(sv[0] / sv[-1]) if sv[-1] > 0 else np.inf)
+  return np.asarray(out)
+
+
+def rounding_zero_units(activation: activations_lib.Activation,
+                        kernel: jax.Array, h: jax.Array) -> jax.Array:
+  """``(N,)`` True where ``phi'(h_i)`` is not an exact zero but lies below
+  the normal range of ``h``'s dtype (rounded to 0 or subnormal): its row of
+  ``J_l`` has lost its relative accuracy."""
+  if activation.is_maxout:
+    return jnp.zeros(h.shape[:1], bool)
+  tiny = jnp.finfo(h.dtype).tiny
+  small = jnp.abs(activation.deriv(h)) < tiny
+  return small & ~exact_zero_units(activation, kernel, h)
 
 
 def _propagate(activation: activations_lib.Activation, kernel: jax.Array,
@@ -213,25 +267,26 @@ def _chain(model: models.MLP, first_params, rest_params, readout_params,
   def own_jacobian(p, x_prev):
     return _own_jacobian(layer, p, x_prev)
 
-  def measure(p, x_prev, transposed):
+  def measure(p, x_prev, h, transposed):
     if not spectra:
       return None
     jac = own_jacobian(p, x_prev)
     return (singular_values(jac), singular_values(transposed),
-            _nonzero_rows(jac))
+            exact_nonzero_rows(act, p["kernel"], h))
 
   def body(carry, p):
     x_prev, transposed = carry
     x, h = layer.apply({"params": p}, x_prev)
     transposed = _propagate(act, p["kernel"], h, transposed)
-    return (x, transposed), measure(p, x_prev, transposed)
+    return (x, transposed), measure(p, x_prev, h, transposed)
 
   p1, first, rest = first_params, None, None
-  if spectra:  # J_{<=1} = J_1: one SVD serves both spectra.
-    jac = own_jacobian(p1, x)
-    sv = singular_values(jac)
-    first = (sv, sv, _nonzero_rows(jac))
+  x_in = x
   x, h = layer.apply({"params": p1}, x)
+  if spectra:  # J_{<=1} = J_1: one SVD serves both spectra.
+    jac = own_jacobian(p1, x_in)
+    sv = singular_values(jac)
+    first = (sv, sv, exact_nonzero_rows(act, p1["kernel"], h))
   transposed = layer_jacobian(act, p1["kernel"], h).T
   if model.depth > 1:
     (x, transposed), rest = jax.lax.scan(body, (x, transposed), rest_params)
@@ -263,12 +318,13 @@ def _layer_spectra_one_input(model: models.MLP, first_params, rest_params,
   """``(sv(J_1), sv(J_2 .. J_depth), nonzero_rows (depth,))`` for one input:
   each layer's own spectrum as :func:`make_spectrum_probe` computes it,
   without the chain."""
-  layer = models.hidden_layer(model)
+  layer, act = models.hidden_layer(model), model.activation
 
   def one(x_prev, p):
     jac = _own_jacobian(layer, p, x_prev)
-    return (layer.apply({"params": p}, x_prev)[0],
-            (singular_values(jac), _nonzero_rows(jac)))
+    x, h = layer.apply({"params": p}, x_prev)
+    return x, (singular_values(jac),
+               exact_nonzero_rows(act, p["kernel"], h))
 
   x, (first_sv, first_rows) = one(x, first_params)
   if rest_params is None:

@@ -39,42 +39,45 @@ carries ``T_l`` itself in a row-graded, overflow-free form
 updated by ``M <- D R_l D' M`` where the powers of two ``D, D'`` are applied
 exactly (binary exponent arithmetic: no rounding, no overflow, no Kahan
 needed) and chosen so that every factor is at most 1 in magnitude. At the
-target layers the singular values of the graded ``T_l`` come from one-sided
-Jacobi on its rows (Hestenes 1958), each rotation written in the graded
-form: rows of log-norms ``a >= b`` and cosine ``g`` rotate by
-``tan(theta) = t`` with ``t e^{a - b}`` computed directly, so a row
-``e^{10 000}`` times smaller than its partner is still orthogonalised
-against it (a Gram-Schmidt step in the limit). Jacobi starts from the
-preconditioned rows of Drmac & Veselic (2008): rows sorted by norm, then
-``T Q = diag(2^e) R^T`` from ``M^T = Q R``, whose rows are nearly
-orthogonal for a graded ``T`` (twice). One-sided Jacobi on ``T = D M`` is
-accurate relative to each singular value, not to the largest, when the
-row-normalised ``M`` is well conditioned (Demmel & Veselic 1992); it
-converges quadratically (5 to 9 sweeps at ``N = 256``), clustered singular
-values as fast as separated ones, and stops after the sweep whose largest
-cosine is below ``sqrt(eps)`` (the next would change nothing at working
-precision). The parallel (circle-method) ordering rotates ``N/2`` disjoint
-row pairs at once.
+target layers the rows of the graded ``T_l`` are orthogonalised by exact
+left rotations (:func:`_jacobi`): ``U^T`` from LAPACK's SVD of ``T_l``
+scaled into range (which splits clustered values; kept only where no row
+loses its relative accuracy to the rounding), QR steps (the preconditioner
+of Drmac & Veselic 2008: rows sorted by norm, ``T Q = diag(2^e) R^T`` from
+``M^T = Q R``, which orthogonalises graded rows at the rate of the gap) and,
+only where those leave the rows unconverged, one-sided Jacobi sweeps
+(Hestenes 1958) in the graded form: rows of log-norms ``a >= b`` and cosine
+``g`` rotate by ``tan(theta) = t`` with ``t e^{a - b}`` computed directly,
+so a row ``e^{10 000}`` times smaller than its partner is still
+orthogonalised against it (a Gram-Schmidt step in the limit). The parallel
+(circle-method) ordering rotates ``N/2`` disjoint row pairs at once.
+Orthogonalising ``T = D M`` by rows is accurate relative to each singular
+value, not to the largest, when the row-normalised ``M`` is well
+conditioned (Demmel & Veselic 1992). Measured on the README's main job
+(float64 pass, N = 256, 10 layers): the preconditioners leave no target
+needing a sweep, where Jacobi alone took 6 to 9.
 
-The result is certified: if ``H = M^ M^T`` is the Gram matrix of the
-normalised rows after the last sweep, Ostrowski's theorem applied to
-``T T^T = D H D`` gives, for the sorted values,
+The final stage is certified: if ``H = M^ M^T`` is the Gram matrix of the
+normalised rows when it ends, Ostrowski's theorem applied to
+``T T^T = D H D`` and Gershgorin's radius ``r`` of ``H`` give, for the
+sorted values,
 
-    | log sigma_i(T) - log ||row_i|| | <= max(|log lambda_min(H)|,
-                                            |log lambda_max(H)|) / 2,
+    | log sigma_i(T) - log ||row_i|| | <= max(log(1 + r), -log(1 - r)) / 2,
 
-returned as ``error_bound`` (nats) for every target layer and input: the
-convergence diagnostic. It bounds the Jacobi error; the float32 rounding of
-the ``l`` QR steps adds, to first order, at most ``N u sum_m kappa(J_m)``
-(Householder QR's normwise backward error ``N u ||J_m||`` made relative by
-the layer's condition number; much less in practice).
+returned as ``error_bound`` (nats) for every target layer and input. It
+bounds the final stage (plus the LAPACK stage's rounding). The forward
+pass's rounding is reported beside it: ``log_error``, a first-order
+normwise bound on ``T_l``'s error, and :func:`forward_error_estimate`, the
+relative one; the studies add them (``spectrum_study.qr_record``). The
+studies run the pass in float64 (the network keeps its dtype), where both
+are ~1e-10 nats at N = 256.
 
 Why not the subspace iteration on ``J^T J`` (alternating forward and
 backward QR sweeps through the product)? It needs ``2 l`` QRs per sweep and
 per target layer, and converges at rate ``(sigma_{i+1}/sigma_i)^2`` per
 sweep, which is slow exactly at small ``l`` and inside clusters (only the
-sums over a cluster converge). Here each target costs only Jacobi sweeps on
-one ``N x N`` matrix, whatever ``l``, and every value is certified.
+sums over a cluster converge). Here each target costs one SVD and a few QRs
+of one ``N x N`` matrix (Jacobi sweeps where needed), whatever ``l``.
 
 **Rank deficiency.** ReLU and hard tanh give ``J_l`` exact zero rows; as in
 :mod:`vgrad.probes.jacobian`, ``rank J_{<=l} <= r_l = min_{m <= l}
@@ -95,10 +98,11 @@ included: these are the hidden layers' input-to-layer Jacobians.
 
 Cost per layer and input: one ``(N x k)`` QR and one product with the
 kernel (``k = n_in``, or the columns of ``V``), plus one ``k x k`` by
-``k x n_in`` product for the exact pass; per target layer and sweep,
-``O(k^2 n_in)`` (about one QR's worth). Layer parameters are stacked on the
-host (:func:`stack_layers`): one in-graph concatenation of 10 000 layers
-takes XLA minutes to compile.
+``k x n_in`` product for the exact pass; per target layer one SVD and one
+to ``MAX_QR_STEPS + 1`` QRs of ``O(k^2 n_in)``, and Jacobi sweeps (about a
+QR's flops each, at a fraction of the speed) only where needed. Layer
+parameters are stacked on the host (:func:`stack_layers`): one in-graph
+concatenation of 10 000 layers takes XLA minutes to compile.
 """
 
 import math
@@ -157,19 +161,30 @@ class LogSpectra(NamedTuple):
     log_singular_values: ``(T, k)`` ``log sigma_i(J_{<=l})`` in nats,
       descending, for the target layers ``l`` in the probe's order; ``-inf``
       for the exact zeros past the rank bound.
-    error_bound: ``(T,)`` certified bound (nats) on the remaining Jacobi
-      error of every value (module docstring); ``inf`` if the rows are
-      still numerically dependent, NaN (as the values) after an overflow.
-    sweeps: ``(T,)`` Jacobi sweeps used.
+    error_bound: ``(T,)`` the final stage's certificate (nats,
+      :func:`_jacobi`): every value is within it of the exact log singular
+      value of the computed ``T_l``; ``inf`` if the rows are still
+      numerically dependent, NaN (as the values) after an overflow. The
+      forward pass's rounding is not in it: see ``log_error`` and
+      :func:`forward_error_estimate`.
+    sweeps: ``(T,)`` Jacobi sweeps used (0 when the preconditioners
+      sufficed).
     partial_sums: ``(L, k)`` finite-time Lyapunov sums, as in
       :class:`LyapunovSums`.
     rank_bound: ``(L,)`` rank bounds.
+    log_error: ``(T,)`` log of the first-order normwise bound on the
+      absolute rounding error of ``T_l`` (:func:`qr_advance`).
+    log_dropped: ``(T,)`` log of a normwise bound on what the derivatives
+      that left the pass's dtype (not exact zeros, but below its normal
+      range) would have added to ``T_l``; ``-inf`` when none did.
   """
   log_singular_values: jax.Array
   error_bound: jax.Array
   sweeps: jax.Array
   partial_sums: jax.Array
   rank_bound: jax.Array
+  log_error: jax.Array | None = None
+  log_dropped: jax.Array | None = None
 
 
 def default_layers(depth: int, num: int = DEFAULT_NUM_LAYERS
@@ -251,6 +266,30 @@ class _Carry(NamedTuple):
   compensation: jax.Array  # (k,) Kahan compensation
   m: jax.Array | None     # (k, n_in) graded T = diag(2^e) m, exact pass only
   e: jax.Array | None     # (k,) int32
+  # Exact pass only: log ||T||_F, the log of a first-order bound on the
+  # absolute (normwise) rounding error of T, and whether a derivative that
+  # is not an exact zero left the pass's dtype (log of a normwise bound on
+  # the part of T so dropped: :func:`qr_advance`).
+  log_norm: jax.Array | None = None
+  log_error: jax.Array | None = None
+  log_dropped: jax.Array | None = None
+
+
+# What the exact pass keeps of T_l at a target layer (see _Carry).
+SNAPSHOT_FIELDS = ("m", "e", "rank", "finite", "log_error", "log_dropped")
+
+
+def snapshot_values(carry: "_Carry") -> tuple:
+  return tuple(getattr(carry, name) for name in SNAPSHOT_FIELDS)
+
+
+def _log_frobenius(m, e, alive):
+  """``log ||diag(2^e) m||_F`` over the live rows, without overflow."""
+  row = e * LN2 + 0.5 * jnp.log(jnp.sum(m * m, axis=1))
+  row = jnp.where(alive & (e != _NO_EXPONENT), row, -jnp.inf)
+  top = jnp.max(row)
+  safe = jnp.where(jnp.isfinite(top), top, 0)
+  return safe + 0.5 * jnp.log(jnp.sum(jnp.exp(2 * (row - safe))))
 
 
 def _kahan_add(total, compensation, term):
@@ -296,16 +335,26 @@ def _qr_step(model: models.MLP, carry: _Carry, p):
   # infinite h is fine (phi' takes its limit), and a linear net's J does
   # not depend on h at all.
   finite = carry.finite & (act.name == "linear" or ~jnp.any(jnp.isnan(h)))
-  # (J_l Q)^T by the dense probe's propagation (shared kernel under vmap).
+  # (J_l Q)^T by the dense probe's propagation (shared kernel under vmap),
+  # in the pass's dtype: the network's own float32 W_l and h_l, with
+  # phi'(h_l) and the products taken in float64 when the pass runs there.
+  dtype = carry.q.dtype
+  kernel, h_wide = p["kernel"].astype(dtype), h.astype(dtype)
   # pylint: disable=protected-access
-  a = jacobian._propagate(act, p["kernel"], h, carry.q.T).T
-  rows = jacobian._nonzero_rows(jacobian.layer_jacobian(act, p["kernel"], h))
+  a = jacobian._propagate(act, kernel, h_wide, carry.q.T).T
   # pylint: enable=protected-access
-  return qr_advance(carry, x, a, rows, finite)
+  rows = jacobian.exact_nonzero_rows(act, p["kernel"], h)
+  # Derivatives below the normal range: true rows of J_l of norm at most
+  # tiny ||w_i|| that the pass drops (or holds inaccurately).
+  lost = jacobian.rounding_zero_units(act, kernel, h_wide)
+  weight_norms = jnp.sum(kernel * kernel, axis=0) if kernel.ndim == 2 else 0
+  dropped = jnp.sqrt(jnp.sum(jnp.where(lost, weight_norms, 0)))
+  log_dropped = jnp.log(dropped * jnp.finfo(dtype).tiny)
+  return qr_advance(carry, x, a, rows, finite, log_dropped)
 
 
 def qr_advance(carry: _Carry, x: jax.Array, a: jax.Array, rows,
-               finite) -> tuple[_Carry, tuple]:
+               finite, log_dropped=-jnp.inf) -> tuple[_Carry, tuple]:
   """One step of the forward QR pass, for any layer or block.
 
   Args:
@@ -316,12 +365,25 @@ def qr_advance(carry: _Carry, x: jax.Array, a: jax.Array, rows,
     rows: an upper bound on ``rank J_l`` (the MLP's nonzero rows; ``n_l``
       for a block with no such structure, which claims no exact zero).
     finite: whether the forward pass is still free of overflow.
+    log_dropped: log of the norm of what the pass dropped from ``J_l``
+      (derivatives below its normal range that are not exact zeros);
+      ``-inf`` for none. Carried like the rounding:
+      ``D_l = ||J_l Q|| D_{l-1} + ||dropped_l|| ||T_{l-1}||``.
+
+  The QR factors the rows sorted by decreasing norm (Householder QR is then
+  row-wise backward stable, Cox & Higham 1998: a row of ``J_l`` ``e^-100``
+  times smaller than the others keeps its relative accuracy), and the
+  exact pass tracks a first-order bound on the normwise rounding error of
+  ``T_l``: ``E_l <= ||J_l Q|| E_{l-1} + 2 gamma ||J_l Q|| ||T_{l-1}||``,
+  ``gamma = n u``, Frobenius norms (each at least the 2-norm).
 
   Returns:
     The new carry (``k = min(n_l, k_old)`` columns: the sums shrink with a
     narrower layer) and ``(partial sums (k,), rank bound, x)``.
   """
-  q, r = jnp.linalg.qr(a)
+  order = jnp.argsort(-jnp.sum(a * a, axis=1))
+  q_sorted, r = jnp.linalg.qr(a[order])
+  q = jnp.zeros_like(q_sorted).at[order].set(q_sorted)
   k_old, k = r.shape[1], r.shape[0]
   rank = jnp.minimum(carry.rank, rows)
   alive_old = jnp.arange(k_old) < carry.rank
@@ -330,70 +392,79 @@ def qr_advance(carry: _Carry, x: jax.Array, a: jax.Array, rows,
   sums, compensation = _kahan_add(carry.sums[:k], carry.compensation[:k],
                                   jnp.where(alive, log_diag, 0))
   m, e = carry.m, carry.e
+  exact = {}
   if m is not None:
     m, e = _graded_update(m, e, r, alive_old, alive)
+    log_a = 0.5 * jnp.log(jnp.sum(a * a))
+    gamma = max(a.shape) * _unit_roundoff(a.dtype)
+    exact = dict(
+        log_norm=_log_frobenius(m, e, alive),
+        log_error=jnp.logaddexp(log_a + carry.log_error,
+                                math.log(2 * gamma) + log_a + carry.log_norm),
+        log_dropped=jnp.logaddexp(log_a + carry.log_dropped,
+                                  log_dropped + carry.log_norm))
   out = (jnp.where(finite, jnp.where(alive, sums, -jnp.inf), jnp.nan),
          rank, x)
-  return _Carry(x, q, rank, finite, sums, compensation, m, e), out
+  return _Carry(x, q, rank, finite, sums, compensation, m, e,
+                **exact), out
 
 
-def initial_carry(x: jax.Array, exact: bool = True) -> _Carry:
+def initial_carry(x: jax.Array, exact: bool = True,
+                  dtype=None) -> _Carry:
   """The forward QR pass's start for a flattened input ``x (n,)``:
-  ``Q_0 = I``, ``T_0 = I`` (graded), ``k = n``."""
+  ``Q_0 = I``, ``T_0 = I`` (graded), ``k = n``; the pass runs in ``dtype``
+  (default ``x``'s)."""
   n = x.shape[0]
-  zeros = jnp.zeros((n,), x.dtype)
-  m = e = None
-  if exact:
-    m, e = _normalize_rows(jnp.eye(n, dtype=x.dtype),
-                           jnp.zeros((n,), jnp.int32))
-  return _Carry(x, jnp.eye(n, dtype=x.dtype), jnp.array(n, jnp.int32),
-                jnp.array(True), zeros, zeros, m, e)
+  return _start(x, jnp.eye(n, dtype=dtype or x.dtype), n, exact)
 
 
-def graded_log_spectrum(carry: _Carry, max_sweeps, tol):
-  """``(log sigma (k,) descending, error bound, sweeps)`` of ``T_l`` held
-  in ``carry`` (one-sided Jacobi, :func:`_jacobi`); NaN after an overflow."""
-  log_sv, bound, sweeps = _jacobi(jnp.where(carry.finite, carry.m, 0),
-                                  carry.e, carry.rank, max_sweeps, tol)
-  return (jnp.where(carry.finite, log_sv, jnp.nan),
-          jnp.where(carry.finite, bound, jnp.nan), sweeps)
-
-
-def _initial_carry(model, x, basis, exact: bool) -> _Carry:
-  n_in = x.shape[0]
-  q = jnp.eye(n_in, dtype=x.dtype) if basis is None else basis.astype(x.dtype)
-  k = min(model.width, q.shape[1])
-  zeros = jnp.zeros((k,), x.dtype)
-  m = e = None
-  if exact:
-    m, e = jnp.eye(n_in, dtype=x.dtype), jnp.zeros((n_in,), jnp.int32)
-    m, e = _normalize_rows(m, e)
+def _start(x, q, k: int, exact: bool) -> _Carry:
+  """The carry before layer 1: basis ``q (n_in, k0)``, sums of length
+  ``k`` and, for the exact pass, ``T_0 = I`` in graded form."""
+  dtype, n_in = q.dtype, q.shape[0]
+  zeros = jnp.zeros((k,), dtype)
+  if not exact:
+    return _Carry(x, q, jnp.array(q.shape[1], jnp.int32), jnp.array(True),
+                  zeros, zeros, None, None)
+  m, e = _normalize_rows(jnp.eye(n_in, dtype=dtype),
+                         jnp.zeros((n_in,), jnp.int32))
   return _Carry(x, q, jnp.array(q.shape[1], jnp.int32), jnp.array(True),
-                zeros, zeros, m, e)
+                zeros, zeros, m, e,
+                log_norm=jnp.asarray(0.5 * math.log(n_in), dtype),
+                log_error=jnp.asarray(-jnp.inf, dtype),
+                log_dropped=jnp.asarray(-jnp.inf, dtype))
+
+
+def graded_log_spectrum(snapshot: tuple, max_sweeps, tol):
+  """``(log sigma (k,) descending, certificate, sweeps)`` of ``T_l`` from
+  its :data:`SNAPSHOT_FIELDS` (:func:`_jacobi`); NaN after an overflow."""
+  m, e, rank, finite = snapshot[:4]
+  log_sv, bound, sweeps = _jacobi(jnp.where(finite, m, 0), e, rank,
+                                  max_sweeps, tol)
+  return (jnp.where(finite, log_sv, jnp.nan),
+          jnp.where(finite, bound, jnp.nan), sweeps)
+
+
+def _initial_carry(model, x, basis, exact: bool, dtype) -> _Carry:
+  n_in = x.shape[0]
+  q = jnp.eye(n_in, dtype=dtype) if basis is None else basis.astype(dtype)
+  return _start(x, q, min(model.width, q.shape[1]), exact)
 
 
 def _forward(model: models.MLP, first, rest, x: jax.Array, basis, layers,
-             exact: bool):
+             exact: bool, dtype=None):
   """The forward QR pass of one input.
 
   ``first`` is layer 1's parameters, ``rest`` layers 2..L's stacked
-  (:func:`stack_layers`). Returns ``(partial_sums (L, k), rank (L,),
-  activations (L, N), snapshot)`` where ``snapshot`` holds ``(m, e, rank,
-  finite)`` of ``T_l`` at each target layer (``exact``) or is None.
+  (:func:`stack_layers`); the pass runs in ``dtype`` (default ``x``'s).
+  Returns ``(partial_sums (L, k), rank (L,), activations (L, N),
+  snapshot)`` where ``snapshot`` holds the :data:`SNAPSHOT_FIELDS` of
+  ``T_l`` at each target layer (``exact``) or is None.
   """
-  carry = _initial_carry(model, x, basis, exact)
-  carry, (s1, r1, x1) = _qr_step(model, carry, first)
+  carry = _initial_carry(model, x, basis, exact, dtype or x.dtype)
   layers = tuple(layers)
   slots = np.full(model.depth + 1, len(layers), np.int32)
   slots[list(layers)] = np.arange(len(layers))
-  snapshot = None
-  if exact:
-    k, n_in = carry.m.shape
-    snapshot = (jnp.zeros((len(layers) + 1, k, n_in), x.dtype),
-                jnp.zeros((len(layers) + 1, k), jnp.int32),
-                jnp.zeros((len(layers) + 1,), jnp.int32),
-                jnp.zeros((len(layers) + 1,), bool))
-    snapshot = _store(snapshot, carry, slots[1])
 
   def body(state, inputs):
     carry, snap = state
@@ -403,6 +474,25 @@ def _forward(model: models.MLP, first, rest, x: jax.Array, basis, layers,
       snap = _store(snap, carry, slot)
     return (carry, snap), out
 
+  def empty_snapshot(carry):
+    if not exact:
+      return None
+    return tuple(jnp.zeros((len(layers) + 1,) + jnp.shape(v),
+                           jnp.result_type(v))
+                 for v in snapshot_values(carry))
+
+  # A square net with Q_0 = I: the carry keeps its shapes through layer 1,
+  # so one scan covers every layer (one compiled step, not two).
+  if rest is not None and basis is None and x.shape[0] == model.width:
+    every = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first,
+                         rest)
+    (carry, snapshot), (sums, rank, xs) = jax.lax.scan(
+        body, (carry, empty_snapshot(carry)), (every, jnp.asarray(slots[1:])))
+    return sums, rank, xs, snapshot
+  carry, (s1, r1, x1) = _qr_step(model, carry, first)
+  snapshot = empty_snapshot(carry)
+  if exact:
+    snapshot = _store(snapshot, carry, slots[1])
   outs = [(s1[None], r1[None], x1[None])]
   if model.depth > 1:
     (carry, snapshot), scanned = jax.lax.scan(
@@ -414,7 +504,7 @@ def _forward(model: models.MLP, first, rest, x: jax.Array, basis, layers,
 
 def _store(snapshot, carry: _Carry, slot):
   """Writes ``T_l``'s graded form into ``slot`` (the last slot: discard)."""
-  values = (carry.m, carry.e, carry.rank, carry.finite)
+  values = snapshot_values(carry)
   return tuple(jax.lax.dynamic_update_index_in_dim(buf, value, slot, 0)
                for buf, value in zip(snapshot, values))
 
@@ -485,16 +575,180 @@ def _next_round(top, bottom):
   return tuple(t for t, _ in moved), tuple(b for _, b in moved)
 
 
+# QR preconditioning steps (each about a tenth of a Jacobi sweep) before
+# Jacobi takes over; they stop early once the rows stop improving.
+MAX_QR_STEPS = 10
+
+
 def _jacobi(m, e, rank, max_sweeps, tol):
   """Log singular values of ``diag(2^e) m`` (rows past ``rank`` are exact
-  zeros), by cyclic one-sided Jacobi until every pair's cosine is below
-  ``tol`` or ``max_sweeps`` (Python numbers or traced scalars).
+  zeros), certified.
 
-  Returns ``(log_sv (k,) descending, error_bound, sweeps)``.
+  Three stages, each an orthogonal transformation of ``T`` from the left
+  (rows rotated), so ``sigma(T)`` is unchanged:
+
+  1. **LAPACK preconditioner** (:func:`_svd_precondition`). ``U`` from the
+     SVD of ``T`` scaled into range (rows under ``2^minexp`` of the largest
+     flushed) and ``T <- U^T T`` in graded arithmetic: the rows become
+     orthogonal up to the SVD's normwise error, so clustered values are
+     already split. It is kept only if every new row is accurate relative
+     to its own norm (:func:`_graded_rotation_error`; that rounding is
+     added to the certificate); where cancellation would cost a small row
+     its accuracy, ``T`` is left as it was. For a
+     rank-deficient ``T``, ``U`` is cut to the live rows, so no dead row
+     mixes in.
+  2. **QR preconditioning** (Drmac & Veselic 2008, :func:`_precondition`),
+     repeated while the rows' Gershgorin radius ``r`` (below) is above the
+     rounding level ``4 k n u`` and halves per step (at most
+     ``MAX_QR_STEPS``): it orthogonalises graded rows against larger ones
+     at the rate of the gap, for one QR each.
+  3. **One-sided Jacobi** sweeps (:func:`_sweeps`) only if ``r`` is still
+     above that level, until a sweep's largest cosine is below ``tol`` or
+     ``max_sweeps`` ran.
+
+  Certificate: with ``H`` the Gram matrix of the unit rows and Gershgorin's
+  ``r = max_i (|H_ii - 1| + sum_{j != i} |H_ij|)``, plus ``k n u`` for the
+  rounding of ``H`` itself, every eigenvalue of ``H`` lies in
+  ``[1 - r, 1 + r]``, and Ostrowski's theorem on ``T T^T = D H D`` gives
+  ``|log sigma_i - log ||row_i||| <= max(log(1 + r), -log(1 - r)) / 2``
+  for the sorted values.
+
+  Returns ``(log_sv (k,) descending, error_bound, sweeps)``: the bound in
+  nats (``inf`` if ``r >= 1/2``) and the Jacobi sweeps used (0 when the
+  preconditioners sufficed).
   """
-  k = m.shape[0]
-  for _ in range(2):  # the second pass saves about one sweep in eight
+  m, e, needs_sweeps, rotation_error = precondition(m, e, rank)
+  m, e, count = _sweeps(m, e, rank, max_sweeps, tol,
+                        start=jnp.where(needs_sweeps, jnp.inf, 0.0))
+  log_sv, bound = _certify(m, e, jnp.arange(m.shape[0]) < rank)
+  return log_sv, bound - jnp.log1p(-rotation_error), count
+
+
+def precondition(m, e, rank):
+  """Stages 1 and 2 of :func:`_jacobi`: ``(m, e)`` of a ``k x k`` matrix
+  with the singular values of ``diag(2^e) m (k x n)``, whether Jacobi
+  sweeps are still needed (the Gershgorin radius is above the rounding
+  level), and the relative error the LAPACK stage added."""
+  k, n = m.shape
+  live = jnp.arange(k) < rank
+  target = 4.0 * k * n * _unit_roundoff(m.dtype)
+  m, e, rotation_error = _svd_precondition(m, e, rank)
+  # One QR step always: it also makes a wide T (k < n) square.
+  m, e = _precondition(m, e, rank)
+
+  def qr_more(state):
+    _, _, radius, previous, steps = state
+    return ((radius > target) & (radius < 0.5 * previous)
+            & (steps < MAX_QR_STEPS))
+
+  def qr_step(state):
+    m, e, radius, _, steps = state
     m, e = _precondition(m, e, rank)
+    return m, e, _gershgorin_radius(m, live), radius, steps + 1
+
+  m, e, radius, _, _ = jax.lax.while_loop(
+      qr_more, qr_step, (m, e, _gershgorin_radius(m, live),
+                         jnp.array(jnp.inf, m.dtype), 0))
+  return m, e, radius > target, rotation_error
+
+
+def finish_sweeps(m, e, rank, max_sweeps, tol):
+  """Stage 3 of :func:`_jacobi` on :func:`precondition`'s output that
+  needs it: ``(log_sv, certificate, sweeps)``."""
+  m, e, count = _sweeps(m, e, rank, max_sweeps, tol, start=jnp.inf)
+  return (*_certify(m, e, jnp.arange(m.shape[0]) < rank), count)
+
+
+def _certify(m, e, live):
+  """``(log row norms (k,) descending, certificate)`` of ``diag(2^e) m``:
+  the row norms are the singular values to within the certificate (nats,
+  Ostrowski with Gershgorin's ``r``, :func:`_jacobi`), whatever state the
+  rows are in (``inf`` when ``r >= 1/2``)."""
+  k, n = m.shape
+  norm = jnp.linalg.norm(m, axis=1)
+  log_sv = jnp.where(live, e * LN2 + jnp.log(jnp.where(live, norm, 1)),
+                     -jnp.inf)
+  radius = _gershgorin_radius(m, live) + k * n * _unit_roundoff(m.dtype)
+  bound = 0.5 * jnp.maximum(jnp.log1p(radius),
+                            -jnp.log1p(-jnp.minimum(radius, 0.5)))
+  bound = jnp.where(radius < 0.5, bound, jnp.inf)
+  return -jnp.sort(-log_sv), bound.astype(m.dtype)
+
+
+def _unit_roundoff(dtype) -> float:
+  return float(jnp.finfo(dtype).eps) / 2
+
+
+def _gershgorin_radius(m, live):
+  """``max_i (|H_ii - 1| + sum_{j != i} |H_ij|)`` over the live rows, for
+  the Gram matrix ``H`` of the unit rows of ``m`` (one ``k x k x n``
+  product)."""
+  norm = jnp.linalg.norm(m, axis=1)
+  # A live row that rounded to zero has no direction: it is left out here
+  # (its value, ln 0, is reported as not measured).
+  live = live & (norm > 0)
+  unit = jnp.where(live[:, None], m / jnp.where(live, norm, 1)[:, None], 0)
+  gram = jnp.dot(unit, unit.T, precision=PRECISION)
+  off = jnp.abs(gram - jnp.eye(m.shape[0], dtype=m.dtype))
+  off = jnp.where(live[:, None] & live[None, :], off, 0)
+  return jnp.max(jnp.sum(off, axis=1))
+
+
+def _graded_rotation_error(factor, rows):
+  """The largest relative rounding error of a row of ``rows = factor @ m``
+  (rows of ``m`` of norm below 1): ``n u sum_k |F_ik| / ||rows_i||``."""
+  n = rows.shape[1]
+  scale = jnp.sum(jnp.abs(factor), axis=1)
+  norm = jnp.linalg.norm(rows, axis=1)
+  ratio = jnp.where(scale > 0, n * _unit_roundoff(rows.dtype) * scale
+                    / jnp.where(norm > 0, norm, 1), 0)
+  return jnp.max(jnp.where((scale > 0) & (norm == 0), jnp.inf, ratio))
+
+
+# The LAPACK preconditioner is kept when its rounding moves the singular
+# values by at most this much relatively (sqrt(k) times the largest row
+# error; by itemsize). Typical at N = 256 in float64: 1e-9; in float32
+# it is rarely met, and Jacobi sweeps do the work.
+_SVD_PRECONDITION_ERROR = {4: 2.0 ** -20, 8: 2.0 ** -26}
+
+
+def _svd_precondition(m, e, rank):
+  """``(m, e)`` of ``U^T T`` for ``U`` from LAPACK's SVD of ``T`` in range
+  (stage 1 of :func:`_jacobi`), or unchanged where a row of ``U^T T``
+  would lose its relative accuracy, and the relative error this adds to
+  the singular values: a row-wise relative perturbation ``delta`` of
+  nearly orthogonal rows moves them by at most ``sqrt(k) delta`` (0 when
+  ``T`` is left unchanged)."""
+  k = m.shape[0]
+  info = jnp.finfo(m.dtype)
+  live = jnp.arange(k) < rank
+  top = jnp.max(jnp.where(live, e, _NO_EXPONENT))
+  shift = jnp.clip(e - top, info.minexp + 2, 0)
+  scaled = jnp.where(live[:, None], _scale2(m, shift[:, None]), 0)
+  u = jnp.linalg.svd(scaled, full_matrices=False)[0]
+
+  def live_block(u):
+    # The live singular vectors span the live rows up to rounding: cut them
+    # to those rows and make the result exactly orthogonal again.
+    cut = jnp.where(live[:, None] & live[None, :], u, 0)
+    return jnp.linalg.qr(cut + jnp.diag((~live).astype(u.dtype)))[0]
+
+  u = jax.lax.cond(rank < k, live_block, lambda u: u, u)
+  factor, f = _graded_product(u.T, e, live, live)
+  rows = jnp.dot(factor, m, precision=PRECISION)
+  error = math.sqrt(k) * _graded_rotation_error(factor, rows)
+  accurate = error <= _SVD_PRECONDITION_ERROR[info.bits // 8]
+  new_m, new_e = _normalize_rows(jnp.where(live[:, None], rows, 0), f)
+  return (jnp.where(accurate, new_m, m), jnp.where(accurate, new_e, e),
+          jnp.where(accurate, error, 0).astype(m.dtype))
+
+
+def _sweeps(m, e, rank, max_sweeps, tol, start):
+  """Cyclic one-sided Jacobi sweeps on the rows of ``diag(2^e) m`` (the
+  circle ordering of :func:`_rotate` pairs) while the last sweep's largest
+  cosine (``start`` before the first) is above ``tol`` and fewer than
+  ``max_sweeps`` ran. Returns ``(m, e, sweeps)``; live rows first."""
+  k = m.shape[0]
   pad = k % 2 + 2 * (k == 1)  # the ring needs an even number >= 2 of rows
   alive = jnp.arange(k + pad) < rank
   m = jnp.concatenate([m, jnp.zeros((pad, m.shape[1]), m.dtype)])
@@ -524,12 +778,11 @@ def _jacobi(m, e, rank, max_sweeps, tol):
     return (state[2] > tol) & (state[3] < max_sweeps)
 
   top, bottom, _, count = jax.lax.while_loop(
-      unconverged, sweep, (*halves, jnp.array(jnp.inf, m.dtype), 0))
+      unconverged, sweep, (*halves, jnp.asarray(start, m.dtype), 0))
   m, e, alive = (jnp.concatenate(parts) for parts in zip(top, bottom))
-  norm = jnp.linalg.norm(m, axis=1)
-  log_sv = jnp.where(alive, e * LN2 + jnp.log(jnp.where(alive, norm, 1)),
-                     -jnp.inf)
-  return (-jnp.sort(-log_sv))[:k], _ostrowski_bound(m, norm, alive), count
+  # The ring moves rows between slots: put the live ones first again.
+  order = jnp.argsort(~alive, stable=True)
+  return m[order][:k], e[order][:k], count
 
 
 def _precondition(m, e, rank):
@@ -551,17 +804,6 @@ def _precondition(m, e, rank):
   _, r = jnp.linalg.qr(m[order].T)
   factor, f = _graded_product(r[:k], e[order], live, live)
   return _normalize_rows(factor, f)
-
-
-def _ostrowski_bound(m, norm, alive):
-  """``max |log lambda(H)| / 2`` for the Gram matrix ``H`` of the unit rows
-  (dead rows: identity), bounding ``|log sigma_i - log ||row_i|| |``."""
-  unit = jnp.where(alive[:, None], m / jnp.where(alive, norm, 1)[:, None], 0)
-  gram = jnp.dot(unit, unit.T, precision=PRECISION)
-  gram = gram + jnp.diag(jnp.where(alive, 0, 1).astype(m.dtype))
-  lam = jnp.linalg.eigvalsh(gram)
-  bound = 0.5 * jnp.maximum(jnp.abs(jnp.log(lam[0])), jnp.abs(jnp.log(lam[-1])))
-  return jnp.where(lam[0] > 0, bound, jnp.inf)
 
 
 def default_tol(dtype) -> float:
@@ -615,7 +857,7 @@ def _with_stacked_params(model, one):
 
 def make_log_spectrum_probe(model: models.MLP, layers=None,
                             max_sweeps: int = DEFAULT_MAX_SWEEPS,
-                            tol: float | None = None):
+                            tol: float | None = None, dtype=None):
   """A jitted ``probe(params, xs) -> LogSpectra`` for ``xs (B, n_in)``.
 
   Exact ``log sigma_i(J_{<=l})`` at the target ``layers`` (default
@@ -624,6 +866,10 @@ def make_log_spectrum_probe(model: models.MLP, layers=None,
   forward QR pass per input plus at most ``max_sweeps`` Jacobi sweeps per
   target layer (stopping once every row pair's cosine is below ``tol``,
   default ``sqrt(eps)``).
+
+  ``dtype``: the pass's dtype (default the inputs'). The studies pass
+  float64 under ``jax.enable_x64``: the network's own float32 ``W_l`` and
+  ``h_l``, and ``J_l``'s products, QR and SVD in float64.
 
   ``probe.forward(params, xs) -> ForwardQR`` runs the forward pass alone
   and ``probe.finish(forward_pass) -> LogSpectra`` the Jacobi stage on it
@@ -638,29 +884,46 @@ def make_log_spectrum_probe(model: models.MLP, layers=None,
 
   def forward(first, rest, x):
     sums, rank, _, snapshot = _forward(model, first, rest, x, None, layers,
-                                       True)
+                                       True, dtype)
     return sums, rank, tuple(buf[:-1] for buf in snapshot)
 
-  def jacobi(m, e, r, finite, sweep_cap, threshold):
-    log_sv, bound, sweeps = _jacobi(jnp.where(finite, m, 0), e, r,
-                                    sweep_cap, threshold)
-    return (jnp.where(finite, log_sv, jnp.nan),
-            jnp.where(finite, bound, jnp.nan), sweeps)
+  def jacobi(snapshot, sweep_cap, threshold):
+    return graded_log_spectrum(snapshot, sweep_cap, threshold)
 
-  def finish(forward_pass, sweep_cap, threshold):
-    sums, rank, snapshot = forward_pass
-    # Jacobi on every (input, layer) in chunks of about 512 kB: each round
+  def chunked(fn, flat):
+    # Every (input, layer) in chunks of about 512 kB: each Jacobi round
     # streams its matrices, so a chunk that stays in cache runs ~1.8x
     # faster per matrix than one wide vmap. A matrix of 512 kB or more
     # (N >= 363 in float32) is one chunk on its own: unbatched, as a vmap of
     # one runs 1.6-2x slower (BUILD_NOTES.md).
-    b, t, k, n = snapshot[0].shape
-    chunk = 2 ** 19 // (k * n * snapshot[0].dtype.itemsize)
-    flat = tuple(buf.reshape((b * t,) + buf.shape[2:]) for buf in snapshot)
-    outs = jax.lax.map(lambda args: jacobi(*args, sweep_cap, threshold),
-                       flat, batch_size=chunk if chunk > 1 else None)
+    k, n = flat[0].shape[1:]
+    chunk = 2 ** 19 // (k * n * flat[0].dtype.itemsize)
+    return jax.lax.map(fn, flat, batch_size=chunk if chunk > 1 else None)
+
+  def flatten(snapshot):
+    return tuple(buf.reshape((-1,) + buf.shape[2:]) for buf in snapshot)
+
+  def finish(forward_pass, sweep_cap, threshold):
+    """Every stage in one program (for a caller under ``jit``)."""
+    sums, rank, snapshot = forward_pass
+    b, t = snapshot[0].shape[:2]
+    outs = chunked(lambda args: jacobi(args, sweep_cap, threshold),
+                   flatten(snapshot))
     log_sv, bound, sweeps = (o.reshape((b, t) + o.shape[1:]) for o in outs)
-    return LogSpectra(log_sv, bound, sweeps, sums, rank)
+    return LogSpectra(log_sv, bound, sweeps, sums, rank, snapshot[4],
+                      snapshot[5])
+
+  def prepared(snapshot):
+    """Stages 1-2 and the certificate of every (input, layer): ``(log_sv,
+    bound, needs_sweeps)``; NaN after an overflow."""
+    def one(args):
+      m, e, r, finite = args[:4]
+      m, e, needs, rotation = precondition(jnp.where(finite, m, 0), e, r)
+      log_sv, bound = _certify(m, e, jnp.arange(m.shape[0]) < r)
+      bound = bound - jnp.log1p(-rotation)
+      return (jnp.where(finite, log_sv, jnp.nan),
+              jnp.where(finite, bound, jnp.nan), needs & finite)
+    return chunked(one, flatten(snapshot))
 
   # Two programs, the forward QR pass and the Jacobi stage, so that a caller
   # can read the pass's Lyapunov sums (``run.forward``) before deciding to
@@ -672,6 +935,12 @@ def make_log_spectrum_probe(model: models.MLP, layers=None,
   # the working dtype, as a Python float compared with that dtype would be.
   forward_core = jax.jit(jax.vmap(forward, in_axes=(None, None, 0)))
   finish_core = jax.jit(finish)
+  # On the host the finish is split: the preconditioners for every target,
+  # then the Jacobi sweeps (a program of their own, compiled only when
+  # needed) for the few targets they leave unconverged.
+  prepared_core = jax.jit(prepared)
+  sweeps_core = jax.jit(lambda flat, cap, threshold: chunked(
+      lambda args: jacobi(args, cap, threshold), flat))
 
   def run_forward(params, xs) -> ForwardQR:
     """The forward QR pass of every input (sums, rank bounds, the graded
@@ -681,16 +950,62 @@ def make_log_spectrum_probe(model: models.MLP, layers=None,
 
   def run_finish(forward_pass: ForwardQR) -> LogSpectra:
     """The Jacobi stage on ``run.forward``'s pass: the probe's result."""
-    # The dtype the rotations run in: parameters and inputs promoted.
-    dtype = forward_pass.snapshot[0].dtype
-    threshold = default_tol(dtype) if tol is None else tol
-    return finish_core(tuple(forward_pass), np.asarray(max_sweeps, np.int32),
-                       np.asarray(threshold, dtype))
+    # The dtype the rotations run in: the pass's.
+    work = forward_pass.snapshot[0].dtype
+    threshold = np.asarray(default_tol(work) if tol is None else tol, work)
+    cap = np.asarray(max_sweeps, np.int32)
+    if jacobian._is_traced(tuple(forward_pass)):  # pylint: disable=protected-access
+      return finish_core(tuple(forward_pass), cap, threshold)
+    sums, rank, snapshot = forward_pass
+    b, t = snapshot[0].shape[:2]
+    log_sv, bound, needs = (np.array(o) for o in jax.device_get(
+        prepared_core(snapshot)))
+    sweeps = np.zeros(b * t, np.int32)
+    (todo,) = np.nonzero(needs)
+    if todo.size:
+      subset = tuple(np.asarray(buf).reshape((b * t,) + buf.shape[2:])[todo]
+                     for buf in snapshot)
+      again = jax.device_get(sweeps_core(subset, cap, threshold))
+      log_sv[todo], bound[todo], sweeps[todo] = again
+    shape = lambda a: a.reshape((b, t) + a.shape[1:])
+    return LogSpectra(shape(log_sv), shape(bound), shape(sweeps), sums, rank,
+                      snapshot[4], snapshot[5])
 
   def run(params, xs):
     return run_finish(run_forward(params, xs))
   run.forward, run.finish = run_forward, run_finish
   return run
+
+
+# Constant of the per-layer rounding term of forward_error_estimate: the
+# product J_l Q, the row-sorted QR and the update T <- R T, with room.
+FORWARD_ERROR_CONSTANT = 4.0
+
+
+def forward_error_estimate(conditions, width: int, dtype) -> np.ndarray:
+  """First-order relative error of every ``sigma_i(T_l)`` from the forward
+  pass's rounding, ``(..., L)``: ``c n u sum_{m <= l} kappa_m``.
+
+  Each step is exact for a ``J_m`` perturbed row by row by at most
+  ``c n u`` of each row (row-sorted Householder QR is row-wise backward
+  stable, Cox & Higham 1998), i.e. for ``(I + F_m) J_m`` with
+  ``||F_m|| <= c n u kappa_m``, ``kappa_m`` the condition number of
+  ``J_m`` with unit rows (:func:`vgrad.probes.jacobian
+  .row_normalized_conditions`; any ``sqrt(n) kappa(J_m)`` bounds it, van
+  der Sluis 1969). Multiplicative perturbations move every singular value
+  of the product by at most the product of ``(1 + ||F_m||)`` relatively
+  (Eisenstat & Ipsen 1995), to first order the sum. Not a bound where a
+  derivative rounded to zero (the studies then use the normwise bound
+  ``log_error``).
+
+  Args:
+    conditions: ``(..., L)`` the ``kappa_m`` (inf: unknown).
+    width: ``n``, the widest layer.
+    dtype: the pass's dtype (its unit roundoff ``u``).
+  """
+  u = float(np.finfo(dtype).eps) / 2
+  kappa = np.asarray(conditions, np.float64)
+  return FORWARD_ERROR_CONSTANT * width * u * np.cumsum(kappa, axis=-1)
 
 
 def lyapunov_exponents(partial_sums) -> np.ndarray:

@@ -35,6 +35,7 @@ from vgrad.nn import models
 from vgrad.probes import blocks as blocks_lib
 from vgrad.probes import jacobian
 from vgrad.probes import log_spectrum
+from vgrad.probes import spectrum
 from vgrad.studies import spectrum_study
 
 METHODS = ("auto", "dense", "qr")
@@ -70,7 +71,8 @@ def _mlp_probe(kind: str, model: models.MLP, *args):
     return jacobian.make_layer_spectrum_probe(model)
   if kind == "lyapunov":
     return log_spectrum.make_lyapunov_probe(model)
-  return log_spectrum.make_log_spectrum_probe(model, *args)
+  return log_spectrum.make_log_spectrum_probe(
+      model, *args, dtype=spectrum_study.PASS_DTYPE)
 
 
 def _depth(blocks) -> int:
@@ -186,9 +188,13 @@ def _dense(blocks, xs, wanted, dtype) -> dict:
   if not isinstance(blocks, MLPBlocks):
     result = blocks_lib.dense_spectra(blocks, xs)
     n0 = result.shapes[0][1]
+    floors = spectrum.product_floors(
+        result.own, np.stack([np.asarray(c)[:, 0] for c in result.cumulative],
+                             axis=1), result.shapes, dtype)
     cumulative = {l: spectrum_study.dense_record(
         np.asarray(result.cumulative[l - 1]), (result.shapes[l - 1][0], n0),
-        dtype, layer=l) for l in sorted(set(wanted) | {len(result.shapes)})}
+        dtype, layer=l, floor=floors[:, l - 1])
+                  for l in sorted(set(wanted) | {len(result.shapes)})}
     return {"layers": [cumulative[l] for l in wanted],
             "per_layer": _own_records(result, dtype),
             "input_output": cumulative[len(result.shapes)]}
@@ -197,9 +203,12 @@ def _dense(blocks, xs, wanted, dtype) -> dict:
   spectra = jax.device_get(_mlp_probe("dense", model)(params, xs))
   rows = np.asarray(spectra.nonzero_rows)
   chain = np.minimum.accumulate(rows, axis=1)
+  floors = spectrum_study.mlp_product_floors(
+      spectra, [(model.width, n_in)] + [(model.width, model.width)] * (
+          model.depth - 1), dtype)
   cumulative = {l: spectrum_study.dense_record(
       spectra.cumulative[:, l - 1], (model.width, n_in), dtype,
-      rank_bound=chain[:, l - 1], layer=l)
+      rank_bound=chain[:, l - 1], layer=l, floor=floors[:, l - 1])
                 for l in sorted(set(wanted) | {model.depth})}
   return {
       "layers": [cumulative[l] for l in wanted],
@@ -224,29 +233,53 @@ def _mlp_per_layer(model, n_in, dtype, first, rest, nonzero_rows) -> list:
 def _qr(blocks, xs, wanted, dtype, max_sweeps) -> dict:
   depth = _depth(blocks)
   targets = tuple(sorted(set(wanted) | {depth}))
+  index = np.asarray(targets) - 1
+  pass_dtype = spectrum_study.PASS_DTYPE
   if isinstance(blocks, MLPBlocks):
     model, params = blocks
-    spectra = jax.device_get(_mlp_probe("qr", model, targets, max_sweeps)(
-        params, xs))
+    with jax.enable_x64(True):
+      spectra = jax.device_get(_mlp_probe("qr", model, targets, max_sweeps)(
+          params, xs))
     log_sv = [spectra.log_singular_values[:, t] for t in range(len(targets))]
     bounds = [spectra.error_bound[:, t] for t in range(len(targets))]
     sweeps = [spectra.sweeps[:, t] for t in range(len(targets))]
     sums, rank = np.asarray(spectra.partial_sums), spectra.rank_bound
     own = jax.device_get(_mlp_probe("own", model)(params, xs))
     per_layer = _mlp_per_layer(model, np.shape(xs)[-1], dtype, *own)
+    conditions = jacobian.row_normalized_conditions(model, params)
+    if not np.all(np.isfinite(conditions)):   # maxout: from the layers
+      conditions = spectrum_study.layer_conditions(
+          spectrum_study.own_spectra_list(own), dtype)
+    width = max(model.width, np.shape(xs)[-1])
+    log_error = np.asarray(spectra.log_error)
+    log_dropped = np.asarray(spectra.log_dropped)
+    target_rank = np.asarray(rank)[:, index]
   else:
     result = jax.device_get(blocks_lib.qr_log_spectra(
-        blocks, xs, layers=targets, max_sweeps=max_sweeps))
+        blocks, xs, layers=targets, max_sweeps=max_sweeps, dtype=pass_dtype))
     log_sv, bounds, sweeps = (result.log_singular_values,
                               result.error_bound, result.sweeps)
     width = max(np.shape(s)[1] for s in result.partial_sums)
     sums = _pad(result.partial_sums, width)
     rank = np.full(sums.shape[:2], width)
-    per_layer = _own_records(
-        blocks_lib.dense_spectra(blocks, xs, products=False), dtype)
+    own = blocks_lib.dense_spectra(blocks, xs, products=False)
+    per_layer = _own_records(own, dtype)
+    conditions = spectrum_study.layer_conditions(own.own, dtype)
+    width = max(max(shape) for shape in own.shapes)
+    log_error = np.stack(result.log_error, axis=1)
+    log_dropped = np.full_like(log_error, -np.inf)
+    # No exact zeros: the rank bound of each target is its width.
+    target_rank = np.stack([np.full(len(v), np.shape(v)[1]) for v in log_sv],
+                           axis=1)
+  relative = log_spectrum.forward_error_estimate(
+      np.broadcast_to(conditions, (len(log_sv[0]), depth)), width,
+      pass_dtype)[:, index]
   records = {
-      l: spectrum_study.qr_record(v, dtype, layer=l, error_bound=e, sweeps=s)
-      for l, v, e, s in zip(targets, log_sv, bounds, sweeps)}
+      l: spectrum_study.qr_record(
+          v, dtype, layer=l, error_bound=e, sweeps=s,
+          log_error=log_error[:, t], relative_error=relative[:, t],
+          rank=target_rank[:, t], log_dropped=log_dropped[:, t])
+      for t, (l, v, e, s) in enumerate(zip(targets, log_sv, bounds, sweeps))}
   return {
       "layers": [records[l] for l in wanted],
       "per_layer": per_layer,

@@ -117,6 +117,11 @@ def check_config(config: SpectrumConfig):
                        f"{config.depth}], got {list(config.qr_layers)}")
 
 
+# The dtype of the qr method's forward pass, QR and SVDs (the network keeps
+# its own): float64 holds the products of float32 layers to ~1e-16, so the
+# final stage rarely needs Jacobi sweeps and the error estimate is tiny.
+PASS_DTYPE = jnp.float64
+
 # Largest snapshot of the qr probe's forward pass (B x layers x N x N) for
 # which method='auto' decides from that pass (no pass of its own).
 AUTO_SHARED_PASS_BYTES = 2 ** 29
@@ -141,8 +146,10 @@ def run_study(config: SpectrumConfig) -> dict:
   params = lsuv.initialize(model, init_key, xs)
   method, reason, lyapunov = config.method, "requested", None
   layers = qr_layers(config)
+  # The qr pass runs in float64 whatever the net's dtype (PASS_DTYPE).
   probe = log_spectrum.make_log_spectrum_probe(model, layers,
-                                               config.qr_sweeps)
+                                               config.qr_sweeps,
+                                               dtype=PASS_DTYPE)
   forward_pass = None
   if method == "auto":
     # The qr probe's own forward pass decides, and serves qr if chosen; when
@@ -151,7 +158,8 @@ def run_study(config: SpectrumConfig) -> dict:
     snapshot_bytes = (config.num_inputs * len(layers) * config.width ** 2
                       * dtype.itemsize)
     if snapshot_bytes <= AUTO_SHARED_PASS_BYTES:
-      forward_pass = probe.forward(params, xs)
+      with jax.enable_x64(True):
+        forward_pass = probe.forward(params, xs)
       sums, rank = forward_pass.partial_sums, forward_pass.rank_bound
     else:
       sums, rank = log_spectrum.make_lyapunov_probe(model)(params, xs)[:2]
@@ -163,12 +171,16 @@ def run_study(config: SpectrumConfig) -> dict:
     spectra = jax.device_get(jacobian.make_spectrum_probe(model)(params, xs))
     results = summarize(config, spectra) | {"lyapunov": lyapunov}
   else:
-    if forward_pass is None:
-      forward_pass = probe.forward(params, xs)
+    with jax.enable_x64(True):
+      if forward_pass is None:
+        forward_pass = probe.forward(params, xs)
+      spectra = jax.device_get(probe.finish(forward_pass))
     own = jax.device_get(
         jacobian.make_layer_spectrum_probe(model)(params, xs))
-    results = summarize_qr(config, layers,
-                           jax.device_get(probe.finish(forward_pass)), own)
+    conditions = jacobian.row_normalized_conditions(model, params)
+    if not np.all(np.isfinite(conditions)):   # maxout: from the layers
+      conditions = layer_conditions(own_spectra_list(own), dtype)
+    results = summarize_qr(config, layers, spectra, own, conditions)
   # "schema" first: the file names its format before anything else.
   return ({"schema": schemas.JACOBIAN_SPECTRUM} | results
           | {"method": method, "method_reason": reason})
@@ -209,7 +221,9 @@ def choose_method(partial_sums, dtype) -> tuple[str, str]:
     bottom = np.min(np.where(live, sums, np.inf), axis=-1) - margin
   spread = np.where(live.any(axis=-1), top - bottom, 0.0)  # (B, L)
   per_n, log_tiny, log_max = _float_limits(dtype)
-  resolved = per_n - math.log(n)
+  # The dense floor grows about linearly with the number of products
+  # (vgrad.probes.spectrum.product_floors): ln l less resolution at layer l.
+  resolved = per_n - math.log(n) - np.log(np.arange(1, sums.shape[1] + 1))
   name = np.dtype(dtype).name
   widest = spread.max(axis=0)
   layer = int(np.argmax(widest)) + 1
@@ -225,16 +239,18 @@ def choose_method(partial_sums, dtype) -> tuple[str, str]:
                    f"e^{log_tiny:.0f} to e^{log_max:.0f})")
   lost = np.nonzero(widest > resolved)[0]
   if lost.size:
+    first = lost[0]
     reasons.append(f"{name} resolves singular values within a factor "
-                   f"{math.exp(resolved):.2g} of the largest; the Lyapunov "
-                   f"estimates predict a spread of e^{widest.max():.0f} at "
-                   f"layer {layer} (beyond e^{resolved:.1f} from layer "
-                   f"{lost[0] + 1})")
+                   f"{math.exp(resolved[0]):.2g} of the largest (less with "
+                   f"each product); the Lyapunov estimates predict a spread "
+                   f"of e^{widest.max():.0f} at layer {layer} (beyond "
+                   f"e^{resolved[first]:.1f} from layer {first + 1})")
   if reasons:
     return "qr", "; ".join(reasons)
   return "dense", (f"{name} resolves the predicted spread (at most "
                    f"e^{widest.max():.1f}, layer {layer}; resolution "
-                   f"e^{resolved:.1f}) and the values stay in range")
+                   f"e^{resolved[layer - 1]:.1f}) and the values stay in "
+                   f"range")
 
 
 CONVENTION = ("J_l = D_l W_l, D_l = diag(phi'(h_l)); per_layer[l - 1] is "
@@ -245,25 +261,94 @@ CONVENTION = ("J_l = D_l W_l, D_l = diag(phi'(h_l)); per_layer[l - 1] is "
 
 
 def dense_record(sv_BxR, matrix_shape: tuple[int, int], dtype,
-                 rank_bound=None, *, layer: int) -> dict:
+                 rank_bound=None, *, layer: int, floor=None) -> dict:
   """The record of B dense spectra (:mod:`vgrad.io.spectrum_records`): values
-  below the floor of :mod:`vgrad.probes.spectrum` not measured, those past
-  ``rank_bound`` exact zeros."""
+  below the floor of :mod:`vgrad.probes.spectrum` (``floor`` (B,), default
+  the SVD's) not measured, those past ``rank_bound`` exact zeros."""
   log_sv, measured, sv, floor = spectrum.log_singular_values(
-      sv_BxR, matrix_shape, dtype, rank_bound)
+      sv_BxR, matrix_shape, dtype, rank_bound, floor)
   return spectrum_records.make_record(layer, log_sv, dtype, measured=measured,
                                       singular_values=sv,
                                       resolution_floor=floor)
 
 
+# A qr value is reported when its estimated relative error is at most this
+# (1 %); the others are not measured (null), as below the dense floor.
+RESOLVED_ERROR = 0.01
+
+
 def qr_record(log_sv_BxR, dtype, *, layer: int, error_bound,
-              sweeps) -> dict:
-  """The record of B exact log spectra (``-inf``: exact zero) with their
-  Jacobi ``error_bound`` (nats) and ``sweeps`` per input."""
+              sweeps, log_error=None, relative_error=None,
+              rank=None, log_dropped=None) -> dict:
+  """The record of B exact log spectra (``-inf``: exact zero).
+
+  ``error_bound`` (B,) is the final stage's certificate (nats). With the
+  forward pass's ``log_error`` (B,: log of its normwise absolute bound on
+  ``T_l``), ``relative_error`` (B,: :func:`vgrad.probes.log_spectrum
+  .forward_error_estimate`, inf where it does not apply), ``rank`` (B,:
+  the exact-zero bound) and ``log_dropped`` (B,: what derivatives below
+  the dtype's range took out of ``T_l``), each value's relative error is
+  estimated as ``delta_i = min(relative_error, exp(log_error) / sigma_i)
+  + exp(log_dropped) / sigma_i``: values with
+  ``delta_i > RESOLVED_ERROR`` (and zeros past no rank bound) are not
+  measured, and the reported ``error_bound`` becomes the certificate plus
+  the largest ``-ln(1 - delta_i)`` of the measured values: the whole
+  computation's error, in nats.
+  """
+  log_sv = np.asarray(log_sv_BxR, np.float64)
+  certificate = np.asarray(error_bound, np.float64)
+  measured = None
+  if log_error is not None:
+    measured, certificate = qr_uncertainty(log_sv, certificate, log_error,
+                                           relative_error, rank, log_dropped)
   return spectrum_records.make_record(
-      layer, np.asarray(log_sv_BxR, np.float64), dtype,
-      error_bound=np.asarray(error_bound, np.float64),
-      sweeps=np.asarray(sweeps))
+      layer, log_sv, dtype, measured=measured, error_bound=certificate,
+      sweeps=np.asarray(sweeps),
+      log_dtype=np.promote_types(log_sv.dtype, dtype))
+
+
+def qr_uncertainty(log_sv, certificate, log_error, relative_error, rank,
+                   log_dropped=None):
+  """``(measured (B, R), total bound (B,))`` of :func:`qr_record`."""
+  b, r = log_sv.shape
+  log_error = np.asarray(log_error, np.float64).reshape(b, 1)
+  log_dropped = (np.full((b, 1), -np.inf) if log_dropped is None else
+                 np.asarray(log_dropped, np.float64).reshape(b, 1))
+  relative = np.broadcast_to(np.asarray(relative_error, np.float64),
+                             (b,)).reshape(b, 1)
+  rank = np.broadcast_to(np.asarray(rank), (b,)).reshape(b, 1)
+  exact_zero = np.arange(r)[None, :] >= rank
+  finite = np.isfinite(log_sv)
+  with np.errstate(over="ignore", invalid="ignore"):
+    absolute = np.exp(np.minimum(log_error - log_sv, 700.0))
+    dropped = np.exp(np.minimum(log_dropped - log_sv, 700.0))
+  delta = np.where(finite, np.minimum(relative, absolute) + dropped, np.inf)
+  measured = exact_zero | (finite & (delta <= RESOLVED_ERROR))
+  worst = np.max(np.where(measured & finite, delta, 0.0), axis=1)
+  return measured, certificate - np.log1p(-np.minimum(worst, 0.5))
+
+
+def own_spectra_list(own) -> list:
+  """The layer spectra of :func:`vgrad.probes.jacobian
+  .make_layer_spectrum_probe` as a list of ``(B, R)`` arrays."""
+  first, rest = np.asarray(own[0]), np.asarray(own[1])
+  return [first] + [rest[:, l] for l in range(rest.shape[1])]
+
+
+def layer_conditions(spectra: list, dtype) -> np.ndarray:
+  """``(B, L)`` ``sqrt(n) kappa(J_m)`` from each layer's own singular values
+  (``(B, R)`` per layer), bounding the condition number of ``J_m`` with
+  unit rows (van der Sluis); inf where the smallest is below the layer's
+  dense floor (not measured) or zero."""
+  out = []
+  for sv in spectra:
+    sv = np.asarray(sv, np.float64)
+    top, low = sv[:, 0], sv[:, -1]
+    floor = top * sv.shape[1] * float(np.finfo(dtype).eps)
+    with np.errstate(divide="ignore", invalid="ignore"):
+      kappa = np.where(low > floor, np.sqrt(sv.shape[1]) * top / low, np.inf)
+    out.append(kappa)
+  return np.stack(out, axis=1)
 
 
 def summarize(config: SpectrumConfig, spectra: jacobian.Spectra) -> dict:
@@ -272,9 +357,11 @@ def summarize(config: SpectrumConfig, spectra: jacobian.Spectra) -> dict:
   n, dtype = config.width, np.dtype(config.dtype)
   rows = np.asarray(spectra.nonzero_rows)
   chain_rank = np.minimum.accumulate(rows, axis=1)
+  floors = mlp_product_floors(spectra, [(n, n)] * config.depth, dtype)
   cumulative = [
       dense_record(spectra.cumulative[:, l], (n, n), dtype,
-                   rank_bound=chain_rank[:, l], layer=l + 1)
+                   rank_bound=chain_rank[:, l], layer=l + 1,
+                   floor=floors[:, l])
       for l in range(config.depth)]
   return {
       "config": dataclasses.asdict(config),
@@ -285,6 +372,16 @@ def summarize(config: SpectrumConfig, spectra: jacobian.Spectra) -> dict:
                                      spectra.per_layer, rows),
       "input_output": cumulative[-1],
   }
+
+
+def mlp_product_floors(spectra: jacobian.Spectra, shapes: list,
+                       dtype) -> np.ndarray:
+  """``(B, L)`` :func:`vgrad.probes.spectrum.product_floors` of the dense
+  probe's products."""
+  cumulative = np.asarray(spectra.cumulative, np.float64)
+  return spectrum.product_floors(
+      own_spectra_list((spectra.first_layer, spectra.per_layer)),
+      cumulative[:, :, 0], shapes, dtype)
 
 
 def per_layer_records(config: SpectrumConfig, first_layer, rest,
@@ -307,7 +404,8 @@ QUANTILES = {"min": 0.0, "p10": 0.1, "median": 0.5, "p90": 0.9, "max": 1.0}
 
 
 def summarize_qr(config: SpectrumConfig, layers: tuple[int, ...],
-                 spectra: log_spectrum.LogSpectra, own) -> dict:
+                 spectra: log_spectrum.LogSpectra, own,
+                 conditions=None) -> dict:
   """The results dictionary of the ``qr`` method.
 
   ``layers`` holds a :func:`qr_record` per target layer (exact log singular
@@ -317,12 +415,26 @@ def summarize_qr(config: SpectrumConfig, layers: tuple[int, ...],
   ``own``, the output of
   :func:`vgrad.probes.jacobian.make_layer_spectrum_probe`, as
   :func:`dense_record` s (one layer's Jacobian stays in range).
+  ``conditions`` ((L,) or (B, L)) are the layers' row-normalised condition
+  numbers of :func:`vgrad.probes.log_spectrum.forward_error_estimate`;
+  None leaves the forward pass's rounding out of ``error_bound``.
   """
   dtype = np.dtype(config.dtype)
   log_sv = np.asarray(spectra.log_singular_values)
   bounds, sweeps = np.asarray(spectra.error_bound), np.asarray(spectra.sweeps)
+  extra = [{} for _ in layers]
+  if conditions is not None and spectra.log_error is not None:
+    relative = log_spectrum.forward_error_estimate(
+        np.broadcast_to(conditions, (log_sv.shape[0], config.depth)),
+        config.width, log_sv.dtype)
+    relative = relative[:, np.asarray(layers) - 1]
+    rank = np.asarray(spectra.rank_bound)[:, np.asarray(layers) - 1]
+    extra = [dict(log_error=np.asarray(spectra.log_error)[:, t],
+                  relative_error=relative[:, t], rank=rank[:, t],
+                  log_dropped=np.asarray(spectra.log_dropped)[:, t])
+             for t in range(len(layers))]
   records = [qr_record(log_sv[:, t], dtype, layer=l, error_bound=bounds[:, t],
-                       sweeps=sweeps[:, t])
+                       sweeps=sweeps[:, t], **extra[t])
              for t, l in enumerate(layers)]
   return {
       "config": dataclasses.asdict(config),
