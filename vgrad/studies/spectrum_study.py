@@ -532,8 +532,8 @@ def format_power(log_value: float | None, digits: int = 3) -> str:
 
 
 def unresolved_layers(results: dict) -> list[int]:
-  """Layers whose cumulative spectrum has values below resolution (never
-  for the ``qr`` method)."""
+  """Layers whose cumulative spectrum has values below resolution (for the
+  ``qr`` method: values whose estimated error exceeds RESOLVED_ERROR)."""
   return [r["layer"] for r in results["layers"]
           if r["finite"] and min(r["num_resolved"]) < r["num_singular_values"]]
 
@@ -679,7 +679,15 @@ def precision_note(results: dict) -> str | None:
   Jacobi stopped at its sweep cap, else None."""
   cfg, notes = results["config"], []
   missing = unresolved_layers(results)
-  if missing:
+  if missing and is_qr(results):
+    lost = sum(r["num_singular_values"] * len(r["num_resolved"])
+               - sum(r["num_resolved"]) for r in results["layers"])
+    notes.append(
+        f"{lost} value(s) at {len(missing)} layer(s) (first {missing[0]}) "
+        f"not reported: their estimated error exceeds "
+        f"{RESOLVED_ERROR:.0%} (the forward pass's rounding or a derivative "
+        f"below float64's range)")
+  elif missing:
     worst = {r["layer"]: r for r in results["layers"]}[missing[-1]]
     notes.append(
         f"{cfg['dtype']} resolves only {min(worst['num_resolved'])} of "
