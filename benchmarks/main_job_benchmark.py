@@ -119,7 +119,7 @@ def main(argv=None):
   parser.add_argument("--skip_main", action="store_true")
   args = parser.parse_args(argv)
   jax.config.update("jax_default_matmul_precision", "highest")
-  lines = [f"# Issue 12 item 3 targets", "",
+  lines = ["# Issue 12 item 3 targets", "",
            f"{provenance.cpu_model()}, {os.cpu_count()} CPUs; "
            f"{provenance.code_version(log_spectrum)}; "
            f"{provenance.load_line('at start')}", "",
