@@ -451,7 +451,8 @@ def graded_log_spectrum(snapshot: tuple, max_sweeps, tol):
   """
   m, e, rank, finite = snapshot[:4]
   m = jnp.where(finite, m, 0)
-  log_sv, bound, sweeps = _jacobi(m, e, rank, max_sweeps, tol)
+  log_sv, bound, sweeps = _jacobi(m, e, rank, max_sweeps, tol,
+                                  sums=snapshot[6])
   log_sv, bound, sweeps = jax.lax.cond(
       determinant_agrees(log_sv, snapshot[6], rank),
       lambda: (log_sv, bound, sweeps),
@@ -605,7 +606,7 @@ def _next_round(top, bottom):
 MAX_QR_STEPS = 10
 
 
-def _jacobi(m, e, rank, max_sweeps, tol, use_svd: bool = True):
+def _jacobi(m, e, rank, max_sweeps, tol, use_svd: bool = True, sums=None):
   """Log singular values of ``diag(2^e) m`` (rows past ``rank`` are exact
   zeros), certified.
 
@@ -642,24 +643,42 @@ def _jacobi(m, e, rank, max_sweeps, tol, use_svd: bool = True):
   nats (``inf`` if ``r >= 1/2``) and the Jacobi sweeps used (0 when the
   preconditioners sufficed).
   """
-  m, e, needs_sweeps, rotation_error = precondition(m, e, rank, use_svd)
+  m, e, needs_sweeps, rotation_error = precondition(m, e, rank, use_svd,
+                                                    sums)
   m, e, count = _sweeps(m, e, rank, max_sweeps, tol,
                         start=jnp.where(needs_sweeps, jnp.inf, 0.0))
   log_sv, bound = _certify(m, e, jnp.arange(m.shape[0]) < rank)
   return log_sv, bound - jnp.log1p(-rotation_error), count
 
 
-def precondition(m, e, rank, use_svd: bool = True):
+# The LAPACK stage is skipped where the forward pass's Lyapunov sums at the
+# layer already span more than this fraction of the dtype's resolution
+# ln(1/eps): it would lose the grading (graded_log_spectrum) and be undone.
+SVD_SPREAD_FRACTION = 0.8
+
+
+def precondition(m, e, rank, use_svd: bool = True, sums=None):
   """Stages 1 (if ``use_svd``) and 2 of :func:`_jacobi`: ``(m, e)`` of a
   ``k x k`` matrix with the singular values of ``diag(2^e) m (k x n)``,
   whether Jacobi sweeps are still needed (the Gershgorin radius is above
-  the rounding level), and the relative error the LAPACK stage added."""
+  the rounding level), and the relative error the LAPACK stage added.
+  With the layer's Lyapunov ``sums``, the LAPACK stage runs only where
+  their spread is within ``SVD_SPREAD_FRACTION`` of ``ln(1/eps)``."""
   k, n = m.shape
   live = jnp.arange(k) < rank
   target = 4.0 * k * n * _unit_roundoff(m.dtype)
   rotation_error = jnp.zeros((), m.dtype)
   if use_svd:
-    m, e, rotation_error = _svd_precondition(m, e, rank)
+    within = jnp.array(True)
+    if sums is not None:
+      finite = jnp.isfinite(sums)
+      spread = (jnp.max(jnp.where(finite, sums, -jnp.inf))
+                - jnp.min(jnp.where(finite, sums, jnp.inf)))
+      within = spread <= SVD_SPREAD_FRACTION * -math.log(
+          float(jnp.finfo(m.dtype).eps))
+    m, e, rotation_error = jax.lax.cond(
+        within, lambda: _svd_precondition(m, e, rank),
+        lambda: (m, e, rotation_error))
   # One QR step always: it also makes a wide T (k < n) square.
   m, e = _precondition(m, e, rank)
 
@@ -944,12 +963,13 @@ def make_log_spectrum_probe(model: models.MLP, layers=None,
     bound, needs_sweeps)``; NaN after an overflow."""
     def one(args):
       m, e, r, finite = args[:4]
-      m, e, needs, rotation = precondition(jnp.where(finite, m, 0), e, r)
+      m, e, needs, rotation = precondition(jnp.where(finite, m, 0), e, r,
+                                           sums=args[6])
       log_sv, bound = _certify(m, e, jnp.arange(m.shape[0]) < r)
       bound = bound - jnp.log1p(-rotation)
-      needs = needs | ~determinant_agrees(log_sv, args[6], r)
+      lost = ~determinant_agrees(log_sv, args[6], r)
       return (jnp.where(finite, log_sv, jnp.nan),
-              jnp.where(finite, bound, jnp.nan), needs & finite)
+              jnp.where(finite, bound, jnp.nan), (needs | lost) & finite)
     return chunked(one, flatten(snapshot))
 
   # Two programs, the forward QR pass and the Jacobi stage, so that a caller
