@@ -37,6 +37,7 @@ import jax
 from vgrad.cli import app as cli
 from vgrad.cli import jacobian_spectrum as spectrum_cli
 from vgrad.io import rundir
+from vgrad.probes import block_lanczos
 from vgrad.probes import log_spectrum
 from vgrad.studies import model_spectra
 from vgrad.studies import spectrum_study
@@ -61,11 +62,23 @@ flags.DEFINE_enum("dtype", "float32", ["float32", "float64"],
 flags.DEFINE_enum("method", "auto", list(spectrum_study.METHODS),
                   "dense: multiply the Jacobians out and take SVDs; qr: "
                   "exact log singular values by QR, at any depth; auto: qr "
-                  "where dense would lose values, else dense.")
-flags.DEFINE_list("qr_layers", None, "Layers whose exact log spectra "
-                  "--method=qr computes (comma-separated; --depth is always "
-                  "added). Default: every layer (one Jacobi per layer and "
-                  "input: name fewer for very deep nets).")
+                  "where dense would lose values, else dense; lanczos: "
+                  "matrix-free (Golub-Kahan on JVP/VJP) for widths where "
+                  "dense costs too much: the 5 largest and smallest "
+                  "singular values with residual bounds and the SLQ "
+                  "density.")
+flags.DEFINE_list("qr_layers", None, "Layers whose input-to-layer spectra "
+                  "--method=qr or lanczos computes (comma-separated; "
+                  "--depth is always added). Default: every layer (one "
+                  "Jacobi or Lanczos run per layer and input: name fewer "
+                  "for very deep nets).")
+flags.DEFINE_integer("lanczos_steps", None, "Golub-Kahan steps per matrix "
+                     "for --method=lanczos (default "
+                     f"{block_lanczos.DEFAULT_STEPS}; at most the matrix's "
+                     "size, which gives its whole spectrum).")
+flags.DEFINE_integer("image_size", None, "Image side of --model=cnn (its "
+                     "activations are image_size^2 * width values; default "
+                     "6).")
 flags.DEFINE_integer("qr_sweeps", None, "Most Jacobi sweeps per layer for "
                      "--method=qr (default "
                      f"{log_spectrum.DEFAULT_MAX_SWEEPS}).")
@@ -75,6 +88,10 @@ flags.register_validator("num_inputs", lambda v: v >= 1,
                          message="--num_inputs must be an integer >= 1")
 flags.register_validator("qr_sweeps", lambda v: v is None or v >= 1,
                          message="--qr_sweeps must be an integer >= 1")
+flags.register_validator("lanczos_steps", lambda v: v is None or v >= 2,
+                         message="--lanczos_steps must be an integer >= 2")
+flags.register_validator("image_size", lambda v: v is None or v >= 1,
+                         message="--image_size must be an integer >= 1")
 
 
 def main(argv):

@@ -367,7 +367,7 @@ class JacobianSpectraTest(absltest.TestCase):
 
   def test_bad_method_and_layers_are_refused_before_any_work(self):
     with self.assertRaisesRegex(ValueError, "method must be one of auto, "
-                                "dense, qr, got 'svd'"):
+                                "dense, qr, lanczos, got 'svd'"):
       block_spectra.jacobian_spectra(self.general, self.xs, method="svd")
     with self.assertRaisesRegex(ValueError, r"layers must be integers in "
                                 r"\[1, depth=10\], got \[0, 11\]"):

@@ -360,7 +360,7 @@ class GalleryTest(absltest.TestCase):
     with open(os.path.join(self.runs["spectrum"], "results.json")) as f:
       results = json.load(f)
     self.assertEqual(next(iter(results.items())),
-                     ("schema", "vgrad.jacobian_spectrum/2"))
+                     ("schema", "vgrad.jacobian_spectrum/3"))
     root = self.create_tempdir().full_path
     runs = os.path.join(root, "runs")
     for name, schema in (("old", None),
@@ -380,7 +380,7 @@ class GalleryTest(absltest.TestCase):
                           f"{os.path.join(runs, 'future')} "
                           f"(jacobian_spectrum): ")
     self.assertIn("holds schema vgrad.jacobian_spectrum/99", warning)
-    self.assertIn("reads vgrad.jacobian_spectrum/2", warning)
+    self.assertIn("reads vgrad.jacobian_spectrum/3", warning)
 
   def test_histogram_runs_older_than_the_schema_field_are_recognised(self):
     with open(os.path.join(self.runs["histograms"], "results.json")) as f:

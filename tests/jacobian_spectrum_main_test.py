@@ -47,7 +47,7 @@ class MainTest(absltest.TestCase):
       self.assertEqual(json.load(f), results["config"])
     # The file names its schema, first, and has the documented keys.
     self.assertEqual(next(iter(results)), "schema")
-    self.assertEqual(results["schema"], "vgrad.jacobian_spectrum/2")
+    self.assertEqual(results["schema"], "vgrad.jacobian_spectrum/3")
     schemas.validate(results)
     # auto kept the Lyapunov sums it decided from.
     self.assertLen(results["lyapunov"]["partial_sums"]["median"], 3)
@@ -103,7 +103,7 @@ class MainTest(absltest.TestCase):
     error = newer.stderr.strip().splitlines()
     self.assertLen(error, 1, newer.stderr)
     self.assertIn("vgrad.jacobian_spectrum/99", error[0])
-    self.assertIn("reads vgrad.jacobian_spectrum/2", error[0])
+    self.assertIn("reads vgrad.jacobian_spectrum/3", error[0])
     self.assertFalse(os.path.exists(os.path.join(future, "spectrum.png")))
 
   def test_default_run_dir_and_activation_parameters(self):
@@ -227,6 +227,32 @@ class MethodTest(absltest.TestCase):
     self.assertEqual((config.act, config.init, config.depth, config.width),
                      ("linear", "delta_orthogonal", 4, 4))
 
+  def test_lanczos_on_a_wide_cnn_writes_the_same_files(self):
+    """--method=lanczos on the delta-orthogonal linear CNN (an exact
+    isometry) at 8 x 8 x 4 = 256 values: the extremes are 1, the values
+    between null, the rms-gain estimate 1; the schema's files and figure."""
+    cwd = self.create_tempdir().full_path
+    out = os.path.join(cwd, "run")
+    proc = _spectrum("--model=cnn", "--image_size=8", "--depth=2",
+                     "--num_inputs=2", "--method=lanczos",
+                     "--lanczos_steps=12", f"--out_dir={out}", cwd=cwd)
+    self.assertEqual(proc.returncode, 0, proc.stderr)
+    self.assertIn("method: lanczos (requested)", proc.stdout)
+    self.assertIn("SLQ estimate", proc.stdout)
+    self.assertEqual(sorted(os.listdir(out)), ["config.json", "results.json",
+                                               "spectrum.pdf", "spectrum.png"])
+    with open(os.path.join(out, "results.json")) as f:
+      results = json.load(f)
+    schemas.validate(results)
+    io = results["input_output"]
+    self.assertEqual(io["num_singular_values"], 256)
+    self.assertEqual(io["num_resolved"], [10, 10])
+    self.assertAlmostEqual(io["max_singular_value"], 1.0, places=5)
+    self.assertAlmostEqual(io["min_singular_value"], 1.0, places=5)
+    self.assertIsNone(io["median_singular_value"])
+    self.assertAlmostEqual(io["slq"]["log_rms_gain"], 0.0, places=5)
+    self.assertEqual(results["config"]["image_size"], 8)
+
   def test_dense_still_works_where_float32_loses_values(self):
     cwd = self.create_tempdir().full_path
     proc = _spectrum(*SIGMOID, "--method=dense", f"--out_dir={cwd}/run",
@@ -281,6 +307,14 @@ BAD_INPUTS = (
       (["--model=rnn", "--act=maxout"], ["--act", "--model=rnn", "maxout"]),
       (["--model=cnn", "--qr_layers=7"], ["--qr_layers", "depth=4"]),
       (["--model=lstm"], ["--model", "lstm", "transformer"]),
+      # --method=lanczos and its flags.
+      (["--lanczos_steps=8"], ["--lanczos_steps", "--method=lanczos",
+                               "not --method=auto"]),
+      (["--method=lanczos", "--qr_sweeps=3"],
+       ["--qr_sweeps", "not --method=lanczos", "--lanczos_steps"]),
+      (["--method=lanczos", "--lanczos_steps=1"], ["--lanczos_steps", ">= 2"]),
+      (["--image_size=8"], ["--image_size", "--model=cnn", "not --model=mlp"]),
+      (["--model=cnn", "--image_size=0"], ["--image_size", ">= 1"]),
 )
 
 

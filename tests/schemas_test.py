@@ -140,10 +140,10 @@ class SchemasTest(absltest.TestCase):
     self.assertNotIn("\n", message)
     self.assertIn("run/x.json holds schema vgrad.jacobian_spectrum/99",
                   message)
-    self.assertIn("reads vgrad.jacobian_spectrum/2", message)
+    self.assertIn("reads vgrad.jacobian_spectrum/3", message)
     self.assertIn("newer vgrad", message)
     with self.assertRaisesRegex(ValueError, "holds schema vgrad.train/1, "
-                                "not vgrad.jacobian_spectrum/2"):
+                                "not vgrad.jacobian_spectrum/3"):
       schemas.check_schema({"schema": schemas.TRAIN, "arms": []},
                            schemas.JACOBIAN_SPECTRUM)
     with self.assertRaisesRegex(ValueError, "no schema field"):

@@ -10,6 +10,7 @@ from vgrad.io import rundir
 from vgrad.nn import config as nn_config
 from vgrad.plots import spectrum_plots as plotting
 from vgrad.plots import style
+from vgrad.probes import block_lanczos
 from vgrad.probes import log_spectrum
 from vgrad.studies import model_spectra
 from vgrad.studies import spectrum_study
@@ -18,13 +19,20 @@ FLAGS = flags.FLAGS
 
 
 def qr_flags() -> dict:
-  """``qr_layers``/``qr_sweeps`` for the config, or a one-line error when
-  they are given with --method=dense or out of range."""
+  """``qr_layers``/``qr_sweeps``/``lanczos_steps`` for the config, or a
+  one-line error when one is given with a method it does not apply to or
+  out of range."""
   given = [f"--{name}" for name in ("qr_layers", "qr_sweeps")
            if FLAGS[name].value is not None]
   if given and FLAGS.method == "dense":
     cli.fail(f"{' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'}"
              f" only to --method=qr or auto, not --method=dense")
+  if FLAGS.qr_sweeps is not None and FLAGS.method == "lanczos":
+    cli.fail("--qr_sweeps applies only to --method=qr or auto, not "
+             "--method=lanczos (its steps: --lanczos_steps)")
+  if FLAGS.lanczos_steps is not None and FLAGS.method != "lanczos":
+    cli.fail(f"--lanczos_steps applies only to --method=lanczos, not "
+             f"--method={FLAGS.method}")
   layers = None
   if FLAGS.qr_layers is not None:
     try:
@@ -35,7 +43,9 @@ def qr_flags() -> dict:
       cli.fail(f"--qr_layers must be comma-separated integers in [1, "
                f"--depth={FLAGS.depth}], got {','.join(FLAGS.qr_layers)}")
   return {"qr_layers": layers,
-          "qr_sweeps": FLAGS.qr_sweeps or log_spectrum.DEFAULT_MAX_SWEEPS}
+          "qr_sweeps": FLAGS.qr_sweeps or log_spectrum.DEFAULT_MAX_SWEEPS,
+          "lanczos_steps": (FLAGS.lanczos_steps
+                            or block_lanczos.DEFAULT_STEPS)}
 
 
 def make_config() -> spectrum_study.SpectrumConfig:
@@ -66,6 +76,9 @@ def make_model_config():
   (:func:`vgrad.studies.model_spectra.model_defaults`).
   """
   model = FLAGS.model
+  if FLAGS.image_size is not None and model != "cnn":
+    cli.fail(f"--image_size applies only to --model=cnn, not "
+             f"--model={model}")
   if model == "mlp":
     if FLAGS["skip"].present:
       cli.fail(f"--skip applies only to --model="
@@ -86,7 +99,8 @@ def make_model_config():
   return model_spectra.make_config(
       model, num_inputs=FLAGS.num_inputs, seed=FLAGS.seed, dtype=FLAGS.dtype,
       method=FLAGS.method, qr_layers=qr["qr_layers"],
-      qr_sweeps=FLAGS.qr_sweeps, **given)
+      qr_sweeps=FLAGS.qr_sweeps, lanczos_steps=qr["lanczos_steps"],
+      image_size=FLAGS.image_size, **given)
 
 
 def run_model_study(config) -> dict:
@@ -96,8 +110,9 @@ def run_model_study(config) -> dict:
   try:
     example = model_spectra.build(config)
   except nn_config.ConfigError as e:
-    if e.field in FLAGS:
-      cli.fail(f"--{e.field} for --model={config.model}: {e.reason}")
+    field = {"size": "image_size"}.get(e.field, e.field)
+    if field in FLAGS:
+      cli.fail(f"--{field} for --model={config.model}: {e.reason}")
     cli.fail(f"--model={config.model} cannot take these settings: its "
              f"{e.field} {e.reason} (choose another --width)")
   layers = config.qr_layers or ()

@@ -11,7 +11,7 @@ a one-line ``ValueError`` naming both versions.
 ==============================  =========================================
 schema                          file, written by
 ==============================  =========================================
-``vgrad.jacobian_spectrum/2``   results.json, ``experiments.jacobian_spectrum``
+``vgrad.jacobian_spectrum/3``   results.json, ``experiments.jacobian_spectrum``
 ``vgrad.train/1``               metrics.json, ``experiments.train``/``lecture``
 ``vgrad.phase_diagram/1``       results.json, ``experiments.phase_diagram``
 ``vgrad.dynamical_isometry/1``  results.json, ``experiments.dynamical_isometry``
@@ -33,7 +33,7 @@ import re
 from vgrad.io import records
 from vgrad.io import spectrum_records
 
-JACOBIAN_SPECTRUM = "vgrad.jacobian_spectrum/2"
+JACOBIAN_SPECTRUM = "vgrad.jacobian_spectrum/3"
 TRAIN = "vgrad.train/1"
 PHASE_DIAGRAM = "vgrad.phase_diagram/1"
 DYNAMICAL_ISOMETRY = "vgrad.dynamical_isometry/1"
@@ -56,10 +56,13 @@ ALL = tuple(FILES)
 # Older versions this vgrad still reads: schema -> (the version it becomes,
 # the function that converts a record). check_schema applies them.
 JACOBIAN_SPECTRUM_V1 = "vgrad.jacobian_spectrum/1"
+JACOBIAN_SPECTRUM_V2 = "vgrad.jacobian_spectrum/2"
 UPGRADES = {
     # Version 1 had two record formats (dense: linear values; qr: log
     # values) and no lyapunov key under dense.
     JACOBIAN_SPECTRUM_V1: (JACOBIAN_SPECTRUM, spectrum_records.upgrade),
+    # Version 2 records had no "slq" key (the lanczos method's).
+    JACOBIAN_SPECTRUM_V2: (JACOBIAN_SPECTRUM, spectrum_records.upgrade),
 }
 
 # Files written before they carried a "schema" field, recognised by the

@@ -1,6 +1,6 @@
 r"""One Jacobian spectrum as a results record, whatever measured it.
 
-Every spectrum in a ``vgrad.jacobian_spectrum/2`` results.json (``layers``,
+Every spectrum in a ``vgrad.jacobian_spectrum/3`` results.json (``layers``,
 ``per_layer``, ``input_output``) and in ``vgrad.jacobian_spectra``'s result
 is built by :func:`make_record` and has the keys :data:`RECORD_KEYS` under
 every method (README.md, "results.json"):
@@ -54,7 +54,7 @@ RECORD_KEYS = (
     "max_singular_value", "max_log_singular_value",
     "condition_number", "log_condition_number",
     "mean_log_singular_value",
-    "resolution_floor", "error_bound", "sweeps",
+    "resolution_floor", "error_bound", "sweeps", "slq",
     "singular_values", "log_singular_values",
 )
 # Scalar statistics: a number or null.
@@ -67,8 +67,16 @@ UNCERTAINTY_KEYS = ("resolution_floor", "error_bound", "sweeps")
 BODY_KEYS = ("convention", "dtype_eps", "method", "method_reason", "layers",
              "per_layer", "input_output", "lyapunov")
 SCHEMA_KEYS = ("schema", "config")
-METHODS = ("dense", "qr")
+METHODS = ("dense", "qr", "lanczos")
+# The "slq" object of a lanczos record (null under the other methods).
+SLQ_KEYS = ("steps", "log_rms_gain", "log_rms_gain_error", "log_nodes",
+            "weights")
 LYAPUNOV_QUANTILES = ("min", "p10", "median", "p90", "max")
+
+# A value whose estimated relative error exceeds this (1 %) is not reported
+# as a measurement (null): the qr and lanczos methods' threshold, as the
+# dense floor is the dense method's.
+RESOLVED_ERROR = 0.01
 
 # Below every measured log value: where a value was not measured.
 _UNMEASURED = -np.finfo(np.float64).max
@@ -130,33 +138,40 @@ _STATS = {
 }
 
 
-def _log_stats(log_sv, measured, zeros, positive) -> dict:
-  """The statistics in nats (``-inf``: 0; None: not measured)."""
+def _log_stats(log_sv, measured, zeros, positive, mean_sq: bool) -> dict:
+  """The statistics in nats (``-inf``: 0; None: not measured). Each row is
+  descending: max needs every input's first value measured, min its last,
+  the condition number both, the mean log every value; the mean square
+  counts unmeasured values as 0 unless ``mean_sq`` is False (the values are
+  a sample of the spectrum: it is then not measured)."""
   all_measured, any_zero = bool(measured.all()), bool(zeros.any())
+  first, last = bool(measured[:, 0].all()), bool(measured[:, -1].all())
   lrg = (0.5 * _log_mean_exp(np.where(positive, 2 * log_sv, -np.inf).ravel())
          if positive.any() else -math.inf)
-  if positive.any():
-    top = float(log_sv[positive].max())
-  elif all_measured:
-    top = -math.inf     # every value an exact zero
-  else:
+  if not first:
     top = None
-  exact = all_measured and not any_zero
+  elif positive[:, 0].any():
+    top = float(log_sv[positive[:, 0], 0].max())
+  else:
+    top = -math.inf     # every value an exact zero
+  ends = first and last and not any_zero
   return {
-      "mean_sq": 2 * lrg,
-      "min": float(log_sv.min()) if all_measured else None,
+      "mean_sq": 2 * lrg if mean_sq else None,
+      "min": float(log_sv[:, -1].min()) if last else None,
       "median": _median(log_sv, measured),
       "max": top,
-      "condition": float(np.mean(log_sv.max(axis=1) - log_sv.min(axis=1)))
-                   if exact else None,
-      "mean_log": float(np.mean(log_sv)) if exact else None,
+      "condition": float(np.mean(log_sv[:, 0] - log_sv[:, -1]))
+                   if ends else None,
+      "mean_log": float(np.mean(log_sv)) if all_measured and not any_zero
+                  else None,
   }
 
 
 def make_record(layer: int, log_sv_BxR, dtype, *, measured=None,
                 singular_values=None, finite: bool | None = None,
                 resolution_floor=None, error_bound=None,
-                sweeps=None, log_dtype=None) -> dict:
+                sweeps=None, log_dtype=None, slq=None,
+                mean_sq_measured: bool = True) -> dict:
   """The one record builder (module docstring).
 
   Args:
@@ -175,6 +190,9 @@ def make_record(layer: int, log_sv_BxR, dtype, *, measured=None,
     log_dtype: the dtype whose digits the log values, log statistics and
       bounds keep (default ``dtype``; the qr method's float64 pass keeps
       float64's, as its values are that accurate).
+    slq: the lanczos method's ``slq`` object (:func:`slq_object`), or None.
+    mean_sq_measured: False when the values are only a part of the
+      spectrum (lanczos: its extremes), so ``tr(J J^T)`` is not measured.
 
   Returns:
     A dict with :data:`RECORD_KEYS`, JSON-ready.
@@ -206,8 +224,8 @@ def make_record(layer: int, log_sv_BxR, dtype, *, measured=None,
       "num_exact_zeros": zeros.sum(axis=1).tolist(),
       "finite": finite,
   }
-  stats = (_log_stats(log_sv, measured, zeros, positive) if finite
-           else dict.fromkeys(_STATS))
+  stats = (_log_stats(log_sv, measured, zeros, positive, mean_sq_measured)
+           if finite else dict.fromkeys(_STATS))
   for name, (linear_key, log_key, log_scale) in _STATS.items():
     value = stats[name]
     if linear_key is not None:
@@ -218,9 +236,73 @@ def make_record(layer: int, log_sv_BxR, dtype, *, measured=None,
   record["error_bound"] = _per_input(error_bound, log_dtype)
   record["sweeps"] = (None if sweeps is None
                       else [int(s) for s in np.asarray(sweeps)])
+  record["slq"] = slq
   record["singular_values"] = linear
   record["log_singular_values"] = logs
   return {key: record[key] for key in RECORD_KEYS}
+
+
+def slq_object(steps: int, log_nodes, weights, quadratic_forms,
+               dtype) -> dict:
+  """The ``slq`` object of a lanczos record.
+
+  Args:
+    steps: the Golub-Kahan steps ``k`` of every input's rule.
+    log_nodes: ``(B, k)`` ``ln theta_i`` of each input's rule (nats;
+      ``-inf`` a zero node).
+    weights: ``(B, k)`` the Gauss weights ``tau_i^2`` (rows sum to 1).
+    quadratic_forms: ``(B,)`` ``u^T J^T J u`` of each input's unit probe:
+      Hutchinson's estimates of ``tr(J^T J) / R``.
+    dtype: the working dtype (digits kept).
+
+  Returns:
+    ``{"steps", "log_rms_gain", "log_rms_gain_error", "log_nodes",
+    "weights"}``: ``log_rms_gain = (1/2) ln mean(q)`` (nats; the estimate
+    of the record's ``log_rms_gain``) and its standard error over the
+    inputs by the delta method, ``(1/2) sd(q) / (sqrt(B) mean(q))`` (null
+    for one input).
+  """
+  q = np.asarray(quadratic_forms, np.float64)
+  mean = float(np.mean(q))
+  error = None
+  if q.size > 1 and mean > 0:
+    error = json_float(0.5 * np.std(q, ddof=1) / math.sqrt(q.size) / mean,
+                       dtype)
+  with np.errstate(divide="ignore"):
+    log_gain = 0.5 * math.log(mean) if mean > 0 else -math.inf
+  return {
+      "steps": int(steps),
+      "log_rms_gain": json_float(log_gain, dtype),
+      "log_rms_gain_error": error,
+      "log_nodes": [[json_float(v, dtype) for v in row]
+                    for row in np.asarray(log_nodes, np.float64)],
+      "weights": [[json_float(v, dtype) for v in row]
+                  for row in np.asarray(weights, np.float64)],
+  }
+
+
+def _check_slq(slq, num_inputs, problems, where):
+  if slq is None:
+    return
+  if not isinstance(slq, dict) or set(slq) != set(SLQ_KEYS):
+    problems.append(f"{where}.slq is not null or an object of "
+                    f"{', '.join(SLQ_KEYS)}")
+    return
+  steps = slq["steps"]
+  if not (_is_count(steps) and steps >= 1):
+    problems.append(f"{where}.slq.steps is not an integer >= 1")
+    return
+  for key in ("log_rms_gain", "log_rms_gain_error"):
+    if slq[key] is not None and not _is_number(slq[key]):
+      problems.append(f"{where}.slq.{key} is not a number or null")
+  for key in ("log_nodes", "weights"):
+    rows = slq[key]
+    if (not isinstance(rows, list) or len(rows) != num_inputs
+        or not all(isinstance(row, list) and len(row) == steps
+                   and all(v is None or _is_number(v) for v in row)
+                   for row in rows)):
+      problems.append(f"{where}.slq.{key} is not {num_inputs} lists of "
+                      f"{steps} numbers")
 
 
 def _per_input(values, dtype) -> list | None:
@@ -245,10 +327,13 @@ def _dtype_of(results: dict):
 
 def upgrade_record(record: dict, dtype) -> dict:
   """A version-1 record rebuilt by :func:`make_record` from the values it
-  holds (statistics recomputed from the rounded values); a record that
+  holds (statistics recomputed from the rounded values); a version-2
+  record (every key but ``slq``) gains ``"slq": null``; a record that
   already has every key comes back unchanged."""
   if set(RECORD_KEYS) <= set(record):
     return record
+  if set(RECORD_KEYS) - {"slq"} <= set(record):
+    return {key: record.get(key) for key in RECORD_KEYS}
   finite = record.get("finite", True)
   if "singular_values" in record:     # a dense record
     rows = record["singular_values"]
@@ -270,12 +355,12 @@ def upgrade_record(record: dict, dtype) -> dict:
 
 
 def upgrade(results: dict) -> dict:
-  """A version-1 results.json (or one written before the schema field) as
-  version 2: every record rebuilt (:func:`upgrade_record`), ``lyapunov``
-  null where it was absent (dense), ``per_layer`` empty where the file had
-  none (qr files before per_layer joined them), ``method`` read from the
-  records where it was not recorded. Returns a new dict; ``schema`` is left
-  to the caller."""
+  """A version-1 or -2 results.json (or one written before the schema
+  field) as version 3: every record rebuilt (:func:`upgrade_record`),
+  ``lyapunov`` null where it was absent (dense), ``per_layer`` empty where
+  the file had none (qr files before per_layer joined them), ``method``
+  read from the records where it was not recorded. Returns a new dict;
+  ``schema`` is left to the caller."""
   dtype = _dtype_of(results)
   out = dict(results)
   for key in ("layers", "per_layer"):
@@ -353,6 +438,7 @@ def check_record(record, num_inputs: int, where: str = "record") -> list:
         or not all(check(v) for v in value)):
       problems.append(f"{where}.{key} is not a list of {num_inputs} "
                       f"{'counts' if check is _is_count else 'numbers'}")
+  _check_slq(record["slq"], num_inputs, problems, where)
   _check_rows(record, "singular_values", num_inputs, width, False, problems,
               where)
   _check_rows(record, "log_singular_values", num_inputs, width, True,

@@ -1,7 +1,7 @@
 """Paper-style figures drawn from saved results alone.
 
 Every function here takes the dictionary stored in a run's ``results.json``
-(schema ``vgrad.jacobian_spectrum/2``: read it with
+(schema ``vgrad.jacobian_spectrum/3``: read it with
 :func:`vgrad.io.schemas.load_results` or ``check_schema``, which convert
 version-1 files) and never touches models or JAX, so a figure can be
 redrawn from a run directory at any time
@@ -87,6 +87,8 @@ def plot_jacobian_spectrum(results: dict) -> Figure:
   """
   if results.get("method") == "qr":
     return plot_log_spectrum(results)
+  if results.get("method") == "lanczos":
+    return plot_lanczos_spectrum(results)
   with style.style_context():
     fig = style.new_figure("page", 3.6)
     left, right = fig.subplots(1, 2)
@@ -265,3 +267,132 @@ def _draw_lyapunov(ax, results):
     title += f"\n(not shown: up to {zeros} exact zeros per input)"
   ax.set_title(title, fontsize=style.SMALL_SIZE if zeros else None)
   ax.legend(loc="lower left", frameon=False)
+
+
+# --------------------------------------------------------------------------
+# The lanczos method: extremes with residual bounds, and the SLQ density.
+
+def plot_lanczos_spectrum(results: dict) -> Figure:
+  """The ``lanczos`` method's figure.
+
+  Left: against the layer, the largest and smallest singular values of
+  ``J_{<=l}`` where Lanczos resolved them (each within its residual bound,
+  pooled over inputs: the extremes of all inputs) and the SLQ estimate of
+  the rms gain with its standard error. Right: the SLQ density of
+  ``log10 sigma`` of the input-output Jacobian (each input's Gauss rule,
+  pooled, every node a Gaussian of :data:`SLQ_KERNEL` decades) with the
+  resolved extremes as ticks.
+  """
+  with style.style_context():
+    fig = style.new_figure("page", 3.6)
+    left, right = fig.subplots(1, 2)
+    _draw_extremes(left, results)
+    _draw_slq_cdf(right, results)
+    fig.legend(*left.get_legend_handles_labels(), loc="outside lower center",
+               ncol=3, frameon=False)
+    steps = results["input_output"]["slq"]["steps"]
+    fig.suptitle(style.wrap(f"{_title(results)}, Lanczos ({steps} steps)",
+                            "page"))
+  return fig
+
+
+def _log10_row(record: dict, b: int) -> np.ndarray:
+  return _none_to_nan(record["log_singular_values"][b]) / LN10
+
+
+def _draw_extremes(ax, results):
+  records = results["layers"]
+  layers = np.array([r["layer"] for r in records])
+  top = np.array([np.nanmax(_none_to_nan(
+      [row[0] for row in r["log_singular_values"]])) / LN10
+      if any(row[0] is not None for row in r["log_singular_values"])
+      else np.nan for r in records])
+  low = np.array([r["min_log_singular_value"] / LN10
+                  if r["min_log_singular_value"] is not None else np.nan
+                  for r in records])
+  gain = np.array([r["slq"]["log_rms_gain"] / LN10
+                   if r["slq"]["log_rms_gain"] is not None else np.nan
+                   for r in records])
+  error = np.array([r["slq"]["log_rms_gain_error"] / LN10
+                    if r["slq"]["log_rms_gain_error"] is not None else 0.0
+                    for r in records])
+  ax.fill_between(layers, gain - 2 * error, gain + 2 * error,
+                  color=PALETTE[1], alpha=0.25, lw=0)
+  ax.plot(layers, gain, color=PALETTE[1], ls="--",
+          marker=_marks(layers, "s"), ms=2.5,
+          label=r"rms gain, SLQ estimate ($\pm 2$ s.e.)")
+  ax.plot(layers, top, color=PALETTE[0], marker=_marks(layers, "^"), ms=3,
+          label="largest singular value")
+  ax.plot(layers, low, color=PALETTE[0], ls="-.",
+          marker=_marks(layers, "v"), ms=3,
+          label="smallest (where converged)")
+  ax.axhline(0.0, color="0.7", lw=0.6, zorder=0)
+  ax.set_xlabel(_layer_label(results))
+  _integer_ticks(ax)
+  ax.set_ylabel(r"$\log_{10}\sigma$ of $J_{\leq l}$ (decades)")
+  ax.set_title(r"Input-to-layer-$l$ Jacobian: extremes")
+
+
+def slq_distribution(nodes, weights, grid):
+  """``(G, lower, upper)`` on ``grid`` (each ``(len(grid),)``): the mean
+  over rows of each Gauss rule's distribution function ``G(t) = sum_{nodes
+  <= t} weights`` and of its bracket ``G - w_j`` to ``G + w_{j+1}``
+  (:func:`_draw_slq_cdf`), for ``(B, k)`` nodes (any monotone variable,
+  ``-inf`` allowed) and weights."""
+  nodes = np.asarray(nodes, np.float64)
+  weights = np.asarray(weights, np.float64)
+  order = np.argsort(nodes, axis=1)
+  sorted_nodes = np.take_along_axis(nodes, order, axis=1)
+  sorted_weights = np.take_along_axis(weights, order, axis=1)
+  zero = np.zeros((nodes.shape[0], 1))
+  cumulative = np.concatenate([zero, np.cumsum(sorted_weights, axis=1)],
+                              axis=1)
+  # j: how many nodes of each row lie at or below each grid point.
+  j = np.stack([np.searchsorted(row, grid, side="right")
+                for row in sorted_nodes])
+  rows = np.arange(nodes.shape[0])[:, None]
+  gauss = cumulative[rows, j]
+  last = np.concatenate([zero, sorted_weights], axis=1)[rows, j]
+  following = np.concatenate([sorted_weights, zero], axis=1)[rows, j]
+  return (gauss.mean(axis=0), np.clip(gauss - last, 0, 1).mean(axis=0),
+          np.clip(gauss + following, 0, 1).mean(axis=0))
+
+
+def _draw_slq_cdf(ax, results):
+  """The pooled SLQ distribution of log10 sigma with its Chebyshev-Markov-
+  Stieltjes bracket: per input, the Gauss rule's distribution function
+  ``G(t) = sum_{theta_i <= t} tau_i^2`` and the true spectral measure's
+  ``F(t)`` satisfy ``G(t) - tau_j^2 <= F(t) <= G(t) + tau_{j+1}^2``
+  (``theta_j <= t < theta_{j+1}``: the Chebyshev-Markov-Stieltjes
+  inequalities of Gauss quadrature, Golub & Meurant 2010); the
+  curves are the means over inputs (each input's spectral measure of its
+  probe, whose mean is the spectrum's distribution)."""
+  io = results["input_output"]
+  nodes = np.array([[np.nan if v is None else v for v in row]
+                    for row in io["slq"]["log_nodes"]], np.float64) / LN10
+  weights = np.array([[0.0 if v is None else v for v in row]
+                      for row in io["slq"]["weights"]], np.float64)
+  nodes = np.where(np.isfinite(nodes), nodes, -np.inf)   # a zero node
+  finite = nodes[np.isfinite(nodes)]
+  if finite.size:
+    lo, hi = finite.min(), finite.max()
+    pad = max(0.05 * (hi - lo), 0.05)
+    grid = np.linspace(lo - pad, hi + pad, 600)
+    gauss, lower, upper = slq_distribution(nodes, weights, grid)
+    ax.fill_between(grid, lower, upper, color=PALETTE[2], alpha=0.3, lw=0,
+                    step="post", label="bracket (Chebyshev-Markov-Stieltjes)")
+    ax.step(grid, gauss, where="post", color=PALETTE[2],
+            lw=1.0, label="SLQ (Gauss rule, pooled over inputs)")
+  resolved = np.concatenate([_log10_row(io, b)
+                             for b in range(len(io["log_singular_values"]))])
+  resolved = resolved[np.isfinite(resolved)]
+  if resolved.size:
+    ax.plot(resolved, np.zeros_like(resolved), "|", color=PALETTE[0], ms=10,
+            mew=1.0, label="resolved extremes")
+  ax.axvline(0.0, color="0.5", lw=0.8, ls="--", label=r"$\sigma = 1$")
+  ax.set_ylim(-0.03, 1.03)
+  ax.set_xlabel(r"$\log_{10}\sigma$ of $\partial x_L/\partial x_0$ "
+                r"(decades)")
+  ax.set_ylabel(r"fraction of singular values $\leq \sigma$")
+  ax.set_title(f"Input-output Jacobian, depth {results['config']['depth']}")
+  ax.legend(loc="upper left", frameon=False, fontsize=style.SMALL_SIZE)

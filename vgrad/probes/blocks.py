@@ -45,6 +45,7 @@ records (:mod:`vgrad.io.spectrum_records`).
 
 from collections.abc import Callable, Sequence
 import contextlib
+import functools
 import re
 from typing import Any, NamedTuple
 
@@ -98,7 +99,7 @@ _PROGRAMS: dict = {}
 _MAX_PROGRAMS = 32
 
 
-def _program(key, build: Callable) -> Callable:
+def cached_program(key, build: Callable) -> Callable:
   """``jax.jit(build())``, kept per ``key`` (the blocks' callables and every
   static setting), so probing the same blocks again compiles nothing; the
   oldest of ``_MAX_PROGRAMS`` is dropped."""
@@ -108,6 +109,26 @@ def _program(key, build: Callable) -> Callable:
       _PROGRAMS.pop(next(iter(_PROGRAMS)))
     program = _PROGRAMS[key] = jax.jit(build())
   return program
+
+
+def mlp_as_blocks(model: models.MLP, params):
+  """vgrad's MLP's hidden layers as general blocks: a :class:`Blocks` of
+  the stacked layer parameters when every layer has one shape (input size
+  = width; scanned, compiled once whatever the depth), else a list of
+  callables. The readout is not a block."""
+  layers = [models.layer_params(params, i) for i in range(1, model.depth + 1)]
+  layer = models.hidden_layer(model)
+  first = jax.tree.map(np.shape, layers[0])
+  if all(jax.tree.map(np.shape, p) == first for p in layers[1:]):
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *layers)
+    return Blocks(_mlp_block(layer), stacked)
+  return [lambda v, p=p: _mlp_block(layer)(p, v) for p in layers]
+
+
+@functools.lru_cache(maxsize=32)
+def _mlp_block(layer: nn.Module) -> Callable:
+  """One function per layer module, so probes of one MLP share programs."""
+  return lambda p, v: layer.apply({"params": p}, v)[0]
 
 
 def block_jacobian(fn: Callable, x) -> tuple[Any, jax.Array]:
@@ -171,7 +192,7 @@ def _check_inexact(tree, what: str) -> None:
                      "the block is not differentiable there")
 
 
-def _shapes(blocks, x) -> list[tuple[int, int]]:
+def shapes(blocks, x) -> list[tuple[int, int]]:
   """``(n_l, n_{l-1})`` of every block, from shapes alone; every input and
   output must be floating point."""
   one = jax.tree.map(lambda a: a[0], x)
@@ -216,20 +237,22 @@ def dense_spectra(blocks, xs, products: bool = True) -> BlockSpectra:
   Returns:
     :class:`BlockSpectra`.
   """
-  shapes = _shapes(blocks, xs)
+  block_shapes = shapes(blocks, xs)
   if isinstance(blocks, Blocks):
     fn = blocks.block_fn
-    own, cumulative = _program(("dense-scan", fn, products), lambda: jax.vmap(
-        lambda x, p: _scanned_chain(fn, p, x, products), in_axes=(0, None)))(
-            xs, blocks.stacked_params)
-    depth = len(shapes)
+    own, cumulative = cached_program(
+        ("dense-scan", fn, products), lambda: jax.vmap(
+            lambda x, p: _scanned_chain(fn, p, x, products),
+            in_axes=(0, None)))(xs, blocks.stacked_params)
+    depth = len(block_shapes)
     return BlockSpectra([own[:, l] for l in range(depth)],
                         [cumulative[:, l] for l in range(depth)]
-                        if products else [], shapes)
+                        if products else [], block_shapes)
   blocks = tuple(blocks)
-  own, cumulative = _program(("dense", blocks, products), lambda: jax.vmap(
-      lambda x: _chain(blocks, x, products)))(xs)
-  return BlockSpectra(list(own), list(cumulative), shapes)
+  own, cumulative = cached_program(
+      ("dense", blocks, products), lambda: jax.vmap(
+          lambda x: _chain(blocks, x, products)))(xs)
+  return BlockSpectra(list(own), list(cumulative), block_shapes)
 
 
 class BlockLogSpectra(NamedTuple):
@@ -277,7 +300,7 @@ def qr_log_spectra(blocks, xs, layers=None, *,
   where the product's triangular factor holds an exact floating-point
   zero (the studies report such a value as unresolved).
   """
-  depth = len(_shapes(blocks, xs))
+  depth = len(shapes(blocks, xs))
   layers = log_spectrum.check_layers(
       range(1, depth + 1) if layers is None else layers, depth)
   dtype = jnp.dtype(dtype or jax.tree.leaves(xs)[0].dtype)
@@ -319,7 +342,7 @@ def qr_log_spectra(blocks, xs, layers=None, *,
     key = ("qr-scan", blocks.block_fn, layers, depth, max_sweeps, threshold,
            dtype)
     with _pass_dtype(dtype):
-      targets, sums = _program(key, lambda: jax.vmap(
+      targets, sums = cached_program(key, lambda: jax.vmap(
           one, in_axes=(0, None)))(xs, blocks.stacked_params)
     sums = np.asarray(sums)
     return BlockLogSpectra(
@@ -355,7 +378,7 @@ def qr_log_spectra(blocks, xs, layers=None, *,
 
     key = ("qr", blocks, layers, max_sweeps, threshold, dtype)
     with _pass_dtype(dtype):
-      outs, sums = _program(key, lambda: jax.vmap(one))(xs)
+      outs, sums = cached_program(key, lambda: jax.vmap(one))(xs)
   return BlockLogSpectra(layers, *([o[i] for o in outs] for i in range(3)),
                          list(sums), [o[3] for o in outs])
 

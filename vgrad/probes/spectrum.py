@@ -60,17 +60,29 @@ def product_floors(own: list, cumulative_top, shapes: list,
     shapes: per layer, ``(n_l, n_{l-1})``.
     dtype: the working dtype.
   """
+  own = [np.asarray(sv, np.float64) for sv in own]
+  with np.errstate(over="ignore", invalid="ignore"):
+    rms = np.stack([np.sqrt(np.mean(sv * sv, axis=1)) for sv in own], axis=1)
+  return chain_floors(np.stack([sv[:, 0] for sv in own], axis=1), rms,
+                      cumulative_top, [max(shape) for shape in shapes],
+                      dtype)
+
+
+def chain_floors(own_top, own_rms, cumulative_top, sizes,
+                 dtype) -> np.ndarray:
+  """:func:`product_floors` from ``(B, L)`` each layer's largest and rms
+  singular values, ``(B, L)`` each product's largest, and each layer's
+  largest dimension ``n_l`` (``sizes``, L)."""
   eps = float(np.finfo(dtype).eps)
   top = np.asarray(cumulative_top, np.float64)
+  own_top = np.asarray(own_top, np.float64)
+  own_rms = np.asarray(own_rms, np.float64)
   error = np.zeros(top.shape[0])
   floors = []
-  for l, (sv, shape) in enumerate(zip(own, shapes)):
-    sv = np.asarray(sv, np.float64)
-    n = max(shape)
+  for l, n in enumerate(sizes):
     with np.errstate(over="ignore", invalid="ignore"):
       if l:
-        rms = np.sqrt(np.mean(sv * sv, axis=1))
-        error = rms * error + n * eps * sv[:, 0] * top[:, l - 1]
+        error = own_rms[:, l] * error + n * eps * own_top[:, l] * top[:, l - 1]
       floors.append(error + n * eps * top[:, l])
   return np.stack(floors, axis=1)
 

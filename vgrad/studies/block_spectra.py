@@ -32,13 +32,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from vgrad.nn import models
+from vgrad.probes import block_lanczos
 from vgrad.probes import blocks as blocks_lib
 from vgrad.probes import jacobian
 from vgrad.probes import log_spectrum
 from vgrad.probes import spectrum
+from vgrad.studies import lanczos_spectra
 from vgrad.studies import spectrum_study
 
-METHODS = ("auto", "dense", "qr")
+METHODS = ("auto", "dense", "qr", "lanczos")
 
 
 class MLPBlocks(NamedTuple):
@@ -93,8 +95,9 @@ def _cast(x, dtype):
 
 def jacobian_spectra(blocks, x, *, method: str = "auto", dtype=None,
                      layers: Sequence[int] | None = None,
-                     max_sweeps: int = log_spectrum.DEFAULT_MAX_SWEEPS
-                     ) -> dict:
+                     max_sweeps: int = log_spectrum.DEFAULT_MAX_SWEEPS,
+                     lanczos_steps: int = block_lanczos.DEFAULT_STEPS,
+                     key: jax.Array | None = None) -> dict:
   """Each block's own spectrum, the input-to-block-l spectrum for every
   ``l`` (or those in ``layers``) and the input-output spectrum.
 
@@ -109,6 +112,10 @@ def jacobian_spectra(blocks, x, *, method: str = "auto", dtype=None,
     layers: the blocks whose input-to-block spectra to report (1-based);
       default every block.
     max_sweeps: the Jacobi sweep cap of the ``qr`` method.
+    lanczos_steps: Golub-Kahan steps per matrix of the ``lanczos`` method
+      (:mod:`vgrad.studies.lanczos_spectra`; at most the matrix's R).
+    key: PRNG key of the ``lanczos`` method's start vectors (default
+      ``key(0)``).
 
   Returns:
     The results body (:data:`vgrad.io.spectrum_records.BODY_KEYS`: a
@@ -135,7 +142,12 @@ def jacobian_spectra(blocks, x, *, method: str = "auto", dtype=None,
     method, reason = spectrum_study.choose_method(sums, work_dtype)
     if method == "dense":   # keep the sums auto computed to decide
       lyapunov = spectrum_study.lyapunov_record(sums, rank, work_dtype)
-  if method == "dense":
+  if method == "lanczos":
+    general = (blocks.as_callables() if isinstance(blocks, MLPBlocks)
+               else blocks)
+    record = lanczos_spectra.lanczos_body(general, xs, wanted, work_dtype,
+                                          lanczos_steps, key)
+  elif method == "dense":
     record = _dense(blocks, xs, wanted, work_dtype) | {"lyapunov": lyapunov}
   else:
     record = _qr(blocks, xs, wanted, work_dtype, max_sweeps)

@@ -24,6 +24,7 @@ import numpy as np
 
 from vgrad.io import schemas
 from vgrad.nn import zoo
+from vgrad.probes import block_lanczos
 from vgrad.probes import blocks as blocks_lib
 from vgrad.studies import block_spectra
 
@@ -51,7 +52,9 @@ class ModelSpectrumConfig:
   ``model`` is a name of :data:`vgrad.nn.zoo.MODELS`; ``act`` ...
   ``sigma_b2`` and ``skip`` are its settings (:func:`model_defaults` gives
   the defaults; ``depth`` counts blocks, the RNN's time steps); ``method``,
-  ``qr_layers`` and ``qr_sweeps`` are those of ``jacobian_spectra``.
+  ``qr_layers`` (the layers of ``layers`` under qr and lanczos),
+  ``qr_sweeps`` and ``lanczos_steps`` are those of ``jacobian_spectra``;
+  ``image_size`` the cnn's image side (None: its default).
   """
   model: str
   act: str
@@ -61,12 +64,14 @@ class ModelSpectrumConfig:
   sigma_w2: float | None
   sigma_b2: float | None
   skip: bool | None = None
+  image_size: int | None = None
   num_inputs: int = 16
   seed: int = 0
   dtype: str = "float32"
   method: str = "auto"
   qr_layers: tuple[int, ...] | None = None
   qr_sweeps: int | None = None
+  lanczos_steps: int = block_lanczos.DEFAULT_STEPS
 
 
 def make_config(model: str, **given) -> ModelSpectrumConfig:
@@ -89,6 +94,8 @@ def build(config: ModelSpectrumConfig) -> zoo.Example:
   hparams = {name: getattr(config, name) for name in SETTINGS}
   if config.model in SKIP_MODELS:
     hparams["skip"] = config.skip
+  if config.image_size is not None:
+    hparams["size"] = config.image_size
   return zoo.build(config.model, jax.random.key(config.seed), **hparams)
 
 
@@ -112,7 +119,8 @@ def run_study(config: ModelSpectrumConfig,
       "max_sweeps": config.qr_sweeps}
   record = block_spectra.jacobian_spectra(
       blocks, xs, method=config.method, dtype=dtype,
-      layers=config.qr_layers, **sweeps)
+      layers=config.qr_layers, lanczos_steps=config.lanczos_steps,
+      key=jax.random.key(config.seed + 2), **sweeps)
   config_record = dataclasses.asdict(config)
   config_record["block_shape"] = list(example.x.shape)
   return {"schema": schemas.JACOBIAN_SPECTRUM, "config": config_record,

@@ -34,11 +34,14 @@ from vgrad.io import spectrum_records
 from vgrad.nn import config as nn_config
 from vgrad.nn import lsuv
 from vgrad.nn import models
+from vgrad.probes import block_lanczos
+from vgrad.probes import blocks as blocks_lib
 from vgrad.probes import jacobian
 from vgrad.probes import log_spectrum
 from vgrad.probes import spectrum
+from vgrad.studies import lanczos_spectra
 
-METHODS = ("auto", "dense", "qr")
+METHODS = ("auto", "dense", "qr", "lanczos")
 
 # |gain| beyond these factors (a 10x change of a vector's norm through the
 # whole net) is called vanishing / exploding; inside, a spectrum whose
@@ -61,7 +64,9 @@ class SpectrumConfig:
   ``qr_layers`` are the layers whose exact log spectra the ``qr`` method
   computes (default every layer, one Jacobi per layer and input; ``depth``
   is always added: it is the input-output Jacobian) and ``qr_sweeps`` caps
-  its Jacobi sweeps per layer.
+  its Jacobi sweeps per layer. ``lanczos`` (:mod:`vgrad.studies
+  .lanczos_spectra`) computes the extremes and the SLQ density at the same
+  layers, with ``lanczos_steps`` Golub-Kahan steps per matrix.
   """
   act: str = "sigmoid"
   init: str = "glorot_uniform"
@@ -76,6 +81,7 @@ class SpectrumConfig:
   method: str = "auto"
   qr_layers: tuple[int, ...] | None = None
   qr_sweeps: int = log_spectrum.DEFAULT_MAX_SWEEPS
+  lanczos_steps: int = block_lanczos.DEFAULT_STEPS
 
   def network(self) -> nn_config.NetworkConfig:
     """The probed network's settings, validated (ConfigError if bad)."""
@@ -109,6 +115,10 @@ def check_config(config: SpectrumConfig):
   if int(config.qr_sweeps) != config.qr_sweeps or config.qr_sweeps < 1:
     raise ValueError(f"qr_sweeps must be an integer >= 1, got "
                      f"{config.qr_sweeps}")
+  if (int(config.lanczos_steps) != config.lanczos_steps
+      or config.lanczos_steps < 2):
+    raise ValueError(f"lanczos_steps must be an integer >= 2, got "
+                     f"{config.lanczos_steps}")
   if config.qr_layers is not None:
     bad = [l for l in config.qr_layers
            if int(l) != l or not 1 <= l <= config.depth]
@@ -146,6 +156,14 @@ def run_study(config: SpectrumConfig) -> dict:
   params = lsuv.initialize(model, init_key, xs)
   method, reason, lyapunov = config.method, "requested", None
   layers = qr_layers(config)
+  if method == "lanczos":
+    body = lanczos_spectra.lanczos_body(
+        blocks_lib.mlp_as_blocks(model, params), xs, layers, dtype,
+        config.lanczos_steps, jax.random.fold_in(data_key, 1))
+    return {"schema": schemas.JACOBIAN_SPECTRUM,
+            "config": dataclasses.asdict(config), "convention": CONVENTION,
+            "dtype_eps": float(np.finfo(dtype).eps)} | body | {
+                "method": method, "method_reason": reason}
   # The qr pass runs in float64 whatever the net's dtype (PASS_DTYPE).
   probe = log_spectrum.make_log_spectrum_probe(model, layers,
                                                config.qr_sweeps,
@@ -274,7 +292,7 @@ def dense_record(sv_BxR, matrix_shape: tuple[int, int], dtype,
 
 # A qr value is reported when its estimated relative error is at most this
 # (1 %); the others are not measured (null), as below the dense floor.
-RESOLVED_ERROR = 0.01
+RESOLVED_ERROR = spectrum_records.RESOLVED_ERROR
 
 
 def qr_record(log_sv_BxR, dtype, *, layer: int, error_bound,
@@ -482,6 +500,17 @@ def is_qr(results: dict) -> bool:
   return results.get("method") == "qr"
 
 
+def is_lanczos(results: dict) -> bool:
+  return results.get("method") == "lanczos"
+
+
+def gain_is_estimate(record: dict) -> bool:
+  """Whether :func:`log_gain` is the SLQ estimate (lanczos), not exact."""
+  return (record["log_rms_gain"] is None
+          and record["mean_sq_singular_value"] is None
+          and record.get("slq") is not None)
+
+
 def _log_stat(record: dict, name: str) -> float | None:
   """``ln`` of a statistic (``min``, ``median``, ``max``): ``-inf`` where it
   is an exact zero, None where it was not measured."""
@@ -492,7 +521,11 @@ def _log_stat(record: dict, name: str) -> float | None:
 
 def log_gain(record: dict) -> float | None:
   """Log of the RMS singular value sqrt(tr(J J^T) / N) (-inf: exactly 0;
-  None: not measured, after an overflow)."""
+  None: not measured, after an overflow); under lanczos the SLQ estimate
+  (:func:`gain_is_estimate`)."""
+  if gain_is_estimate(record):
+    value = record["slq"]["log_rms_gain"]
+    return -math.inf if value is None else value
   if record["log_rms_gain"] is None:
     return -math.inf if record["mean_sq_singular_value"] == 0.0 else None
   return record["log_rms_gain"]
@@ -555,6 +588,11 @@ def verdict(results: dict) -> str:
             "(dead units, zero weights, or underflow)")
   rate = math.exp(g / depth)
   head = f"input-output gain {format_power(g)} (x{rate:.3g} per layer)"
+  if gain_is_estimate(io):
+    error = io["slq"]["log_rms_gain_error"]
+    spread = "" if error is None else f" +- {error:.2g} nats"
+    head = (f"input-output gain ~{format_power(g)}{spread} (SLQ estimate; "
+            f"x{rate:.3g} per layer)")
   if g < math.log(VANISHING_GAIN):
     return f"vanishing: {head}"
   if g > math.log(EXPLODING_GAIN):
@@ -570,6 +608,9 @@ def verdict(results: dict) -> str:
               f"(inactive units)")
   elif log_cond is not None:
     spread = f"condition number {format_power(log_cond)}"
+  elif is_lanczos(results):
+    spread = (f"smallest singular values not converged in "
+              f"{io['slq']['steps']} Lanczos steps")
   else:
     spread = "smallest singular values below resolution"
   return (f"norm-preserving on average but not isometric: {head}, {spread}")
@@ -607,6 +648,8 @@ def format_table(results: dict) -> str:
   """
   if is_qr(results):
     return _format_qr_table(results)
+  if is_lanczos(results):
+    return _format_lanczos_table(results)
   head = (f"{'l':>4} {'rms gain':>10} {'min sv':>10} {'median sv':>10} "
           f"{'max sv':>10} {'cond':>10} {'layer gain':>10} {'resolved':>9} "
           f"{'zeros':>5}")
@@ -665,6 +708,40 @@ def _format_qr_table(results: dict) -> str:
   return "\n".join(lines + _more(results["layers"]))
 
 
+def _format_lanczos_table(results: dict) -> str:
+  own = {r["layer"]: r for r in results["per_layer"]}
+  head = (f"{'l':>4} {'~rms gain':>10} {'s.e.':>7} {'max sv':>10} "
+          f"{'min sv':>10} {'cond':>10} {'layer max':>10} {'extremes':>9} "
+          f"{'bound':>8}")
+  lines = [head, "-" * len(head)]
+  for rec in _shown(results["layers"]):
+    slq = rec["slq"]
+    error = slq["log_rms_gain_error"]
+    gained = log_gain(rec)
+    ends = len(lanczos_positions(rec))
+    bounds = [b for b in rec["error_bound"] if b is not None]
+    lines.append(
+        f"{rec['layer']:>4} "
+        f"{_fmt(None if gained is None else math.exp(gained)):>10} "
+        f"{'-' if error is None else f'{error:.1e}':>7} "
+        f"{_fmt(rec['max_singular_value']):>10} "
+        f"{_fmt(rec['min_singular_value']):>10} "
+        f"{_fmt(rec['condition_number']):>10} "
+        f"{_fmt(own[rec['layer']]['max_singular_value']):>10} "
+        f"{min(rec['num_resolved']):>4}/{ends:<4} "
+        f"{f'{max(bounds):.1e}' if bounds else '-':>8}")
+  return "\n".join(lines + _more(results["layers"]))
+
+
+def lanczos_positions(record: dict) -> list[int]:
+  """The positions a lanczos record computed (its extremes)."""
+  steps, r = record["slq"]["steps"], record["num_singular_values"]
+  if steps >= r:
+    return list(range(r))
+  q = min(lanczos_spectra.EXTREMES, steps // 2)
+  return list(range(q)) + list(range(r - q, r))
+
+
 def _worst_bound(record: dict) -> float:
   """The largest Jacobi error bound of any input (inf: not converged)."""
   return max(math.inf if b is None else b for b in record["error_bound"])
@@ -679,6 +756,21 @@ def precision_note(results: dict) -> str | None:
   Jacobi stopped at its sweep cap, else None."""
   cfg, notes = results["config"], []
   missing = unresolved_layers(results)
+  if is_lanczos(results):
+    lost = sum(len(lanczos_positions(r)) * len(r["num_resolved"])
+               - sum(r["num_resolved"]) for r in results["layers"])
+    notes.append(
+        f"lanczos computes the {lanczos_spectra.EXTREMES} largest and "
+        f"smallest singular values and an SLQ estimate of the rms gain; "
+        f"the values between are not computed (null)")
+    if lost:
+      total = sum(len(lanczos_positions(r)) * len(r["num_resolved"])
+                  for r in results["layers"])
+      notes.append(
+          f"{lost} of {total} extreme values not reported: their bound "
+          f"exceeds {RESOLVED_ERROR:.0%} after {cfg['lanczos_steps']} "
+          f"steps (the smallest converge slowly; raise --lanczos_steps)")
+    missing = []
   if missing and is_qr(results):
     lost = sum(r["num_singular_values"] * len(r["num_resolved"])
                - sum(r["num_resolved"]) for r in results["layers"])
