@@ -55,7 +55,8 @@ class MainTest(absltest.TestCase):
         "act": "tanh", "init": "glorot_uniform", "depth": 3, "width": 8,
         "sigma_w2": None, "sigma_b2": None, "num_inputs": 2, "seed": 3,
         "dtype": "float32", "act_params": {}, "method": "auto",
-        "qr_layers": None, "qr_sweeps": 30, "out_dir": out,
+        "qr_layers": None, "qr_sweeps": 30, "lanczos_steps": 48,
+        "out_dir": out,
         "overwrite": False, "leaky_slope": None, "elu_alpha": None,
         "swish_beta": None, "maxout_k": None, "model": "mlp"})
     for section in ("layers", "per_layer"):

@@ -17,7 +17,10 @@ below the dense floor are reported unresolved), ``"qr"`` (the stable
 forward QR pass and graded Jacobi: log values that never under- or
 overflow), or ``"auto"`` (the forward QR pass's Lyapunov sums predict
 whether the dense path resolves every value:
-:func:`vgrad.studies.spectrum_study.choose_method`).
+:func:`vgrad.studies.spectrum_study.choose_method`), or ``"lanczos"``
+(matrix-free: the extremes with residual bounds and the SLQ estimates,
+:mod:`vgrad.studies.lanczos_spectra`; for widths where a dense Jacobian
+costs too much).
 
 Left for issue 12: one forward pass serving ``auto``'s choice and the probe
 (``qr`` runs the pass twice).
