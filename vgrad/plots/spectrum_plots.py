@@ -327,6 +327,14 @@ def _draw_extremes(ax, results):
           marker=_marks(layers, "v"), ms=3,
           label="smallest (where converged)")
   ax.axhline(0.0, color="0.7", lw=0.6, zorder=0)
+  # At least 0.2 decades shown and no offset: an isometry's float32
+  # rounding (1e-7 decades) must not look like structure.
+  shown = np.concatenate([top, low, gain])
+  shown = shown[np.isfinite(shown)]
+  if shown.size and np.ptp(shown) < 0.2:
+    middle = 0.5 * (shown.min() + shown.max())
+    ax.set_ylim(middle - 0.1, middle + 0.1)
+  ax.ticklabel_format(axis="y", useOffset=False)
   ax.set_xlabel(_layer_label(results))
   _integer_ticks(ax)
   ax.set_ylabel(r"$\log_{10}\sigma$ of $J_{\leq l}$ (decades)")
