@@ -26,28 +26,17 @@ holds a run). Ratios are lanczos / dense: below 1 lanczos is faster.
 
 import argparse
 import os
-import statistics
-import time
 
 import jax
 import numpy as np
 
 from benchmarks import provenance
+from benchmarks.main_job_benchmark import interleaved
 from vgrad.nn import models
 from vgrad.probes import block_lanczos
 from vgrad.probes import blocks as blocks_lib
 from vgrad.probes import jacobian
 from vgrad.studies import lanczos_spectra
-
-
-def interleaved(fns: dict, repeats: int) -> dict:
-  times = {name: [] for name in fns}
-  for _ in range(repeats):
-    for name, fn in fns.items():
-      start = time.perf_counter()
-      fn()
-      times[name].append(time.perf_counter() - start)
-  return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _net(width: int, depth: int, num_inputs: int):

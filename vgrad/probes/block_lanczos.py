@@ -209,12 +209,16 @@ def _uniform(blocks: tuple, layers: tuple, steps: int) -> Callable:
         return v
       return fn
 
-    targets = jnp.asarray(layers)
-    cumulative = jax.lax.map(
-        lambda tk: _ritz(prefix(tk[0]), x, tk[1], steps),
-        (targets, keys[1][targets - 1]))
-    return own, cumulative
+    return own, _targets_ritz(prefix, x, keys, layers, steps)
   return one
+
+
+def _targets_ritz(prefix: Callable, x, keys, layers: tuple, steps: int):
+  """Ritz values of every target's prefix map ``prefix(t)`` at ``x``: one
+  bidiagonalisation program mapped over the targets."""
+  targets = jnp.asarray(layers)
+  return jax.lax.map(lambda tk: _ritz(prefix(tk[0]), x, tk[1], steps),
+                     (targets, keys[1][targets - 1]))
 
 
 def _scanned(block_fn: Callable, layers: tuple, depth: int,
@@ -239,11 +243,7 @@ def _scanned(block_fn: Callable, layers: tuple, depth: int,
         return jax.lax.scan(body, v, (stacked, jnp.arange(depth)))[0]
       return fn
 
-    targets = jnp.asarray(layers)
-    cumulative = jax.lax.map(
-        lambda tk: _ritz(prefix(tk[0]), x, tk[1], steps),
-        (targets, keys[1][targets - 1]))
-    return own, cumulative
+    return own, _targets_ritz(prefix, x, keys, layers, steps)
   return one
 
 
