@@ -36,12 +36,16 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 # runs the suite with XLA's default optimisation, as users run.
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
-# XLA:CPU's classic emitters (--xla_cpu_use_fusion_emitters=false) compiled
-# the suite's small programs ~1.6x faster, but with them jaxlib 0.10 can
-# deadlock running the qr method's float32 final stage (a while loop inside
-# a cond inside lax.map; 3 hangs in 3 tries of precision_test's QRBoundTest,
-# none in 34 with the default emitters: BUILD_NOTES.md, "Test suite").
-# They are not set: the suite compiles as users compile.
+# XLA:CPU's classic (LLVM IR) emitters compile the suite's small programs
+# ~1.5x faster than jaxlib 0.10's default MLIR fusion emitters; the programs
+# compute the same operations. (They once hung the qr method: jaxlib's
+# batched LAPACK calls wait on the intra-op pool, and two in flight deadlock
+# a 2-core machine whatever the emitters; vgrad.nn.linalg now makes every
+# LAPACK call on CPU unbatched, and tests/linalg_test.py checks it.)
+# A caller's own setting of the flag wins.
+if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = ("--xla_cpu_use_fusion_emitters=false "
+                             + os.environ.get("XLA_FLAGS", "")).strip()
 
 import jax  # noqa: E402  pylint: disable=g-import-not-at-top
 

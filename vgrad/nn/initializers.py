@@ -52,6 +52,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from vgrad.nn import linalg
+
 Initializer = Callable[[jax.Array, tuple[int, ...], jnp.dtype], jax.Array]
 
 
@@ -148,7 +150,7 @@ def orthogonal(sigma_w2: float = 1.0) -> Initializer:
     n_in, n_out = shape
     tall = (max(n_in, n_out), min(n_in, n_out))
     a = jax.random.normal(key, tall, dtype)
-    q, r = jnp.linalg.qr(a)
+    q, r = linalg.qr(a)
     q = q * jnp.sign(jnp.diag(r))[None, :]
     q = q if n_in >= n_out else q.T
     return gain * q

@@ -55,6 +55,7 @@ from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
 import numpy as np
 
+from vgrad.nn import linalg
 from vgrad.nn import models
 from vgrad.probes import log_spectrum
 
@@ -146,7 +147,7 @@ def block_jacobian(fn: Callable, x) -> tuple[Any, jax.Array]:
 
 
 def _svals(matrix: jax.Array) -> jax.Array:
-  return jnp.linalg.svd(matrix, compute_uv=False)
+  return linalg.svdvals(matrix)
 
 
 def _chain(blocks: Sequence[Callable], x, products: bool):

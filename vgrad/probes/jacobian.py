@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vgrad.nn import activations as activations_lib
+from vgrad.nn import linalg
 from vgrad.nn import models
 
 PRECISION = models.PRECISION
@@ -98,7 +99,7 @@ def input_output_jacobian(model: models.MLP, params, x: jax.Array,
 
 def singular_values(matrix: jax.Array) -> jax.Array:
   """Singular values in descending order, ``(..., min(M, N))``."""
-  return jnp.linalg.svd(matrix, compute_uv=False)
+  return linalg.svdvals(matrix)
 
 
 class Spectra(NamedTuple):

@@ -112,6 +112,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vgrad.nn import linalg
 from vgrad.nn import models
 from vgrad.probes import jacobian
 
@@ -383,7 +384,7 @@ def qr_advance(carry: _Carry, x: jax.Array, a: jax.Array, rows,
     narrower layer) and ``(partial sums (k,), rank bound, x)``.
   """
   order = jnp.argsort(-jnp.sum(a * a, axis=1))
-  q_sorted, r = jnp.linalg.qr(a[order])
+  q_sorted, r = linalg.qr(a[order])
   q = jnp.zeros_like(q_sorted).at[order].set(q_sorted)
   k_old, k = r.shape[1], r.shape[0]
   rank = jnp.minimum(carry.rank, rows)
@@ -771,7 +772,7 @@ def _svd_precondition(m, e, rank):
   top = jnp.max(jnp.where(live, e, _NO_EXPONENT))
   shift = jnp.clip(e - top, info.minexp + 2, 0)
   scaled = jnp.where(live[:, None], _scale2(m, shift[:, None]), 0)
-  u = jnp.linalg.svd(scaled, full_matrices=False)[0]
+  u = linalg.svd(scaled, full_matrices=False)[0]
   factor, f = _graded_product(u.T, e, live, live)
   rows = jnp.dot(factor, m, precision=PRECISION)
   # U^T = (I + G) Q^T for an orthogonal Q, ||G|| <= ||U^T U - I||: a
@@ -846,7 +847,7 @@ def _precondition(m, e, rank):
   log_norm = jnp.where(live, e * LN2 + jnp.log(jnp.where(live, norm, 1)),
                        -jnp.inf)
   order = jnp.argsort(-log_norm)
-  _, r = jnp.linalg.qr(m[order].T)
+  _, r = linalg.qr(m[order].T)
   factor, f = _graded_product(r[:k], e[order], live, live)
   return _normalize_rows(factor, f)
 

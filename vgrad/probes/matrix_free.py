@@ -56,6 +56,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from vgrad.nn import linalg
 from vgrad.nn import models
 
 PRECISION = models.PRECISION
@@ -326,7 +327,7 @@ def ritz_decomposition(alphas: jax.Array, betas: jax.Array) -> Ritz:
   Returns:
     :class:`Ritz`, each field ``(k,)``, singular values descending.
   """
-  left_vectors, sv, right_t = jnp.linalg.svd(bidiagonal_matrix(alphas, betas))
+  left_vectors, sv, right_t = linalg.svd(bidiagonal_matrix(alphas, betas))
   bounds = jnp.abs(betas[-1] * left_vectors[-1, :]) / math.sqrt(2)
   return Ritz(sv, bounds, right_t[:, 0] ** 2)
 

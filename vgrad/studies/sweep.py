@@ -356,14 +356,16 @@ def _pair_map(fn: Callable, mesh: Mesh) -> Callable:
   each pair of a device's block, stacked.
 
   On accelerators the pairs are vmapped (one batched program). On CPU they
-  run one after another (``lax.map``) and ``fn`` must not batch LAPACK calls
-  either: jaxlib's CPU LAPACK kernels (QR, eigh) split a large enough batch
-  over the intra-op thread pool and block a pool thread until the pieces
-  finish, so two such calls in flight (two simulated devices, or two
-  independent layers' orthogonal inits under XLA's concurrent scheduler)
-  on a 2-thread pool wait for each other forever. Seen with jax 0.10.2 as a
-  hang with every thread idle; unbatched calls run inline and cannot hang.
-  The arithmetic is the same; only the batching differs.
+  run one after another (``lax.map``): jaxlib's CPU LAPACK kernels (QR,
+  SVD) split a large enough batch over the intra-op thread pool and block a
+  pool thread until the pieces finish, so two such calls in flight (two
+  simulated devices, or two independent layers' orthogonal inits under
+  XLA's concurrent scheduler) on a 2-thread pool wait for each other
+  forever. Seen with jax 0.10.2 as a hang with every thread idle;
+  unbatched calls run inline and cannot hang. vgrad's own decompositions
+  (:mod:`vgrad.nn.linalg`) are unbatched on CPU whatever the caller does;
+  the per-pair map keeps the sweep's programs as they were measured. The
+  arithmetic is the same; only the batching differs.
   """
   if mesh.devices.flat[0].platform != "cpu":
     return lambda idx, seeds, *shared: jax.vmap(
