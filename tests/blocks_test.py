@@ -208,6 +208,45 @@ class JacobianModesTest(absltest.TestCase):
     self.assertEqual(jac.shape, (5, 5))
 
 
+class DifferentiabilityTest(absltest.TestCase):
+  """A block with NaN or Inf in its Jacobian where its input and output are
+  finite is refused in one line; an overflow is a result, not an error; a
+  block with only reverse mode (jax.custom_vjp) is probed."""
+
+  xs = jnp.asarray([[0.5, -1.0, 2.0], [1.5, 0.3, -0.2]], jnp.float32)
+
+  def test_a_kink_where_jax_gives_nan_is_named_with_its_input(self):
+    # sqrt(|v - v_0|): the derivative at v_0 (the first entry) is inf * 0.
+    kinked = lambda v: jnp.sqrt(jnp.abs(v - v[0]))
+    for blocks in ([jnp.tanh, kinked, jnp.tanh],
+                   blocks_lib.Blocks(lambda p, v: p * kinked(v),
+                                     jnp.ones((2,), jnp.float32))):
+      for method in ("dense", "qr", "lanczos"):
+        with self.assertRaisesRegex(
+            ValueError, r"^block \d is not differentiable at input 0: its "
+            r"Jacobian holds NaN or Inf where its input and output are "
+            r"finite .*; valid: blocks differentiable at every input$"):
+          block_spectra.jacobian_spectra(blocks, self.xs, method=method)
+
+  def test_an_overflow_is_reported_not_refused(self):
+    blocks = [lambda v: v * 1e30, lambda v: v * 1e30, jnp.tanh]
+    record = block_spectra.jacobian_spectra(blocks, self.xs, method="dense")
+    self.assertEqual([r["finite"] for r in record["layers"]],
+                     [True, False, False])
+
+  def test_a_custom_vjp_block_is_probed_in_reverse_mode(self):
+    @jax.custom_vjp
+    def sine(v):
+      return jnp.sin(v)
+    sine.defvjp(lambda v: (jnp.sin(v), v), lambda v, g: (jnp.cos(v) * g,))
+    want = np.sort(np.abs(np.cos(np.asarray(self.xs))), axis=1)[:, ::-1]
+    for method in ("dense", "qr"):
+      record = block_spectra.jacobian_spectra([sine], self.xs, method=method)
+      np.testing.assert_allclose(
+          np.asarray(record["per_layer"][0]["singular_values"]), want,
+          rtol=1e-5)
+
+
 class RecurrentCell(nn.Module):
   """A linear recurrent step h -> W h with one shared matrix."""
 

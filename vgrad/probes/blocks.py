@@ -142,8 +142,88 @@ def block_jacobian(fn: Callable, x) -> tuple[Any, jax.Array]:
   def flat_fn(v):
     return ravel_pytree(fn(unravel_x(v)))[0]
 
-  jac = jax.jacfwd if flat_x.size <= flat_y.size else jax.jacrev
-  return y, jac(flat_fn)(flat_x)
+  if flat_x.size <= flat_y.size:
+    try:
+      return y, jax.jacfwd(flat_fn)(flat_x)
+    except TypeError:   # a jax.custom_vjp inside: reverse mode only
+      pass
+  return y, jax.jacrev(flat_fn)(flat_x)
+
+
+def _directional_derivatives(fn: Callable, x, key):
+  """``(fn(x), J w)`` (forward mode, a Gaussian ``w``) or ``(fn(x), J^T u)``
+  (reverse mode, a Gaussian ``u``), in the mode :func:`block_jacobian`
+  forms ``J`` in, so that the same arithmetic meets the same NaN: a
+  non-finite entry of ``J`` makes the product non-finite (almost surely)."""
+  flat_x, unravel_x = ravel_pytree(x)
+  out = jax.eval_shape(fn, x)
+  n_out = sum(int(np.prod(s.shape)) for s in jax.tree.leaves(out))
+  if flat_x.size <= n_out:
+    w = unravel_x(jax.random.normal(key, flat_x.shape, flat_x.dtype))
+    try:
+      y, jw = jax.jvp(fn, (x,), (w,))
+      return y, ravel_pytree(jw)[0]
+    except TypeError:   # a jax.custom_vjp inside: reverse mode only
+      pass
+  y, pullback = jax.vjp(fn, x)
+  flat_y, unravel_y = ravel_pytree(y)
+  u = unravel_y(jax.random.normal(key, flat_y.shape, flat_y.dtype))
+  return y, ravel_pytree(pullback(u)[0])[0]
+
+
+def _all_finite(tree) -> jax.Array:
+  return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(leaf))
+                              for leaf in jax.tree.leaves(tree)]))
+
+
+def check_differentiable(blocks, xs) -> None:
+  """One line unless every block is differentiable at every input: a block
+  whose input and output are finite but whose Jacobian holds NaN or Inf
+  (``jnp.sqrt`` or ``jnp.log`` at 0, a norm of a zero vector) is named with
+  the input. A block fed a non-finite input (an earlier overflow) is not
+  checked: the probes report that as an overflow. One product of ``J_l``
+  with a random vector per block and input (:func:`_directional_derivatives`),
+  in a program of its own (kept per blocks, as the probes are). NaN from
+  ``inf * 0`` in JAX's derivative arithmetic counts (the probe would meet
+  it too), however the function's value behaves."""
+  key = jax.random.key(0)
+
+  def step(x, l, fn):
+    y, g = _directional_derivatives(fn, x, jax.random.fold_in(key, l))
+    bad = _all_finite(x) & _all_finite(y) & ~jnp.all(jnp.isfinite(g))
+    return y, bad
+
+  if isinstance(blocks, Blocks):
+    fn = blocks.block_fn
+
+    def one(x, stacked):
+      def body(x, inputs):
+        params, l = inputs
+        return step(x, l, lambda v: fn(params, v))
+      return jax.lax.scan(body, x, (stacked, jnp.arange(blocks.depth)))[1]
+
+    bad = cached_program(("differentiable-scan", fn), lambda: jax.vmap(
+        one, in_axes=(0, None)))(xs, blocks.stacked_params)
+  else:
+    blocks = tuple(blocks)
+
+    def one(x):
+      flags = []
+      for l, fn in enumerate(blocks):
+        x, flag = step(x, l, fn)
+        flags.append(flag)
+      return jnp.stack(flags)
+
+    bad = cached_program(("differentiable", blocks),
+                         lambda: jax.vmap(one))(xs)
+  bad = np.asarray(bad)
+  if bad.any():
+    b, l = (int(i[0]) for i in np.nonzero(bad))
+    raise ValueError(
+        f"block {l + 1} is not differentiable at input {b}: its Jacobian "
+        "holds NaN or Inf where its input and output are finite (jnp.sqrt "
+        "or jnp.log at 0, a norm of zero?); valid: blocks differentiable at "
+        "every input")
 
 
 def _svals(matrix: jax.Array) -> jax.Array:

@@ -129,7 +129,9 @@ def jacobian_spectra(blocks, x, *, method: str = "auto", dtype=None,
 
   Raises:
     ValueError: an unknown method, bad layers, or blocks whose shapes do
-      not chain, before any work.
+      not chain, before any work; a block not differentiable at an input
+      (NaN or Inf in its Jacobian where its input and output are finite),
+      before the probe.
   """
   if method not in METHODS:
     raise ValueError(f"method must be one of {', '.join(METHODS)}, got "
@@ -139,6 +141,9 @@ def jacobian_spectra(blocks, x, *, method: str = "auto", dtype=None,
   wanted = log_spectrum.check_layers(
       range(1, depth + 1) if layers is None else layers, depth)
   work_dtype = np.dtype(jax.tree.leaves(xs)[0].dtype)
+  if not isinstance(blocks, MLPBlocks):   # the MLP's derivatives are analytic
+    blocks_lib.shapes(blocks, xs)   # blocks that do not chain, named first
+    blocks_lib.check_differentiable(blocks, xs)
   reason, lyapunov = "requested", None
   if method == "auto":
     sums, rank = _lyapunov_sums(blocks, xs, depth)
