@@ -1,5 +1,7 @@
 """Block-wise Jacobian spectra of any network (vgrad.probes.blocks)."""
 
+from unittest import mock
+
 from absl.testing import absltest
 import flax.linen as nn
 import jax
@@ -379,6 +381,18 @@ class JacobianSpectraTest(absltest.TestCase):
       np.testing.assert_allclose(np.asarray(a["singular_values"]),
                                  np.asarray(b["singular_values"]),
                                  rtol=1e-5, atol=1e-6)
+
+  def test_auto_shares_one_forward_pass_with_qr(self):
+    """Item 3: the general path's auto decides from the qr method's own
+    forward pass and finishes it (one pass, not a pre-pass and a pass)."""
+    with mock.patch.object(blocks_lib, "qr_forward",
+                           wraps=blocks_lib.qr_forward) as forward:
+      record = block_spectra.jacobian_spectra(self.general, self.xs,
+                                              layers=[3, 7])
+    self.assertEqual(record["method"], "qr")
+    self.assertEqual(forward.call_count, 1)
+    self.assertEqual(forward.call_args.args[2], (3, 7, 10))
+    self.assertEqual([r["layer"] for r in record["layers"]], [3, 7])
 
   def test_dense_records_agree_and_layers_narrow(self):
     fast = block_spectra.jacobian_spectra(self.fast, self.xs,

@@ -368,27 +368,38 @@ def _qr_step(carry, fn, x):
   return carry, y, sums
 
 
-def qr_log_spectra(blocks, xs, layers=None, *,
-                   max_sweeps: int = log_spectrum.DEFAULT_MAX_SWEEPS,
-                   tol: float | None = None, dtype=None) -> BlockLogSpectra:
-  """Stable log spectra of ``J_{<=l}`` for any blocks, at ``layers``
-  (default: every block), for the inputs ``xs`` (leading batch axis).
+class BlockQRPass(NamedTuple):
+  """The forward QR pass of :func:`qr_forward`, for B inputs.
+
+  Attributes:
+    layers: the target blocks (1-based), ascending.
+    snapshots: per target, the graded ``T_l`` and its state
+      (:data:`vgrad.probes.log_spectrum.SNAPSHOT_FIELDS`), each leaf with
+      a leading ``(B,)`` axis.
+    partial_sums: per block, ``(B, k_l)`` finite-time Lyapunov sums.
+    dtype: the pass's dtype.
+  """
+  layers: tuple
+  snapshots: list
+  partial_sums: list
+  dtype: Any
+
+
+def qr_forward(blocks, xs, layers=None, *, dtype=None) -> BlockQRPass:
+  """The forward QR pass of the stable method for any blocks: every
+  block's Lyapunov sums and the graded ``T_l`` at ``layers`` (default:
+  every block), for the inputs ``xs`` (leading batch axis).
+  :func:`qr_finish` turns it into singular values; ``method='auto'``
+  decides from its sums first, so one pass serves both.
 
   The pass runs in ``dtype`` (default the inputs'; float64 needs
   ``jax.enable_x64``): each block's Jacobian in the block's own dtype,
-  cast, and the products, QR and SVDs in ``dtype``. No block claims an
-  exact zero (its rank bound is its width), so a value is ``-inf`` only
-  where the product's triangular factor holds an exact floating-point
-  zero (the studies report such a value as unresolved).
+  cast, and the products and QR in ``dtype``.
   """
   depth = len(shapes(blocks, xs))
   layers = log_spectrum.check_layers(
       range(1, depth + 1) if layers is None else layers, depth)
   dtype = jnp.dtype(dtype or jax.tree.leaves(xs)[0].dtype)
-  threshold = log_spectrum.default_tol(dtype) if tol is None else tol
-
-  def spectra(snapshot):
-    return log_spectrum.graded_log_spectrum(snapshot, max_sweeps, threshold)
 
   def start(x):
     return log_spectrum.initial_carry(ravel_pytree(x)[0], dtype=dtype)
@@ -415,53 +426,90 @@ def qr_log_spectra(blocks, xs, layers=None, *,
 
       (carry, _, snap), sums = jax.lax.scan(
           body, (carry, x, snap), (stacked, jnp.asarray(slots[1:])))
-      # One Jacobi program, mapped over the target blocks.
-      snap = tuple(buf[:-1] for buf in snap)
-      targets = jax.lax.map(spectra, snap) + (snap[4],)
-      return targets, sums
+      return tuple(buf[:-1] for buf in snap), sums
 
-    key = ("qr-scan", blocks.block_fn, layers, depth, max_sweeps, threshold,
-           dtype)
+    key = ("qr-forward-scan", blocks.block_fn, layers, depth, dtype)
     with _pass_dtype(dtype):
-      targets, sums = cached_program(key, lambda: jax.vmap(
+      snap, sums = cached_program(key, lambda: jax.vmap(
           one, in_axes=(0, None)))(xs, blocks.stacked_params)
-    sums = np.asarray(sums)
-    return BlockLogSpectra(
-        layers, *([out[:, t] for t in range(len(layers))]
-                  for out in targets[:3]),
-        [sums[:, l] for l in range(depth)],
-        [targets[3][:, t] for t in range(len(layers))])
-  else:
-    blocks = tuple(blocks)
+    return BlockQRPass(
+        layers, [tuple(buf[:, t] for buf in snap)
+                 for t in range(len(layers))],
+        [sums[:, l] for l in range(depth)], dtype)
+  blocks = tuple(blocks)
 
-    def one(x):
-      carry = start(x)
-      snaps, sums = [], []
-      for l, fn in enumerate(blocks, 1):
-        carry, x, partial = _qr_step(carry, fn, x)
-        sums.append(partial)
-        if l in layers:
-          snaps.append(log_spectrum.snapshot_values(carry))
-      # Targets of one shape share one Jacobi program (lax.map over them):
-      # one compiled Jacobi per shape, not per target.
-      outs = [None] * len(snaps)
-      by_shape = {}
-      for t, c in enumerate(snaps):
-        key = tuple(a.shape for a in jax.tree.leaves(c))
-        by_shape.setdefault(key, []).append(t)
-      for ts in by_shape.values():
-        stacked = jax.tree.map(lambda *a: jnp.stack(a),
-                               *[snaps[t] for t in ts])
-        res = jax.lax.map(spectra, stacked) + (stacked[4],)
-        for i, t in enumerate(ts):
-          outs[t] = jax.tree.map(lambda a, i=i: a[i], res)
-      return outs, sums
+  def one(x):
+    carry = start(x)
+    snaps, sums = [], []
+    for l, fn in enumerate(blocks, 1):
+      carry, x, partial = _qr_step(carry, fn, x)
+      sums.append(partial)
+      if l in layers:
+        snaps.append(log_spectrum.snapshot_values(carry))
+    return snaps, sums
 
-    key = ("qr", blocks, layers, max_sweeps, threshold, dtype)
-    with _pass_dtype(dtype):
-      outs, sums = cached_program(key, lambda: jax.vmap(one))(xs)
-  return BlockLogSpectra(layers, *([o[i] for o in outs] for i in range(3)),
-                         list(sums), [o[3] for o in outs])
+  key = ("qr-forward", blocks, layers, dtype)
+  with _pass_dtype(dtype):
+    snaps, sums = cached_program(key, lambda: jax.vmap(one))(xs)
+  return BlockQRPass(layers, list(snaps), list(sums), dtype)
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _finish_program(snapshots, max_sweeps, threshold):
+  """Graded Jacobi (:func:`vgrad.probes.log_spectrum.graded_log_spectrum`)
+  of every input's ``T_l`` at every target. Targets of one shape share one
+  compiled Jacobi (``lax.map`` over them), and the program depends on the
+  shapes alone: blocks of the same widths share it."""
+  def spectra(snapshot):
+    return log_spectrum.graded_log_spectrum(snapshot, max_sweeps, threshold)
+
+  def one(snaps):
+    outs = [None] * len(snaps)
+    by_shape = {}
+    for t, c in enumerate(snaps):
+      by_shape.setdefault(tuple(a.shape for a in jax.tree.leaves(c)),
+                          []).append(t)
+    for ts in by_shape.values():
+      stacked = jax.tree.map(lambda *a: jnp.stack(a), *[snaps[t] for t in ts])
+      res = jax.lax.map(spectra, stacked) + (stacked[4],)
+      for i, t in enumerate(ts):
+        outs[t] = jax.tree.map(lambda a, i=i: a[i], res)
+    return outs
+  return jax.vmap(one)(snapshots)
+
+
+def qr_finish(forward: BlockQRPass, *,
+              max_sweeps: int = log_spectrum.DEFAULT_MAX_SWEEPS,
+              tol: float | None = None) -> BlockLogSpectra:
+  """:func:`qr_forward`'s pass to exact log singular values (graded
+  Jacobi with its certificate), in the pass's dtype."""
+  dtype = jnp.dtype(forward.dtype)
+  threshold = np.asarray(log_spectrum.default_tol(dtype) if tol is None
+                         else tol, dtype)
+  with _pass_dtype(dtype):
+    outs = _finish_program(list(forward.snapshots), int(max_sweeps),
+                           threshold)
+  return BlockLogSpectra(forward.layers,
+                         *([o[i] for o in outs] for i in range(3)),
+                         list(forward.partial_sums), [o[3] for o in outs])
+
+
+def qr_log_spectra(blocks, xs, layers=None, *,
+                   max_sweeps: int = log_spectrum.DEFAULT_MAX_SWEEPS,
+                   tol: float | None = None, dtype=None) -> BlockLogSpectra:
+  """Stable log spectra of ``J_{<=l}`` for any blocks, at ``layers``
+  (default: every block), for the inputs ``xs`` (leading batch axis):
+  :func:`qr_finish` of :func:`qr_forward`.
+
+  The pass runs in ``dtype`` (default the inputs'; float64 needs
+  ``jax.enable_x64``): each block's Jacobian in the block's own dtype,
+  cast, and the products, QR and SVDs in ``dtype``. No block claims an
+  exact zero (its rank bound is its width), so a value is ``-inf`` only
+  where the product's triangular factor holds an exact floating-point
+  zero (the studies report such a value as unresolved).
+  """
+  return qr_finish(qr_forward(blocks, xs, layers, dtype=dtype),
+                   max_sweeps=max_sweeps, tol=tol)
 
 
 def _pass_dtype(dtype):

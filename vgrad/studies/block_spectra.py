@@ -144,9 +144,9 @@ def jacobian_spectra(blocks, x, *, method: str = "auto", dtype=None,
   if not isinstance(blocks, MLPBlocks):   # the MLP's derivatives are analytic
     blocks_lib.shapes(blocks, xs)   # blocks that do not chain, named first
     blocks_lib.check_differentiable(blocks, xs)
-  reason, lyapunov = "requested", None
+  reason, lyapunov, forward = "requested", None, None
   if method == "auto":
-    sums, rank = _lyapunov_sums(blocks, xs, depth)
+    sums, rank, forward = _lyapunov_sums(blocks, xs, depth, wanted)
     method, reason = spectrum_study.choose_method(sums, work_dtype)
     if method == "dense":   # keep the sums auto computed to decide
       lyapunov = spectrum_study.lyapunov_record(sums, rank, work_dtype)
@@ -158,7 +158,7 @@ def jacobian_spectra(blocks, x, *, method: str = "auto", dtype=None,
   elif method == "dense":
     record = _dense(blocks, xs, wanted, work_dtype) | {"lyapunov": lyapunov}
   else:
-    record = _qr(blocks, xs, wanted, work_dtype, max_sweeps)
+    record = _qr(blocks, xs, wanted, work_dtype, max_sweeps, forward)
   convention = (spectrum_study.CONVENTION if isinstance(blocks, MLPBlocks)
                 else CONVENTION)
   return {"convention": convention,
@@ -183,17 +183,35 @@ def _pad(sums_list, width) -> np.ndarray:
   return out
 
 
-def _lyapunov_sums(blocks, xs, depth) -> tuple[np.ndarray, np.ndarray]:
-  """``(partial sums (B, L, k), rank bounds (B, L))`` of the forward QR
-  pass alone."""
+def _targets(wanted, depth) -> tuple[int, ...]:
+  """The qr method's target blocks: the wanted ones and the last."""
+  return tuple(sorted(set(wanted) | {depth}))
+
+
+def _lyapunov_sums(blocks, xs, depth, wanted):
+  """``(partial sums (B, L, k), rank bounds (B, L), pass)`` for ``auto``.
+
+  General blocks: the qr method's own forward pass (float64, every
+  target), which :func:`_qr` then finishes when auto picks qr: one pass
+  serves the choice and the probe. Where its snapshots would pass
+  ``spectrum_study.AUTO_SHARED_PASS_BYTES``, a pass with the last block as
+  the only target decides, and ``pass`` is None."""
   if isinstance(blocks, MLPBlocks):
     sums = jax.device_get(_mlp_probe("lyapunov", blocks.model)(
         blocks.params, xs))
-    return np.asarray(sums.partial_sums), np.asarray(sums.rank_bound)
-  result = blocks_lib.qr_log_spectra(blocks, xs, layers=(depth,))
-  width = np.shape(result.partial_sums[0])[1]
-  sums = _pad(result.partial_sums, width)
-  return sums, np.full(sums.shape[:2], width)
+    return np.asarray(sums.partial_sums), np.asarray(sums.rank_bound), None
+  targets = _targets(wanted, depth)
+  width = max(max(shape) for shape in blocks_lib.shapes(blocks, xs))
+  pass_dtype = np.dtype(spectrum_study.PASS_DTYPE)
+  snapshot_bytes = (len(jax.tree.leaves(xs)[0]) * len(targets) * width ** 2
+                    * pass_dtype.itemsize)
+  shared = snapshot_bytes <= spectrum_study.AUTO_SHARED_PASS_BYTES
+  forward = blocks_lib.qr_forward(blocks, xs, targets if shared else (depth,),
+                                  dtype=pass_dtype if shared else None)
+  partial = jax.device_get(forward.partial_sums)
+  sums = _pad(partial, max(np.shape(p)[1] for p in partial))
+  return (sums, np.full(sums.shape[:2], sums.shape[2]),
+          forward if shared else None)
 
 
 def _own_records(result: blocks_lib.BlockSpectra, dtype) -> list[dict]:
@@ -250,9 +268,11 @@ def _mlp_per_layer(model, n_in, dtype, first, rest, nonzero_rows) -> list:
           for l, (sv, shape) in enumerate(zip(own, shapes))]
 
 
-def _qr(blocks, xs, wanted, dtype, max_sweeps) -> dict:
+def _qr(blocks, xs, wanted, dtype, max_sweeps, forward=None) -> dict:
+  """The qr method's records; general blocks finish ``forward`` (auto's
+  pass, at every target) when given."""
   depth = _depth(blocks)
-  targets = tuple(sorted(set(wanted) | {depth}))
+  targets = _targets(wanted, depth)
   index = np.asarray(targets) - 1
   pass_dtype = spectrum_study.PASS_DTYPE
   if isinstance(blocks, MLPBlocks):
@@ -275,8 +295,10 @@ def _qr(blocks, xs, wanted, dtype, max_sweeps) -> dict:
     log_dropped = np.asarray(spectra.log_dropped)
     target_rank = np.asarray(rank)[:, index]
   else:
-    result = jax.device_get(blocks_lib.qr_log_spectra(
-        blocks, xs, layers=targets, max_sweeps=max_sweeps, dtype=pass_dtype))
+    if forward is None:
+      forward = blocks_lib.qr_forward(blocks, xs, targets, dtype=pass_dtype)
+    result = jax.device_get(blocks_lib.qr_finish(forward,
+                                                 max_sweeps=max_sweeps))
     log_sv, bounds, sweeps = (result.log_singular_values,
                               result.error_bound, result.sweeps)
     width = max(np.shape(s)[1] for s in result.partial_sums)
