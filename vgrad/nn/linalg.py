@@ -10,13 +10,13 @@ one thread per core, so a 2-core machine hangs first; seen in vgrad's qr
 method (an SVD and a QR in flight) and in its sweeps (one call per device).
 
 The functions here are ``jnp.linalg``'s, with a batching rule: on a stack
-``(..., m, n)`` or under ``vmap``, on CPU they run one matrix at a time (``lax.map``; an unbatched
-LAPACK call runs inline on its thread and cannot wait for the pool), on an
-accelerator the batched call is kept. Measured on a 2-core CPU the
-one-at-a-time map is as fast as the batched call (0.8-1.1x: LAPACK's own
-BLAS threads do the work either way; BUILD_NOTES.md). The values are the
-same: only the batching differs. Not differentiable (nothing in vgrad
-differentiates through a decomposition).
+``(..., m, n)`` or under ``vmap``, on CPU they run one matrix at a time
+(``lax.map``; an unbatched LAPACK call runs inline on its thread and cannot
+wait for the pool), on an accelerator the batched call is kept. Measured on
+a 2-core CPU the one-at-a-time map is as fast as the batched call (0.8-1.1x:
+LAPACK's own BLAS threads do the work either way; BUILD_NOTES.md). The
+values are the same: only the batching differs. Not differentiable (nothing
+in vgrad differentiates through a decomposition).
 """
 
 import functools

@@ -452,12 +452,25 @@ def graded_log_spectrum(snapshot: tuple, max_sweeps, tol):
   """
   m, e, rank, finite = snapshot[:4]
   m = jnp.where(finite, m, 0)
-  log_sv, bound, sweeps = _jacobi(m, e, rank, max_sweeps, tol,
-                                  sums=snapshot[6])
-  log_sv, bound, sweeps = jax.lax.cond(
-      determinant_agrees(log_sv, snapshot[6], rank),
-      lambda: (log_sv, bound, sweeps),
-      lambda: _jacobi(m, e, rank, max_sweeps, tol, use_svd=False))
+  sums = snapshot[6]
+
+  # At most two attempts, the second without the LAPACK stage, in a loop
+  # rather than a lax.cond: one copy of the stages in the program (half the
+  # compilation), and under vmap the second attempt runs only while some
+  # input needs it.
+  def again(state):
+    attempt, log_sv, _, _ = state
+    return (attempt == 0) | ((attempt == 1)
+                             & ~determinant_agrees(log_sv, sums, rank))
+
+  def run(state):
+    attempt = state[0]
+    return (attempt + 1, *_jacobi(m, e, rank, max_sweeps, tol, sums=sums,
+                                  allow_svd=attempt == 0))
+
+  k = m.shape[0]
+  _, log_sv, bound, sweeps = jax.lax.while_loop(
+      again, run, (0, jnp.zeros(k, m.dtype), jnp.zeros((), m.dtype), 0))
   return (jnp.where(finite, log_sv, jnp.nan),
           jnp.where(finite, bound, jnp.nan), sweeps)
 
@@ -607,7 +620,8 @@ def _next_round(top, bottom):
 MAX_QR_STEPS = 10
 
 
-def _jacobi(m, e, rank, max_sweeps, tol, use_svd: bool = True, sums=None):
+def _jacobi(m, e, rank, max_sweeps, tol, use_svd: bool = True, sums=None,
+            allow_svd=True):
   """Log singular values of ``diag(2^e) m`` (rows past ``rank`` are exact
   zeros), certified.
 
@@ -645,7 +659,7 @@ def _jacobi(m, e, rank, max_sweeps, tol, use_svd: bool = True, sums=None):
   preconditioners sufficed).
   """
   m, e, needs_sweeps, rotation_error = precondition(m, e, rank, use_svd,
-                                                    sums)
+                                                    sums, allow_svd)
   m, e, count = _sweeps(m, e, rank, max_sweeps, tol,
                         start=jnp.where(needs_sweeps, jnp.inf, 0.0))
   log_sv, bound = _certify(m, e, jnp.arange(m.shape[0]) < rank)
@@ -658,25 +672,28 @@ def _jacobi(m, e, rank, max_sweeps, tol, use_svd: bool = True, sums=None):
 SVD_SPREAD_FRACTION = 0.8
 
 
-def precondition(m, e, rank, use_svd: bool = True, sums=None):
+def precondition(m, e, rank, use_svd: bool = True, sums=None,
+                 allow_svd=True):
   """Stages 1 (if ``use_svd``) and 2 of :func:`_jacobi`: ``(m, e)`` of a
   ``k x k`` matrix with the singular values of ``diag(2^e) m (k x n)``,
   whether Jacobi sweeps are still needed (the Gershgorin radius is above
   the rounding level), and the relative error the LAPACK stage added.
   With the layer's Lyapunov ``sums``, the LAPACK stage runs only where
-  their spread is within ``SVD_SPREAD_FRACTION`` of ``ln(1/eps)``."""
+  their spread is within ``SVD_SPREAD_FRACTION`` of ``ln(1/eps)``;
+  ``allow_svd`` (a traced boolean) switches it off at run time, where
+  ``use_svd=False`` leaves it out of the program."""
   k, n = m.shape
   live = jnp.arange(k) < rank
   target = 4.0 * k * n * _unit_roundoff(m.dtype)
   rotation_error = jnp.zeros((), m.dtype)
   if use_svd:
-    within = jnp.array(True)
+    within = jnp.asarray(allow_svd)
     if sums is not None:
       finite = jnp.isfinite(sums)
       spread = (jnp.max(jnp.where(finite, sums, -jnp.inf))
                 - jnp.min(jnp.where(finite, sums, jnp.inf)))
-      within = spread <= SVD_SPREAD_FRACTION * -math.log(
-          float(jnp.finfo(m.dtype).eps))
+      within = within & (spread <= SVD_SPREAD_FRACTION * -math.log(
+          float(jnp.finfo(m.dtype).eps)))
     m, e, rotation_error = jax.lax.cond(
         within, lambda: _svd_precondition(m, e, rank),
         lambda: (m, e, rotation_error))
