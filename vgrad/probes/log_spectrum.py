@@ -959,9 +959,21 @@ def make_log_spectrum_probe(model: models.MLP, layers=None,
     # faster per matrix than one wide vmap. A matrix of 512 kB or more
     # (N >= 363 in float32) is one chunk on its own: unbatched, as a vmap of
     # one runs 1.6-2x slower (BUILD_NOTES.md).
+    # lax.map compiles its body a second time for a last, shorter chunk:
+    # the chunks are made equal (at most 512 kB each) and the matrices
+    # padded to whole chunks with copies of the last one (sliced off).
+    total = flat[0].shape[0]
     k, n = flat[0].shape[1:]
     chunk = 2 ** 19 // (k * n * flat[0].dtype.itemsize)
-    return jax.lax.map(fn, flat, batch_size=chunk if chunk > 1 else None)
+    if chunk <= 1 or total <= 1:
+      return jax.lax.map(fn, flat)
+    count = -(-total // chunk)
+    chunk = -(-total // count)
+    pad = count * chunk - total
+    padded = tuple(jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)])
+                   if pad else a for a in flat)
+    out = jax.lax.map(fn, padded, batch_size=chunk)
+    return jax.tree.map(lambda a: a[:total], out)
 
   def flatten(snapshot):
     return tuple(buf.reshape((-1,) + buf.shape[2:]) for buf in snapshot)
