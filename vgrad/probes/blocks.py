@@ -142,12 +142,21 @@ def block_jacobian(fn: Callable, x) -> tuple[Any, jax.Array]:
   def flat_fn(v):
     return ravel_pytree(fn(unravel_x(v)))[0]
 
-  if flat_x.size <= flat_y.size:
+  return y, _forward_else_reverse(
+      flat_x.size <= flat_y.size, lambda: jax.jacfwd(flat_fn)(flat_x),
+      lambda: jax.jacrev(flat_fn)(flat_x))
+
+
+def _forward_else_reverse(forward_first: bool, forward, reverse):
+  """``forward()`` where forward mode is preferred and possible, else
+  ``reverse()``: a block holding a ``jax.custom_vjp`` has reverse mode only
+  (forward mode raises TypeError while tracing)."""
+  if forward_first:
     try:
-      return y, jax.jacfwd(flat_fn)(flat_x)
-    except TypeError:   # a jax.custom_vjp inside: reverse mode only
+      return forward()
+    except TypeError:
       pass
-  return y, jax.jacrev(flat_fn)(flat_x)
+  return reverse()
 
 
 def _directional_derivatives(fn: Callable, x, key):
@@ -156,19 +165,21 @@ def _directional_derivatives(fn: Callable, x, key):
   forms ``J`` in, so that the same arithmetic meets the same NaN: a
   non-finite entry of ``J`` makes the product non-finite (almost surely)."""
   flat_x, unravel_x = ravel_pytree(x)
-  out = jax.eval_shape(fn, x)
-  n_out = sum(int(np.prod(s.shape)) for s in jax.tree.leaves(out))
-  if flat_x.size <= n_out:
+  n_out = sum(int(np.prod(s.shape))
+              for s in jax.tree.leaves(jax.eval_shape(fn, x)))
+
+  def forward():
     w = unravel_x(jax.random.normal(key, flat_x.shape, flat_x.dtype))
-    try:
-      y, jw = jax.jvp(fn, (x,), (w,))
-      return y, ravel_pytree(jw)[0]
-    except TypeError:   # a jax.custom_vjp inside: reverse mode only
-      pass
-  y, pullback = jax.vjp(fn, x)
-  flat_y, unravel_y = ravel_pytree(y)
-  u = unravel_y(jax.random.normal(key, flat_y.shape, flat_y.dtype))
-  return y, ravel_pytree(pullback(u)[0])[0]
+    y, jw = jax.jvp(fn, (x,), (w,))
+    return y, ravel_pytree(jw)[0]
+
+  def reverse():
+    y, pullback = jax.vjp(fn, x)
+    flat_y, unravel_y = ravel_pytree(y)
+    u = unravel_y(jax.random.normal(key, flat_y.shape, flat_y.dtype))
+    return y, ravel_pytree(pullback(u)[0])[0]
+
+  return _forward_else_reverse(flat_x.size <= n_out, forward, reverse)
 
 
 def _all_finite(tree) -> jax.Array:
@@ -226,21 +237,17 @@ def check_differentiable(blocks, xs) -> None:
         "every input")
 
 
-def _svals(matrix: jax.Array) -> jax.Array:
-  return linalg.svdvals(matrix)
-
-
 def _chain(blocks: Sequence[Callable], x, products: bool):
   """One input through a list of blocks: own spectra, and cumulative ones
   if ``products`` (else an empty list)."""
   own, cumulative, product = [], [], None
   for fn in blocks:
     x, jac = block_jacobian(fn, x)
-    own.append(_svals(jac))
+    own.append(linalg.svdvals(jac))
     if products:
       product = jac if product is None else jnp.dot(jac, product,
                                                     precision=PRECISION)
-      cumulative.append(_svals(product))
+      cumulative.append(linalg.svdvals(product))
   return own, cumulative
 
 
@@ -253,9 +260,9 @@ def _scanned_chain(block_fn: Callable, stacked_params, x, products: bool):
     h, product = carry
     y, jac = block_jacobian(lambda v: block_fn(params, v), h)
     if not products:
-      return (y, product), (_svals(jac), None)
+      return (y, product), (linalg.svdvals(jac), None)
     product = jnp.dot(jac, product, precision=PRECISION)
-    return (y, product), (_svals(jac), _svals(product))
+    return (y, product), (linalg.svdvals(jac), linalg.svdvals(product))
 
   start = jnp.eye(flat.size, dtype=flat.dtype) if products else None
   _, (own, cumulative) = jax.lax.scan(body, (x, start), stacked_params)

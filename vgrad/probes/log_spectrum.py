@@ -465,8 +465,8 @@ def graded_log_spectrum(snapshot: tuple, max_sweeps, tol):
 
   def run(state):
     attempt = state[0]
-    return (attempt + 1, *_jacobi(m, e, rank, max_sweeps, tol, sums=sums,
-                                  allow_svd=attempt == 0))
+    return (attempt + 1, *_jacobi(m, e, rank, max_sweeps, tol,
+                                  use_svd=attempt == 0, sums=sums))
 
   k = m.shape[0]
   _, log_sv, bound, sweeps = jax.lax.while_loop(
@@ -620,8 +620,7 @@ def _next_round(top, bottom):
 MAX_QR_STEPS = 10
 
 
-def _jacobi(m, e, rank, max_sweeps, tol, use_svd: bool = True, sums=None,
-            allow_svd=True):
+def _jacobi(m, e, rank, max_sweeps, tol, use_svd=True, sums=None):
   """Log singular values of ``diag(2^e) m`` (rows past ``rank`` are exact
   zeros), certified.
 
@@ -659,7 +658,7 @@ def _jacobi(m, e, rank, max_sweeps, tol, use_svd: bool = True, sums=None,
   preconditioners sufficed).
   """
   m, e, needs_sweeps, rotation_error = precondition(m, e, rank, use_svd,
-                                                    sums, allow_svd)
+                                                    sums)
   m, e, count = _sweeps(m, e, rank, max_sweeps, tol,
                         start=jnp.where(needs_sweeps, jnp.inf, 0.0))
   log_sv, bound = _certify(m, e, jnp.arange(m.shape[0]) < rank)
@@ -672,22 +671,21 @@ def _jacobi(m, e, rank, max_sweeps, tol, use_svd: bool = True, sums=None,
 SVD_SPREAD_FRACTION = 0.8
 
 
-def precondition(m, e, rank, use_svd: bool = True, sums=None,
-                 allow_svd=True):
+def precondition(m, e, rank, use_svd=True, sums=None):
   """Stages 1 (if ``use_svd``) and 2 of :func:`_jacobi`: ``(m, e)`` of a
   ``k x k`` matrix with the singular values of ``diag(2^e) m (k x n)``,
   whether Jacobi sweeps are still needed (the Gershgorin radius is above
   the rounding level), and the relative error the LAPACK stage added.
   With the layer's Lyapunov ``sums``, the LAPACK stage runs only where
-  their spread is within ``SVD_SPREAD_FRACTION`` of ``ln(1/eps)``;
-  ``allow_svd`` (a traced boolean) switches it off at run time, where
-  ``use_svd=False`` leaves it out of the program."""
+  their spread is within ``SVD_SPREAD_FRACTION`` of ``ln(1/eps)``.
+  ``use_svd`` may be traced (the stage is then decided at run time);
+  a Python ``False`` leaves the stage out of the program."""
   k, n = m.shape
   live = jnp.arange(k) < rank
   target = 4.0 * k * n * _unit_roundoff(m.dtype)
   rotation_error = jnp.zeros((), m.dtype)
-  if use_svd:
-    within = jnp.asarray(allow_svd)
+  if use_svd is not False:
+    within = jnp.asarray(use_svd)
     if sums is not None:
       finite = jnp.isfinite(sums)
       spread = (jnp.max(jnp.where(finite, sums, -jnp.inf))
@@ -958,10 +956,10 @@ def make_log_spectrum_probe(model: models.MLP, layers=None,
     # streams its matrices, so a chunk that stays in cache runs ~1.8x
     # faster per matrix than one wide vmap. A matrix of 512 kB or more
     # (N >= 363 in float32) is one chunk on its own: unbatched, as a vmap of
-    # one runs 1.6-2x slower (BUILD_NOTES.md).
-    # lax.map compiles its body a second time for a last, shorter chunk:
-    # the chunks are made equal (at most 512 kB each) and the matrices
-    # padded to whole chunks with copies of the last one (sliced off).
+    # one runs 1.6-2x slower (BUILD_NOTES.md). lax.map compiles its body a
+    # second time for a last, shorter chunk, so the chunks are made equal
+    # and the matrices padded to whole chunks with copies of the last one
+    # (sliced off).
     total = flat[0].shape[0]
     k, n = flat[0].shape[1:]
     chunk = 2 ** 19 // (k * n * flat[0].dtype.itemsize)

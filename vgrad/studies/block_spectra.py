@@ -141,12 +141,15 @@ def jacobian_spectra(blocks, x, *, method: str = "auto", dtype=None,
   wanted = log_spectrum.check_layers(
       range(1, depth + 1) if layers is None else layers, depth)
   work_dtype = np.dtype(jax.tree.leaves(xs)[0].dtype)
+  block_shapes = None
   if not isinstance(blocks, MLPBlocks):   # the MLP's derivatives are analytic
-    blocks_lib.shapes(blocks, xs)   # blocks that do not chain, named first
+    # Blocks that do not chain, named first.
+    block_shapes = blocks_lib.shapes(blocks, xs)
     blocks_lib.check_differentiable(blocks, xs)
   reason, lyapunov, forward = "requested", None, None
   if method == "auto":
-    sums, rank, forward = _lyapunov_sums(blocks, xs, depth, wanted)
+    sums, rank, forward = _lyapunov_sums(blocks, xs, depth, wanted,
+                                         block_shapes)
     method, reason = spectrum_study.choose_method(sums, work_dtype)
     if method == "dense":   # keep the sums auto computed to decide
       lyapunov = spectrum_study.lyapunov_record(sums, rank, work_dtype)
@@ -188,20 +191,21 @@ def _targets(wanted, depth) -> tuple[int, ...]:
   return tuple(sorted(set(wanted) | {depth}))
 
 
-def _lyapunov_sums(blocks, xs, depth, wanted):
+def _lyapunov_sums(blocks, xs, depth, wanted, block_shapes):
   """``(partial sums (B, L, k), rank bounds (B, L), pass)`` for ``auto``.
 
   General blocks: the qr method's own forward pass (float64, every
   target), which :func:`_qr` then finishes when auto picks qr: one pass
   serves the choice and the probe. Where its snapshots would pass
   ``spectrum_study.AUTO_SHARED_PASS_BYTES``, a pass with the last block as
-  the only target decides, and ``pass`` is None."""
+  the only target decides, and ``pass`` is None. ``block_shapes``: the
+  general blocks' :func:`vgrad.probes.blocks.shapes`."""
   if isinstance(blocks, MLPBlocks):
     sums = jax.device_get(_mlp_probe("lyapunov", blocks.model)(
         blocks.params, xs))
     return np.asarray(sums.partial_sums), np.asarray(sums.rank_bound), None
   targets = _targets(wanted, depth)
-  width = max(max(shape) for shape in blocks_lib.shapes(blocks, xs))
+  width = max(max(shape) for shape in block_shapes)
   pass_dtype = np.dtype(spectrum_study.PASS_DTYPE)
   snapshot_bytes = (len(jax.tree.leaves(xs)[0]) * len(targets) * width ** 2
                     * pass_dtype.itemsize)
