@@ -665,9 +665,12 @@ def _jacobi(m, e, rank, max_sweeps, tol, use_svd=True, sums=None):
   return log_sv, bound - jnp.log1p(-rotation_error), count
 
 
-# The LAPACK stage is skipped where the forward pass's Lyapunov sums at the
-# layer already span more than this fraction of the dtype's resolution
-# ln(1/eps): it would lose the grading (graded_log_spectrum) and be undone.
+# In graded_log_spectrum, the LAPACK stage is skipped where the forward
+# pass's Lyapunov sums at the layer already span more than this fraction of
+# the dtype's resolution ln(1/eps): there it often loses the grading, and a
+# first attempt's sweeps would be undone and run again. (The host path's
+# prepared stage tries it everywhere first: it often keeps the grading well
+# past this spread, and then no sweep runs at all.)
 SVD_SPREAD_FRACTION = 0.8
 
 
@@ -991,8 +994,12 @@ def make_log_spectrum_probe(model: models.MLP, layers=None,
     bound, needs_sweeps)``; NaN after an overflow."""
     def one(args):
       m, e, r, finite = args[:4]
-      m, e, needs, rotation = precondition(jnp.where(finite, m, 0), e, r,
-                                           sums=args[6])
+      # The LAPACK stage is tried at every target here (one SVD each, cheap
+      # against sweeps): where it keeps the grading, as at all ten layers
+      # of the README's main job (spreads up to e^44, past float64's
+      # e^36), the target is done; where it does not, the determinant says
+      # so and the sweeps program below redoes the target.
+      m, e, needs, rotation = precondition(jnp.where(finite, m, 0), e, r)
       log_sv, bound = _certify(m, e, jnp.arange(m.shape[0]) < r)
       bound = bound - jnp.log1p(-rotation)
       lost = ~determinant_agrees(log_sv, args[6], r)
