@@ -604,7 +604,7 @@ class MonteCarloTest(parameterized.TestCase):
       ("relu", lambda u: np.maximum(u, 0.0), 1.5, 0.5, 4.0, -0.5))
   def test_wide_network_matches_q_and_c_sequences(self, name, fn, sw2, sb2,
                                                   norm2, c0):
-    """||h^l||^2 / N and corr(h_a^l, h_b^l) of a width-2000 net vs theory.
+    """||h^l||^2 / N and corr(h_a^l, h_b^l) of a width-1000 net vs theory.
 
     Two inputs of equal squared norm norm2 * N0 and correlation c0 through
     ``seeds`` independent Gaussian nets (float32). The seed means are
@@ -612,7 +612,7 @@ class MonteCarloTest(parameterized.TestCase):
     the delta-method variance (_delta_method_std) divided by the number of
     seeds; its O(1/N) bias is ~1e-3 of the tolerance.
     """
-    width, n_in, depth, seeds = 2000, 400, 5, 2
+    width, n_in, depth, seeds = 1000, 400, 5, 2
     x = np.random.default_rng(7).standard_normal((2, n_in))
     xa = x[0] * np.sqrt(norm2 * n_in) / np.linalg.norm(x[0])
     perp = x[1] - np.dot(x[1], xa) / np.dot(xa, xa) * xa
