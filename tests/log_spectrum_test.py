@@ -430,13 +430,13 @@ class GradedJacobiTest(chex.TestCase):
 class LapackStageTest(absltest.TestCase):
 
   @pytest.mark.slow
-  def test_host_path_tries_lapack_where_the_traced_path_would_not(self):
+  def test_lapack_stage_kept_past_float64s_resolution_without_sweeps(self):
     """Sigmoid, Glorot, width 32, depth 16, float64: the last layer's
-    Lyapunov sums spread past SVD_SPREAD_FRACTION * ln(1/eps), where
-    graded_log_spectrum skips the LAPACK stage and sweeps. The host path
-    tries the stage first and it keeps the grading there (the README's
-    main job is such a net at layers 8-10): no sweep runs, and the values
-    equal the traced path's sweeps within both certificates."""
+    Lyapunov sums spread 31 nats, past 0.8 ln(1/eps) = 28.8, where an
+    earlier gate skipped the LAPACK stage and swept (the README's main job
+    is such a net at layers 8-10). The stage keeps the grading there (the
+    determinant agrees): no sweep on the host path or under jit, and the
+    two agree within both certificates."""
     depth = 16
     model, params = _net("sigmoid", depth, 32, init="glorot_uniform")
     xs = _inputs(2, 32)
@@ -446,11 +446,10 @@ class LapackStageTest(absltest.TestCase):
       host = jax.device_get(probe(params, xs))
       traced = jax.device_get(jax.jit(probe)(params, xs))
     sums = np.asarray(host.partial_sums[:, -1], np.float64)
-    gate = log_spectrum.SVD_SPREAD_FRACTION * -math.log(
-        np.finfo(np.float64).eps)
-    self.assertTrue(np.all(sums.max(1) - sums.min(1) > gate))
+    self.assertTrue(np.all(sums.max(1) - sums.min(1)
+                           > 0.8 * -math.log(np.finfo(np.float64).eps)))
     np.testing.assert_array_equal(host.sweeps, 0)
-    self.assertTrue(np.all(np.asarray(traced.sweeps) > 0))
+    np.testing.assert_array_equal(traced.sweeps, 0)
     err = np.abs(np.asarray(host.log_singular_values, np.float64)
                  - np.asarray(traced.log_singular_values, np.float64))
     allowed = (np.asarray(host.error_bound) + np.asarray(traced.error_bound))

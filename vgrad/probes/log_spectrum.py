@@ -441,43 +441,24 @@ def graded_log_spectrum(snapshot: tuple, max_sweeps, tol):
   """``(log sigma (k,) descending, certificate, sweeps)`` of ``T_l`` from
   its :data:`SNAPSHOT_FIELDS` (:func:`_jacobi`); NaN after an overflow.
 
-  The LAPACK stage is checked by the determinant: for a full-rank ``T_l``,
-  ``sum_i log sigma_i = log |det T_l| = sum_i S_{l,i}``, the Lyapunov sums
-  the forward pass accumulated on its own. Where ``T_l`` is graded beyond
-  the SVD's resolution, ``U^T`` mixes eps-size parts of large rows into
-  the small ones: the singular values are kept, but the grading that lets
-  the later stages resolve the small ones is lost, and the sum shows it
-  (off by thousands of nats at depth 1500). There the stages run again
-  without the LAPACK stage.
+  The LAPACK stage is checked by the determinant before any sweep
+  (:func:`precondition` with the layer's Lyapunov ``sums``): where ``T_l``
+  is graded beyond the SVD's resolution, ``U^T`` mixes eps-size parts of
+  large rows into the small ones, the grading that lets the later stages
+  resolve the small values is lost (thousands of nats off at depth 1500),
+  and the preconditioning starts again without it.
   """
   m, e, rank, finite = snapshot[:4]
-  m = jnp.where(finite, m, 0)
-  sums = snapshot[6]
-
-  # At most two attempts, the second without the LAPACK stage, in a loop
-  # rather than a lax.cond: one copy of the stages in the program (half the
-  # compilation), and under vmap the second attempt runs only while some
-  # input needs it.
-  def again(state):
-    attempt, log_sv, _, _ = state
-    return (attempt == 0) | ((attempt == 1)
-                             & ~determinant_agrees(log_sv, sums, rank))
-
-  def run(state):
-    attempt = state[0]
-    return (attempt + 1, *_jacobi(m, e, rank, max_sweeps, tol,
-                                  use_svd=attempt == 0, sums=sums))
-
-  k = m.shape[0]
-  _, log_sv, bound, sweeps = jax.lax.while_loop(
-      again, run, (0, jnp.zeros(k, m.dtype), jnp.zeros((), m.dtype), 0))
+  log_sv, bound, sweeps = _jacobi(jnp.where(finite, m, 0), e, rank,
+                                  max_sweeps, tol, sums=snapshot[6])
   return (jnp.where(finite, log_sv, jnp.nan),
           jnp.where(finite, bound, jnp.nan), sweeps)
 
 
 def determinant_agrees(log_sv, sums, rank):
-  """Whether ``sum log sigma_i`` equals the Lyapunov sums' total to
-  ``1e-9`` of their size (rank-deficient ``T``: not checked, True)."""
+  """Whether ``sum log sigma_i`` (or any ``(k,)`` terms of ``log |det T|``)
+  equals the Lyapunov sums' total to ``1e-9`` of their size
+  (rank-deficient ``T``: not checked, True)."""
   k = log_sv.shape[0]
   total = jnp.sum(jnp.where(jnp.isfinite(log_sv), log_sv, 0))
   scale = jnp.sum(jnp.abs(sums))
@@ -635,8 +616,9 @@ def _jacobi(m, e, rank, max_sweeps, tol, use_svd=True, sums=None):
      to its own norm (:func:`_graded_rotation_error`; that rounding is
      added to the certificate); where cancellation would cost a small row
      its accuracy, ``T`` is left as it was; so it is for a rank-deficient
-     ``T`` (a dead row must not mix in). :func:`graded_log_spectrum`
-     checks afterwards that it kept the grading.
+     ``T`` (a dead row must not mix in). Given the layer's Lyapunov
+     ``sums``, :func:`precondition` checks by the determinant that it kept
+     the grading, and drops it where it did not.
   2. **QR preconditioning** (Drmac & Veselic 2008, :func:`_precondition`),
      repeated while the rows' Gershgorin radius ``r`` (below) is above the
      rounding level ``4 k n u`` and halves per step (at most
@@ -665,41 +647,39 @@ def _jacobi(m, e, rank, max_sweeps, tol, use_svd=True, sums=None):
   return log_sv, bound - jnp.log1p(-rotation_error), count
 
 
-# In graded_log_spectrum, the LAPACK stage is skipped where the forward
-# pass's Lyapunov sums at the layer already span more than this fraction of
-# the dtype's resolution ln(1/eps): there it often loses the grading, and a
-# first attempt's sweeps would be undone and run again. (The host path's
-# prepared stage tries it everywhere first: it often keeps the grading well
-# past this spread, and then no sweep runs at all.)
-SVD_SPREAD_FRACTION = 0.8
-
-
 def precondition(m, e, rank, use_svd=True, sums=None):
   """Stages 1 (if ``use_svd``) and 2 of :func:`_jacobi`: ``(m, e)`` of a
   ``k x k`` matrix with the singular values of ``diag(2^e) m (k x n)``,
   whether Jacobi sweeps are still needed (the Gershgorin radius is above
   the rounding level), and the relative error the LAPACK stage added.
-  With the layer's Lyapunov ``sums``, the LAPACK stage runs only where
-  their spread is within ``SVD_SPREAD_FRACTION`` of ``ln(1/eps)``.
+
+  With the layer's Lyapunov ``sums`` (full rank), the LAPACK stage is kept
+  only if it kept the grading: the first QR step's triangular factor gives
+  ``log |det T| = sum_i (e_i ln 2 + log |r_ii|)`` of the rotated ``T``,
+  which must equal ``sum_i S_i`` (:func:`determinant_agrees`); otherwise
+  stage 2 starts from ``T`` itself. Rotations do not change ``|det|``, so
+  this is the check the final values would fail, made before any sweep.
   ``use_svd`` may be traced (the stage is then decided at run time);
   a Python ``False`` leaves the stage out of the program."""
   k, n = m.shape
   live = jnp.arange(k) < rank
   target = 4.0 * k * n * _unit_roundoff(m.dtype)
   rotation_error = jnp.zeros((), m.dtype)
+  rotated, shifted = m, e
   if use_svd is not False:
-    within = jnp.asarray(use_svd)
-    if sums is not None:
-      finite = jnp.isfinite(sums)
-      spread = (jnp.max(jnp.where(finite, sums, -jnp.inf))
-                - jnp.min(jnp.where(finite, sums, jnp.inf)))
-      within = within & (spread <= SVD_SPREAD_FRACTION * -math.log(
-          float(jnp.finfo(m.dtype).eps)))
-    m, e, rotation_error = jax.lax.cond(
-        within, lambda: _svd_precondition(m, e, rank),
+    rotated, shifted, rotation_error = jax.lax.cond(
+        jnp.asarray(use_svd), lambda: _svd_precondition(m, e, rank),
         lambda: (m, e, rotation_error))
   # One QR step always: it also makes a wide T (k < n) square.
-  m, e = _precondition(m, e, rank)
+  if use_svd is False or sums is None:
+    m, e = _precondition(rotated, shifted, rank)
+  else:
+    step, step_e, log_det = _precondition(rotated, shifted, rank,
+                                          with_log_det=True)
+    m, e, rotation_error = jax.lax.cond(
+        determinant_agrees(log_det, sums, rank),
+        lambda: (step, step_e, rotation_error),
+        lambda: (*_precondition(m, e, rank), jnp.zeros_like(rotation_error)))
 
   def qr_more(state):
     _, _, radius, previous, steps = state
@@ -715,13 +695,6 @@ def precondition(m, e, rank, use_svd=True, sums=None):
       qr_more, qr_step, (m, e, _gershgorin_radius(m, live),
                          jnp.array(jnp.inf, m.dtype), 0))
   return m, e, radius > target, rotation_error
-
-
-def finish_sweeps(m, e, rank, max_sweeps, tol):
-  """Stage 3 of :func:`_jacobi` on :func:`precondition`'s output that
-  needs it: ``(log_sv, certificate, sweeps)``."""
-  m, e, count = _sweeps(m, e, rank, max_sweeps, tol, start=jnp.inf)
-  return (*_certify(m, e, jnp.arange(m.shape[0]) < rank), count)
 
 
 def _certify(m, e, live):
@@ -849,9 +822,11 @@ def _sweeps(m, e, rank, max_sweeps, tol, start):
   return m[order][:k], e[order][:k], count
 
 
-def _precondition(m, e, rank):
+def _precondition(m, e, rank, with_log_det: bool = False):
   """Rows of a matrix with the singular values of ``T = diag(2^e) m`` whose
-  rows are nearly orthogonal when ``T`` is graded (Drmac & Veselic 2008).
+  rows are nearly orthogonal when ``T`` is graded (Drmac & Veselic 2008);
+  ``with_log_det``: also ``(k,)`` terms ``e_i ln 2 + log |r_ii|`` whose sum
+  is ``log prod sigma_i(T)`` (``T T^T = diag(2^e) R^T R diag(2^e)``).
 
   With the rows sorted by norm (a row permutation) and ``m^T = Q R``,
   ``T Q = diag(2^e) R^T``: the rows of ``R diag(2^e)`` (the columns of
@@ -867,7 +842,14 @@ def _precondition(m, e, rank):
   order = jnp.argsort(-log_norm)
   _, r = linalg.qr(m[order].T)
   factor, f = _graded_product(r[:k], e[order], live, live)
-  return _normalize_rows(factor, f)
+  rows, exponents = _normalize_rows(factor, f)
+  if not with_log_det:
+    return rows, exponents
+  diag = jnp.abs(jnp.diagonal(r[:k]))
+  alive = live[order]
+  log_det = jnp.where(alive, e[order] * LN2
+                      + jnp.log(jnp.where(alive, diag, 1)), 0)
+  return rows, exponents, log_det
 
 
 def default_tol(dtype) -> float:
@@ -994,17 +976,16 @@ def make_log_spectrum_probe(model: models.MLP, layers=None,
     bound, needs_sweeps)``; NaN after an overflow."""
     def one(args):
       m, e, r, finite = args[:4]
-      # The LAPACK stage is tried at every target here (one SVD each, cheap
-      # against sweeps): where it keeps the grading, as at all ten layers
-      # of the README's main job (spreads up to e^44, past float64's
-      # e^36), the target is done; where it does not, the determinant says
-      # so and the sweeps program below redoes the target.
-      m, e, needs, rotation = precondition(jnp.where(finite, m, 0), e, r)
+      # The determinant decides, target by target, whether the LAPACK
+      # stage kept the grading (precondition): the README's main job keeps
+      # it at all ten layers (spreads up to e^44, past float64's e^36),
+      # and no sweep runs.
+      m, e, needs, rotation = precondition(jnp.where(finite, m, 0), e, r,
+                                           sums=args[6])
       log_sv, bound = _certify(m, e, jnp.arange(m.shape[0]) < r)
       bound = bound - jnp.log1p(-rotation)
-      lost = ~determinant_agrees(log_sv, args[6], r)
       return (jnp.where(finite, log_sv, jnp.nan),
-              jnp.where(finite, bound, jnp.nan), (needs | lost) & finite)
+              jnp.where(finite, bound, jnp.nan), needs & finite)
     return chunked(one, flatten(snapshot))
 
   # Two programs, the forward QR pass and the Jacobi stage, so that a caller
