@@ -676,10 +676,16 @@ def precondition(m, e, rank, use_svd=True, sums=None):
   else:
     step, step_e, log_det = _precondition(rotated, shifted, rank,
                                           with_log_det=True)
-    m, e, rotation_error = jax.lax.cond(
-        determinant_agrees(log_det, sums, rank),
-        lambda: (step, step_e, rotation_error),
-        lambda: (*_precondition(m, e, rank), jnp.zeros_like(rotation_error)))
+    # A loop of at most one step rather than a lax.cond: under vmap a cond
+    # runs both branches for every matrix (a QR each), the loop's body only
+    # while some matrix needs it (rarely: graded beyond the SVD's range).
+    def redo(state):
+      return (*_precondition(m, e, rank), jnp.zeros_like(rotation_error),
+              jnp.array(False))
+    m, e, rotation_error, _ = jax.lax.while_loop(
+        lambda state: state[3], redo,
+        (step, step_e, rotation_error,
+         ~determinant_agrees(log_det, sums, rank)))
 
   def qr_more(state):
     _, _, radius, previous, steps = state
