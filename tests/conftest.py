@@ -61,16 +61,44 @@ if not flags.FLAGS.is_parsed():
   flags.FLAGS.mark_as_parsed()
 
 
-def pytest_collection_modifyitems(config, items):
-  """Test classes holding a slow test first; the rest keep their order.
+# Test files whose classes share runs computed once per process
+# (functools.cache at module level): pytest-xdist keeps each of them whole
+# on one worker, so the shared runs are computed once per test run.
+ONE_WORKER_FILES = ("tests/sweep_test.py",)
 
-  pytest-xdist hands out whole test classes (``--dist loadscope``) in the
-  order they were collected; starting the long end-to-end classes first
-  keeps one worker from finishing a long class alone at the end. Whole
-  classes move (a stable sort on the class), so a class's tests stay
+
+def _scope(nodeid: str) -> str:
+  """The unit pytest-xdist hands to a worker: the test class (loadscope),
+  or the whole file for ONE_WORKER_FILES."""
+  path = nodeid.split("::", 1)[0]
+  return path if path in ONE_WORKER_FILES else nodeid.rsplit("::", 1)[0]
+
+
+def pytest_xdist_make_scheduler(config, log):
+  """``--dist loadscope`` with :func:`_scope`'s units (None: xdist's own
+  scheduler for any other mode)."""
+  if config.getoption("dist") != "loadscope":
+    return None
+  from xdist.scheduler import LoadScopeScheduling  # pylint: disable=g-import-not-at-top
+
+  class Scheduling(LoadScopeScheduling):
+
+    def _split_scope(self, nodeid):
+      return _scope(nodeid)
+
+  return Scheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+  """Units holding a slow test first; the rest keep their order.
+
+  pytest-xdist hands out whole units (``--dist loadscope``: test classes,
+  see :func:`_scope`) in the order they were collected; starting the long
+  end-to-end ones first keeps one worker from finishing a long class alone
+  at the end. Whole units move (a stable sort), so a class's tests stay
   together and its shared setUpClass runs once in a serial run too.
   """
   del config
-  scope = lambda item: item.nodeid.rsplit("::", 1)[0]
+  scope = lambda item: _scope(item.nodeid)
   slow = {scope(i) for i in items if i.get_closest_marker("slow")}
   items.sort(key=lambda item: scope(item) not in slow)

@@ -14,6 +14,8 @@ from vgrad.nn import models
 from vgrad.probes import blocks as blocks_lib
 from vgrad.probes import jacobian
 from vgrad.probes import log_spectrum
+from vgrad.studies import sweep
+from vgrad.training import data
 
 _LAPACK = re.compile(r"custom_call @lapack_\w+\(.*num_batch_dims = \"(\d+)\"")
 
@@ -77,6 +79,33 @@ class NoBatchedCallTest(absltest.TestCase):
     # The orthogonal initialiser under vmap (seeds vmapped in training).
     self.assert_unbatched(jax.jit(jax.vmap(model.init, in_axes=(0, None))).lower(
         jax.random.split(jax.random.key(0), 3), xs[0]))
+
+  def test_sweep_groups_at_the_sizes_that_hung(self):
+    """The sweep's per-group programs at the sizes that hung on 4 CPU
+    devices before they stopped batching LAPACK calls (sweep._pair_map):
+    the spectrum of width 32 under three inits, and LSUV beside He init
+    at depth 5, width 64. Lowered for CPU (no compilation), on this
+    process's mesh: each device runs the same per-shard program."""
+    mesh = sweep.make_mesh(1)
+    pairs = jnp.zeros(6, jnp.int32)
+    spectrum = sweep.SweepConfig(
+        task="spectrum", acts=("tanh",),
+        inits=("orthogonal", "glorot_normal", "he_normal"), depths=(3,),
+        widths=(32,), seeds=2, num_inputs=4)
+    program = sweep._spectrum_program(  # pylint: disable=protected-access
+        spectrum, "tanh", 3, 32, spectrum.inits, mesh)
+    self.assert_unbatched(program.lower(pairs, pairs))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 8)).astype(np.float32)
+    labels = (np.arange(40) % 3).astype(np.int32)
+    digits_like = data.Dataset("digits_like", "multiclass", x, labels, x,
+                               labels, 3, "40 Gaussian points, 3 classes")
+    trained = sweep.SweepConfig(
+        task="train", acts=("tanh",), inits=("he_normal", "lsuv"),
+        depths=(5,), widths=(64,), seeds=2, steps=10, batch_size=32)
+    programs = sweep._train_programs(  # pylint: disable=protected-access
+        trained, "tanh", 5, 64, trained.inits, digits_like, mesh)
+    self.assert_unbatched(programs.init.lower(pairs[:4], pairs[:4], x))
 
 
 if __name__ == "__main__":

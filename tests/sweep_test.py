@@ -288,29 +288,40 @@ class SweepLibraryTest(parameterized.TestCase):
                      "leaky_relu-0.3_he_normal_d10_w64")
 
 
+# The training grid of the file: tanh (a smooth net: the 4-device run
+# below equals this one to float32 rounding; a ReLU unit can flip across its
+# kink and move a loss by 1e-5). Depth 2 keeps a hidden layer between the
+# two ends of the gradient ratio (the first layer and the readout); width
+# 10 makes the hidden and readout kernels one shape (10, 10), so the direct
+# run's eager initialisers compile for two shapes, not three. 2 inits x 2
+# seeds: B = 4 pairs, one per device on 4 devices.
+TRAIN = sweep.SweepConfig(task="train", acts=("tanh",),
+                          inits=("he_normal", "lsuv"), depths=(2,),
+                          widths=(10,), seeds=2, steps=20, lr=0.05,
+                          batch_size=32)
+
+
+@functools.cache
+def _train_sweep() -> list[dict]:
+  """The TRAIN sweep's rows on one device, run once per process."""
+  root = tempfile.mkdtemp(prefix="sweep_test-")
+  atexit.register(shutil.rmtree, root, ignore_errors=True)
+  return sweep.run_sweep(TRAIN, os.path.join(root, "t"),
+                         dataset=data.load_dataset("digits")).rows
+
+
 @pytest.mark.slow
 class SweepTrainTest(absltest.TestCase):
 
   def test_rows_equal_experiments_train(self):
-    """A training cell is exactly the arm experiments.train trains.
-
-    Depth 2 keeps a hidden layer between the two ends of the gradient
-    ratio (the first layer and the readout); width 10 makes the hidden and
-    readout kernels one shape (10, 10), so the direct run's eager
-    initialisers compile for two shapes, not three.
-    """
-    config = sweep.SweepConfig(task="train", acts=("relu",),
-                               inits=("he_normal", "lsuv"), depths=(2,),
-                               widths=(10,), seeds=2, steps=20, lr=0.05,
-                               batch_size=32)
+    """A training cell is exactly the arm experiments.train trains."""
     digits = data.load_dataset("digits")
-    out = self.create_tempdir().full_path + "/t"
-    rows = sweep.run_sweep(config, out, dataset=digits).rows
+    rows = _train_sweep()
     self.assertLen(rows, 4)
     chance = training_study.chance_loss(digits, "categorical_cross_entropy")
-    for init in config.inits:
+    for init in TRAIN.inits:
       arm = training_study.run_training(training_study.TrainConfig(
-          dataset="digits", act="relu", init=init, depth=2, width=10,
+          dataset="digits", act="tanh", init=init, depth=2, width=10,
           optimizer="sgd", lr=0.05, steps=20, batch_size=32, seeds=2,
           log_every=20), digits)
       for s, final in enumerate(arm["seeds"]):
@@ -327,24 +338,19 @@ class SweepTrainTest(absltest.TestCase):
                                delta=1e-5 * row["grad_ratio_init"])
 
 
+# The 4-device run of SPECTRUM's tanh group and of TRAIN: the 1-device rows
+# they are compared with are this test process's own (_spectrum_sweep,
+# _train_sweep), computed once for the whole file.
 MESH_SCRIPT = textwrap.dedent("""
     import json, sys
     import jax
     from vgrad.studies import sweep
     assert jax.device_count() == 4, jax.devices()
     out = {}
-    for name, config in (
-        ("spectrum", sweep.SweepConfig(
-            task="spectrum", acts=("tanh",), inits=("orthogonal",
-            "glorot_normal", "he_normal"), depths=(3,), widths=(32,),
-            seeds=2, num_inputs=4)),
-        ("train", sweep.SweepConfig(
-            task="train", acts=("tanh",), inits=("he_normal", "lsuv"),
-            depths=(5,), widths=(64,), seeds=2, steps=10, batch_size=32))):
-      for devices in (1, 4):
-        r = sweep.run_sweep(config, f"{sys.argv[1]}/{name}{devices}",
-                            num_devices=devices)
-        out[f"{name}{devices}"] = {"devices": r.devices, "rows": r.rows}
+    for name, config in json.loads(sys.argv[2]).items():
+      r = sweep.run_sweep(sweep.SweepConfig(**config), f"{sys.argv[1]}/{name}",
+                          num_devices=4)
+      out[name] = {"devices": r.devices, "rows": r.rows}
     mesh = sweep.make_mesh()
     array = sweep._global_array(list(range(8)), jax.sharding.NamedSharding(
         mesh, jax.sharding.PartitionSpec(sweep.AXIS)))
@@ -353,41 +359,49 @@ MESH_SCRIPT = textwrap.dedent("""
 """)
 
 
+def _as_json(config: sweep.SweepConfig) -> dict:
+  return {k: list(v) if isinstance(v, tuple) else v
+          for k, v in config.__dict__.items()}
+
+
 @pytest.mark.slow
 class ShardedSweepTest(absltest.TestCase):
 
   def test_four_devices_equal_one(self):
-    """On 4 simulated CPU devices the pairs are split 4 ways (B = 6 padded
-    to 8, and B = 4) and every number equals the 1-device run.
-
-    The sizes are ones that hung before the CPU path stopped batching LAPACK
-    calls (see sweep._pair_map): width 32 x 3 inits on 4 devices, and LSUV
-    beside another init at depth 5, width 64; a hang fails the timeout.
-    (The spectrum grid's depth is 3, not 8: the 4-device spectrum sweep
-    still hung at depth 3 when _pair_map was made to vmap on CPU again, and
-    its compilation is the test's cost.)
-    """
+    """On 4 simulated CPU devices the pairs are split 4 ways (SPECTRUM's
+    tanh group: B = 6 padded to 8; TRAIN, with LSUV beside He init: B =
+    4) and every number equals the 1-device run's. (The sizes that once
+    hung 4 CPU devices are tests/linalg_test.py's: their programs make no
+    batched LAPACK call.)"""
     tmp = self.create_tempdir().full_path
+    tanh = sweep.SweepConfig(**{**SPECTRUM.__dict__, "acts": ("tanh",)})
     env = dict(os.environ, XLA_FLAGS=_xla_flags(
         "--xla_force_host_platform_device_count=4"), JAX_PLATFORMS="cpu",
                PYTHONPATH=cli_testing.REPO)
-    proc = subprocess.run([sys.executable, "-c", MESH_SCRIPT, tmp],
+    configs = {"spectrum": _as_json(tanh), "train": _as_json(TRAIN)}
+    proc = subprocess.run([sys.executable, "-c", MESH_SCRIPT, tmp,
+                           json.dumps(configs)],
                           capture_output=True, text=True, env=env,
                           check=False, timeout=300)
     self.assertEqual(proc.returncode, 0, proc.stderr)
     out = json.loads(proc.stdout)
     self.assertEqual(out["shards"], [[0, 1], [2, 3], [4, 5], [6, 7]])
-    for name in ("spectrum", "train"):
-      one, four = out[f"{name}1"], out[f"{name}4"]
-      self.assertEqual((one["devices"], four["devices"]), (1, 4))
-      self.assertLen(four["rows"], len(one["rows"]))
-      for a, b in zip(one["rows"], four["rows"]):
+    ones = {"spectrum": [r for r in _spectrum_sweep()[1].rows
+                         if r["act"] == "tanh"],
+            "train": _train_sweep()}
+    for name, one in ones.items():
+      four = out[name]
+      self.assertEqual(four["devices"], 4)
+      self.assertLen(four["rows"], len(one))
+      self.assertNotEmpty(one)
+      key = lambda r: (r["cell"], r["seed"])  # noqa: E731
+      for a, b in zip(sorted(one, key=key), sorted(four["rows"], key=key)):
         self.assertEqual(a.keys(), b.keys())
         for k, v in a.items():
           # The same per-pair program on another slice of the batch: the
           # batched GEMMs (4 pairs on one device, 1 per device on 4) may sum
           # in other orders, ~1e-7 relative per step, and a smooth (tanh)
-          # net carries that through 10 steps at ~1e-6. (A ReLU net does
+          # net carries that through 20 steps at ~1e-6. (A ReLU net does
           # not: one rounding can flip a unit across the kink and move its
           # loss by 1e-5 and its gradients by 1e-3, as measured.) 1e-5
           # relative still catches a wrong pair, key or padding, which
