@@ -338,9 +338,12 @@ def _scan_chunk(step: Callable, num_steps: int) -> Callable:
       states, metrics = step(states, keys, start_step + i, x, y)
       return states, metrics["loss"]
 
-    states, losses = jax.lax.scan(body, states, jnp.arange(num_steps - 1))
+    losses = []
+    if num_steps > 1:   # (a scan of length 0 would still be traced)
+      states, scanned = jax.lax.scan(body, states, jnp.arange(num_steps - 1))
+      losses.append(scanned)
     states, metrics = step(states, keys, start_step + num_steps - 1, x, y)
-    return states, metrics, jnp.concatenate([losses, metrics["loss"][None]])
+    return states, metrics, jnp.concatenate(losses + [metrics["loss"][None]])
 
   return chunk
 
