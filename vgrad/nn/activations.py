@@ -20,6 +20,7 @@ are handled in :mod:`vgrad.nn.models` and :mod:`vgrad.probes.jacobian`.
 
 from collections.abc import Callable
 import dataclasses
+import functools
 import math
 
 import jax
@@ -234,8 +235,23 @@ def get_activation(name: str, **params) -> Activation:
   if name not in ACTIVATIONS:
     raise ValueError(f"unknown activation {name!r}; valid names: "
                      f"{', '.join(sorted(ACTIVATIONS))}")
+  key = tuple(sorted(params.items()))
   try:
-    return ACTIVATIONS[name](**params)
+    hash(key)
+  except TypeError:   # an unhashable value: built anew (and refused there)
+    key = None
+  try:
+    return (ACTIVATIONS[name](**params) if key is None
+            else _built(name, key))
   except TypeError:
     raise ValueError(f"activation {name!r} takes no parameter(s) "
                      f"{', '.join(sorted(params))}") from None
+
+
+@functools.lru_cache(maxsize=256)
+def _built(name: str, params: tuple) -> Activation:
+  """One object per (name, parameters): models built from equal settings
+  are then equal, so a ``jax.jit`` static on the model (LSUV's fit, the
+  probes) reuses its compiled program instead of tracing and compiling it
+  again for each new, equal model."""
+  return ACTIVATIONS[name](**dict(params))

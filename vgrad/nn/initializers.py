@@ -47,6 +47,7 @@ N(0, sigma_b2).
 """
 
 from collections.abc import Callable
+import functools
 import math
 
 import jax
@@ -252,6 +253,14 @@ def get_initializer(name: str, sigma_w2: float | None = None) -> Initializer:
       scale.
   """
   check_scale(name, sigma_w2)
+  return _initializer(name, sigma_w2)
+
+
+# One initializer object per setting (as vgrad.nn.activations does): models
+# built from equal settings are then equal, and a jit static on the model
+# reuses its compiled program.
+@functools.lru_cache(maxsize=256)
+def _initializer(name: str, sigma_w2: float | None) -> Initializer:
   if sigma_w2 is None:
     return INITIALIZERS[name]()
   return INITIALIZERS[name](sigma_w2)
@@ -260,6 +269,11 @@ def get_initializer(name: str, sigma_w2: float | None = None) -> Initializer:
 def get_bias_initializer(sigma_b2: float | None = None) -> Initializer:
   """Zeros when ``sigma_b2`` is None or 0, else b_i ~ N(0, sigma_b2)."""
   check_variance("sigma_b2", sigma_b2)
+  return _bias_initializer(sigma_b2 or 0.0)
+
+
+@functools.lru_cache(maxsize=256)
+def _bias_initializer(sigma_b2: float) -> Initializer:
   if not sigma_b2:
     return lambda key, shape, dtype=jnp.float32: jnp.zeros(shape, dtype)
   std = math.sqrt(sigma_b2)
