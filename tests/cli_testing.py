@@ -214,3 +214,61 @@ def run_cases(module: str, cases: list[tuple[str, list[str]]],
   """``run_module(module, *args, cwd=cwd)`` for every ``(cwd, args)``."""
   return [run_module(module, *args, cwd=cwd, timeout=timeout)
           for cwd, args in cases]
+
+
+def _run_once(module: str, cwd: str, args: list[str], log_path: str):
+  """A child of the forkserver that runs ``python -m module args`` once
+  (its output, file descriptors 1 and 2, to ``log_path``) and exits with
+  the entry point's status."""
+  import runpy  # pylint: disable=g-import-not-at-top
+
+  log = os.open(log_path, os.O_WRONLY | os.O_APPEND)
+  os.dup2(log, 1)
+  os.dup2(log, 2)
+  os.close(log)
+  os.chdir(cwd)
+  sys.argv = [module] + args
+  runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+class Started:
+  """An entry point running in its own process (:func:`start_module`)."""
+
+  def __init__(self, proc: multiprocessing.Process, log_path: str):
+    self._proc, self._log_path = proc, log_path
+    self.pid = proc.pid
+
+  def poll(self) -> int | None:
+    """The exit status, or None while it runs (a signal: its negative)."""
+    return self._proc.exitcode
+
+  def wait(self, timeout: float | None = None) -> int | None:
+    self._proc.join(timeout)
+    return self._proc.exitcode
+
+  def output(self) -> str:
+    """Everything it wrote to stdout and stderr so far."""
+    with open(self._log_path) as f:
+      return f.read()
+
+  def close(self):
+    if self._proc.exitcode is None:
+      self._proc.kill()
+      self._proc.join()
+    os.remove(self._log_path)
+
+
+def start_module(module: str, *args: str, cwd: str) -> Started:
+  """``python -m module args`` started in ``cwd`` in a new process, without
+  waiting: a child of the forkserver (the imports already paid), for tests
+  that signal a run in flight. ``close()`` it when done."""
+  fd, log_path = tempfile.mkstemp(prefix="vgrad-cli-", suffix=".log")
+  os.close(fd)
+  context = _forkserver()
+  proc = context.Process(target=_run_once,
+                         args=(module, cwd, list(args), log_path),
+                         daemon=True)
+  with _environment(_env()):
+    proc.start()
+  return Started(proc, log_path)
+

@@ -483,11 +483,11 @@ class SweepCommandTest(absltest.TestCase):
     cwd = self.create_tempdir().full_path
     out = os.path.join(cwd, "sweep")
     cells = os.path.join(out, sweep.CELLS_DIR)
-    env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg",
-               PYTHONPATH=cli_testing.REPO)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "experiments.sweep", *_cli_args(out)],
-        cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # The run to kill: a process of its own (a forked interpreter that has
+    # the imports, not a warm one that would be lost).
+    proc = cli_testing.start_module("experiments.sweep", *_cli_args(out),
+                                    cwd=cwd)
+    self.addCleanup(proc.close)
     deadline = time.monotonic() + 300
     # Kill as soon as the first cell is on disk (3 groups, each compiled
     # separately, so the rest are still to come).
@@ -497,9 +497,7 @@ class SweepCommandTest(absltest.TestCase):
         os.kill(proc.pid, signal.SIGKILL)
         break
       time.sleep(0.01)
-    proc.wait()
-    self.assertEqual(proc.returncode, -signal.SIGKILL, proc.stderr.read())
-    proc.stderr.close()
+    self.assertEqual(proc.wait(), -signal.SIGKILL, proc.output())
     done = {n: _read(os.path.join(cells, n))
             for n in os.listdir(cells) if n.endswith(".json")}
     self.assertBetween(len(done), 1, KILLED_CELLS - 1)
