@@ -187,27 +187,39 @@ class QRTest(absltest.TestCase):
 class JacobianModesTest(absltest.TestCase):
 
   def test_forward_and_reverse_mode_agree(self):
+    """block_jacobian (forward mode when n_in <= n_out, else reverse) equals
+    jax.jacfwd, jax.jacrev and the analytic diag(1 - tanh^2) W, for tall,
+    wide and square blocks. Each side runs as one jitted program per shape
+    (op by op, every eager op would compile a program of its own)."""
     rng = np.random.default_rng(4)
     for n_in, n_out in ((3, 5), (5, 3), (4, 4)):
-      w = jnp.asarray(rng.standard_normal((n_out, n_in)), jnp.float32)
-      fn = lambda x, w=w: jnp.tanh(w @ x)
-      x = jnp.asarray(rng.standard_normal(n_in), jnp.float32)
-      _, jac = blocks_lib.block_jacobian(fn, x)
+      w = rng.standard_normal((n_out, n_in)).astype(np.float32)
+      fn = lambda x, w=w: jnp.tanh(jnp.asarray(w) @ x)
+      x = rng.standard_normal(n_in).astype(np.float32)
+      jac = jax.jit(lambda x, fn=fn: blocks_lib.block_jacobian(fn, x)[1])(x)
       self.assertEqual(jac.shape, (n_out, n_in))
+      forward, reverse = jax.jit(
+          lambda x, fn=fn: (jax.jacfwd(fn)(x), jax.jacrev(fn)(x)))(x)
       # 1 - tanh^2 near saturation keeps ~eps of absolute accuracy, and
       # the two modes' programs may round it differently: atol ~ 8 eps.
-      np.testing.assert_allclose(jac, jax.jacfwd(fn)(x), rtol=1e-6,
-                                 atol=1e-6)
-      np.testing.assert_allclose(jac, jax.jacrev(fn)(x), rtol=1e-6,
-                                 atol=1e-6)
-      analytic = (1 - jnp.tanh(w @ x) ** 2)[:, None] * w
+      np.testing.assert_allclose(jac, forward, rtol=1e-6, atol=1e-6)
+      np.testing.assert_allclose(jac, reverse, rtol=1e-6, atol=1e-6)
+      # The analytic Jacobian in float64 NumPy.
+      w64, x64 = w.astype(np.float64), x.astype(np.float64)
+      analytic = (1 - np.tanh(w64 @ x64) ** 2)[:, None] * w64
       np.testing.assert_allclose(jac, analytic, rtol=1e-5, atol=1e-6)
 
   def test_pytree_blocks_are_flattened(self):
     fn = lambda x: {"a": 2.0 * x["u"], "b": x["u"][:2] + x["v"]}
-    x = {"u": jnp.ones(3), "v": jnp.ones(2)}
-    _, jac = blocks_lib.block_jacobian(fn, x)
+    x = {"u": np.ones(3, np.float32), "v": np.ones(2, np.float32)}
+    jac = jax.jit(lambda x: blocks_lib.block_jacobian(fn, x)[1])(x)
     self.assertEqual(jac.shape, (5, 5))
+    # Rows (a, b), columns (u, v), in ravel_pytree's (sorted key) order.
+    want = np.zeros((5, 5))
+    want[:3, :3] = 2 * np.eye(3)
+    want[3:, :2] = np.eye(2)
+    want[3:, 3:] = np.eye(2)
+    np.testing.assert_array_equal(jac, want)
 
 
 class DifferentiabilityTest(absltest.TestCase):
@@ -356,7 +368,12 @@ class JacobianSpectraTest(absltest.TestCase):
 
   def test_auto_picks_the_same_method_on_both_paths(self):
     fast = block_spectra.jacobian_spectra(self.fast, self.xs)
-    general = block_spectra.jacobian_spectra(self.general, self.xs)
+    with mock.patch.object(blocks_lib, "qr_forward",
+                           wraps=blocks_lib.qr_forward) as forward:
+      general = block_spectra.jacobian_spectra(self.general, self.xs)
+    # One forward pass decides and is finished (every block a target).
+    self.assertEqual(forward.call_count, 1)
+    self.assertEqual(forward.call_args.args[2], tuple(range(1, 11)))
     self.assertEqual(fast["method"], "qr")
     self.assertEqual(general["method"], "qr")
     self.assertEqual(set(fast), set(general))
@@ -384,10 +401,16 @@ class JacobianSpectraTest(absltest.TestCase):
 
   def test_auto_shares_one_forward_pass_with_qr(self):
     """Item 3: the general path's auto decides from the qr method's own
-    forward pass and finishes it (one pass, not a pre-pass and a pass)."""
+    forward pass and finishes it (one pass, not a pre-pass and a pass),
+    whose targets are the wanted layers and the last. The same MLP as
+    scanned Blocks (one compiled block: a list of 10 blocks would compile
+    its whole unrolled float64 pass again for these targets); the list's
+    one pass is checked in test_auto_picks_the_same_method_on_both_paths."""
+    scanned = blocks_lib.mlp_as_blocks(self.model, self.params)
+    self.assertIsInstance(scanned, blocks_lib.Blocks)
     with mock.patch.object(blocks_lib, "qr_forward",
                            wraps=blocks_lib.qr_forward) as forward:
-      record = block_spectra.jacobian_spectra(self.general, self.xs,
+      record = block_spectra.jacobian_spectra(scanned, self.xs,
                                               layers=[3, 7])
     self.assertEqual(record["method"], "qr")
     self.assertEqual(forward.call_count, 1)

@@ -28,27 +28,74 @@ ALL_ACTIVATIONS = sorted(activations.ACTIVATIONS)
 @functools.cache
 def _net(act, depth, width, init="gaussian", sigma_w2=None, sigma_b2=0.01,
          n_in=None, num_outputs=None, head="none", dtype=jnp.float32, seed=0,
-         **act_params):
+         numpy_gaussian=True, **act_params):
   """``(model, params)``, built once per configuration for the whole file
   (a float64 configuration must first be asked for under ``enable_x64``).
 
   ``model.init`` runs eagerly: each random draw compiles once per shape and
-  dtype, so the tests share a few shapes (``AGREE`` below)."""
+  dtype (~0.5 s for a normal draw), so the tests share a few shapes
+  (``AGREE`` below). The ``gaussian`` init's parameters, kernels
+  N(0, sigma_w2 / fan_in) and biases N(0, sigma_b2) (zero without
+  ``sigma_b2``), are drawn by NumPy instead, in the shapes of ``model.init``
+  (traced, not compiled): these tests check Jacobians, whatever the
+  weights; tests/initializers_test.py checks the initializers.
+  ``numpy_gaussian=False`` keeps ``model.init``'s draws."""
   model = models.make_mlp(depth=depth, width=width, activation=act,
                           activation_params=act_params, init=init,
                           sigma_w2=sigma_w2, sigma_b2=sigma_b2,
                           num_outputs=num_outputs, head=head,
                           param_dtype=dtype)
-  params = model.init(jax.random.key(seed), jnp.zeros((n_in or width,),
-                                                      dtype))
-  return model, params
+  x = jax.ShapeDtypeStruct((n_in or width,), dtype)
+  if init != "gaussian" or not numpy_gaussian:
+    return model, model.init(jax.random.key(seed), jnp.zeros(x.shape, dtype))
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    if path[-1].key == "kernel":  # (..., fan_in, fan_out)
+      std = math.sqrt((1.0 if sigma_w2 is None else sigma_w2)
+                      / leaf.shape[-2])
+    else:
+      std = math.sqrt(sigma_b2 or 0.0)
+    return jnp.asarray((std * rng.standard_normal(leaf.shape)).astype(
+        leaf.dtype))
+  shapes = jax.eval_shape(model.init, jax.random.key(seed), x)
+  return model, jax.tree_util.tree_map_with_path(draw, shapes)
 
 
 def _inputs(n, width, dtype=jnp.float32, seed=1):
-  """``(n, width)`` standard normal inputs, drawn by NumPy: no compilation
-  per shape, as an eager ``jax.random.normal`` would need."""
-  return jnp.asarray(np.random.default_rng(seed).standard_normal((n, width)),
-                     dtype)
+  """``(n, width)`` standard normal inputs, a NumPy array drawn by NumPy:
+  no compilation per shape, as an eager ``jax.random.normal`` (or an eager
+  cast, slice or reshape of a jax array) would need."""
+  return np.random.default_rng(seed).standard_normal((n, width)).astype(
+      dtype)
+
+
+@functools.cache
+def _stacked_io_probe(act, init, depth, width):
+  """The input-output probe of a float32 ``make_mlp(act, init)`` net,
+  vmapped over a leading network axis of the parameters and inputs and
+  jitted as a whole (the in-graph stacking of the traced layers included):
+  one compiled program per shape, shared by the cases that use it."""
+  model = models.make_mlp(depth=depth, width=width, activation=act,
+                          init=init)
+  return jax.jit(jax.vmap(jacobian.make_input_output_probe(model)))
+
+
+def _stacked_gaussian_params(nets, depth, width, sigma_w2, seed):
+  """``nets`` independent draws of a square net's parameters, stacked on a
+  leading axis: kernels N(0, sigma_w2 / width) (the exact Gaussians of the
+  ``gaussian`` and ``he_normal`` inits, whose variances
+  tests/initializers_test.py checks), zero biases.
+
+  Drawn by NumPy: a vmapped ``model.init`` compiles a random draw per shape
+  and spends seconds generating the 2e7 values of the widest case."""
+  rng = np.random.default_rng(seed)
+  scale = math.sqrt(sigma_w2 / width)
+  return {"params": {f"layers_{l}": {
+      "kernel": jnp.asarray(
+          scale * rng.standard_normal((nets, width, width)), jnp.float32),
+      "bias": jnp.asarray(np.zeros((nets, width), np.float32))}
+      for l in range(depth)}}
 
 
 # The agreement tests' network (float64): a non-square first layer and a
@@ -190,19 +237,17 @@ class TheoryTest(parameterized.TestCase):
     divided by S for the mean over S independent networks.
     """
     depth, width, nets = 10, 128, 16
-    model = models.make_mlp(depth=depth, width=width, activation="linear",
-                            init="gaussian", sigma_w2=sigma_w2)
-    keys = jax.random.split(jax.random.key(3), nets)
-    params = jax.vmap(lambda k: model.init(k, jnp.zeros((width,))))(keys)
+    probe = _stacked_io_probe("linear", "gaussian", depth, width)
+    params = _stacked_gaussian_params(nets, depth, width, sigma_w2, seed=3)
     xs = _inputs(nets, width, seed=4)[:, None]
-    sv = jax.vmap(jacobian.make_input_output_probe(model))(params, xs)
+    sv = probe(params, xs)
     mean_sq = np.mean(np.asarray(sv, np.float64) ** 2)
     rel_std = math.sqrt(depth * (depth + 1) / width ** 2 / nets)
     self.assertAlmostEqual(mean_sq / sigma_w2 ** depth, 1.0,
                            delta=6 * rel_std)
 
   @parameterized.parameters((16, 3, 4096), (64, 5, 512), (256, 10, 32))
-  @pytest.mark.slow  # three vmapped inits and probes, ~6 s each
+  @pytest.mark.slow  # three vmapped probes, ~2-5 s each
   def test_relu_he_preserves_squared_norm_in_expectation(self, width, depth,
                                                          nets):
     """E||J v||^2 = ||v||^2 for ReLU, He init, zero biases, at any width.
@@ -214,13 +259,11 @@ class TheoryTest(parameterized.TestCase):
     has relative variance 5/N, hence (1 + 5/N)^L - 1 after L layers, an upper
     bound for tr(J J^T)/N (an average of N such directions) too.
     """
-    keys = jax.random.split(jax.random.key(7), nets)
-    model = models.make_mlp(depth=depth, width=width, activation="relu",
-                            init="he_normal")
-    params = jax.vmap(lambda k: model.init(k, jnp.zeros((width,))))(keys)
+    # he_normal is the exact Gaussian N(0, 2/N) (sigma_w2 = 2).
+    params = _stacked_gaussian_params(nets, depth, width, 2.0, seed=7)
     xs = _inputs(nets, width, seed=8)[:, None]
-    probe = jacobian.make_input_output_probe(model)
-    sv = jax.vmap(probe)(params, xs)
+    probe = _stacked_io_probe("relu", "he_normal", depth, width)
+    sv = probe(params, xs)
     chex.assert_shape(sv, (nets, 1, width))
     mean_sq = float(np.mean(np.asarray(sv, np.float64) ** 2))
     rel_std = math.sqrt(((1 + 5 / width) ** depth - 1) / nets)
@@ -251,8 +294,10 @@ class TheoryTest(parameterized.TestCase):
     """
     width = 32
     with jax.enable_x64(True):
+      # model.init's draws: the errors quoted above were measured on them.
       model64, params64 = _net(act, 30, width, init=init, sigma_w2=sigma_w2,
-                               sigma_b2=None, dtype=jnp.float64)
+                               sigma_b2=None, dtype=jnp.float64,
+                               numpy_gaussian=False)
       xs64 = _inputs(4, width, jnp.float64)
       ref = np.asarray(
           jacobian.make_spectrum_probe(model64)(params64, xs64).cumulative)

@@ -17,6 +17,7 @@ layer skipped or counted twice, a missing D_l) move log values by 0.69 nats
 or more.
 """
 
+import functools
 import math
 
 from absl.testing import absltest
@@ -69,6 +70,17 @@ def _net(act, depth, width, init="gaussian", sigma_w2=None, dtype=np.float32,
   chex.assert_trees_all_equal_shapes_and_dtypes(params, jax.eval_shape(
       model.init, jax.random.key(0), jax.ShapeDtypeStruct((width,), dtype)))
   return model, params
+
+
+@functools.cache
+def _net_probe(act, depth, width, init, sigma_w2, layers, act_params):
+  """``(model, params, make_log_spectrum_probe(model, layers))`` of a float32
+  :func:`_net` (``act_params``: a tuple of its keyword items; every argument
+  positional, so that equal nets are one cache key), built once per process:
+  tests on the same net share one probe, hence its traced and compiled
+  programs (a new probe traces, lowers and compiles them anew)."""
+  model, params = _net(act, depth, width, init, sigma_w2, **dict(act_params))
+  return model, params, log_spectrum.make_log_spectrum_probe(model, layers)
 
 
 def _inputs(n, width, dtype=np.float32, seed=1):
@@ -161,11 +173,12 @@ class AgreementTest(parameterized.TestCase):
   )
   def test_float32_qr_matches_float64_svd(self, act, init, sigma_w2, depth,
                                           width, act_params):
-    model, params = _net(act, depth, width, init, sigma_w2, **act_params)
-    xs = _inputs(2, width)
     layers = log_spectrum.default_layers(depth)
-    out = jax.device_get(log_spectrum.make_log_spectrum_probe(model, layers)(
-        params, xs))
+    # The tanh net's probe serves test_error_bound_is_a_certificate too.
+    model, params, probe = _net_probe(act, depth, width, init, sigma_w2,
+                                      layers, tuple(act_params.items()))
+    xs = _inputs(2, width)
+    out = jax.device_get(probe(params, xs))
     chex.assert_shape(out.log_singular_values, (2, len(layers), width))
     chex.assert_shape(out.partial_sums, (2, depth, width))
     compared = 0
@@ -202,15 +215,15 @@ class AgreementTest(parameterized.TestCase):
     preconditioner) give values that are off, and within the certificate
     of ``_certify``, which certifies whatever state the rows are in."""
     # The net, inputs and target layers of the tanh agreement test: the
-    # same compiled forward pass.
+    # same probe (_net_probe), so the same traced and compiled forward pass.
     width = 32
-    model, params = _net("tanh", 40, width, "gaussian", 1.0)
-    xs = _inputs(2, width)
     targets = log_spectrum.default_layers(40)
+    model, params, probe = _net_probe("tanh", 40, width, "gaussian", 1.0,
+                                      targets, ())
+    xs = _inputs(2, width)
     layers = (1, 10, 40)
     rows = [targets.index(l) for l in layers]
-    snapshot = jax.device_get(log_spectrum.make_log_spectrum_probe(
-        model, targets).forward(params, xs).snapshot)
+    snapshot = jax.device_get(probe.forward(params, xs).snapshot)
 
     @jax.jit
     def one_sweep(m, e):
@@ -245,8 +258,11 @@ class DeepTest(absltest.TestCase):
                / np.sqrt(width)).astype(np.float32)  # Glorot: Var W = 1/N
     model, params = _manual_net("sigmoid", kernels)
     x = rng.standard_normal((1, width)).astype(np.float32)
+    # Four targets, as TheoryTest's orthogonal net (width 16, one input):
+    # the Jacobi stage's program is the same, compiled once (the persistent
+    # compilation cache); the checks below are on the last.
     out = jax.device_get(log_spectrum.make_log_spectrum_probe(
-        model, (1, 100, depth))(params, x))
+        model, (1, 10, 100, depth))(params, x))
     lyap = jax.device_get(log_spectrum.make_lyapunov_probe(
         model, return_activations=True)(params, x))
     log_sv = np.asarray(out.log_singular_values[0, -1], np.float64)
@@ -396,8 +412,9 @@ class GradedJacobiTest(chex.TestCase):
     def jacobi(m, e):
       return log_spectrum._jacobi(m, e, 3, 30, 1e-7, use_svd=False)
 
-    log_sv, bound, sweeps = jacobi(jnp.asarray(m, jnp.float32),
-                                   jnp.asarray(e, jnp.int32))
+    # NumPy casts (exact here: dyadic values; the sums round to nearest as
+    # XLA's would): an eager jnp cast compiles a program per shape.
+    log_sv, bound, sweeps = jacobi(m.astype(np.float32), e.astype(np.int32))
     # float32: each value to a few u relative to |log sigma| ~ 485 nats.
     np.testing.assert_allclose(log_sv, expected, rtol=4 * U32, atol=1e-5)
     self.assertLess(float(bound), 2e-6)  # Gershgorin: about 16 k^2 u
@@ -409,9 +426,8 @@ class GradedJacobiTest(chex.TestCase):
     # triangle's log |diag| are its Lyapunov sums) sees it and the stages
     # run again without it: the same values.
     sums = np.log(np.abs(np.diag(m))) + e * math.log(2)
-    snapshot = (jnp.asarray(m, jnp.float32), jnp.asarray(e, jnp.int32),
-                jnp.asarray(3, jnp.int32), jnp.asarray(True),
-                None, None, jnp.asarray(sums, jnp.float32))
+    snapshot = (m.astype(np.float32), e.astype(np.int32), np.int32(3),
+                np.bool_(True), None, None, sums.astype(np.float32))
     log_sv, bound, _ = self.variant(log_spectrum.graded_log_spectrum)(
         snapshot, 30, 1e-7)
     np.testing.assert_allclose(log_sv, expected, rtol=4 * U32, atol=1e-5)

@@ -351,7 +351,13 @@ class FixedPointTest(parameterized.TestCase):
     z, w = np.polynomial.hermite_e.hermegauss(meanfield.POINTS_1D)
     w = w / np.sqrt(2 * np.pi)
     for name, fn in numpy_fns.items():
-      mf = jax.device_get(meanfield.solve_grid(ACT[name], sw2, sb2))
+      # tanh's grid in chunks of 7 (the 100 points leave a remainder of 2,
+      # padded with copies of the last point), the others' in one chunk:
+      # each grid is one compiled program, so both paths are checked
+      # without a second tanh grid.
+      chunk = 7 if name == "tanh" else 1024
+      mf = jax.device_get(meanfield.solve_grid(ACT[name], sw2, sb2,
+                                               chunk_size=chunk))
       for field in mf:
         chex.assert_shape(field, (20, 5))
         self.assertFalse(np.isnan(field).any())
@@ -371,31 +377,26 @@ class FixedPointTest(parameterized.TestCase):
       np.testing.assert_allclose(mf.q_star[fast], plain[fast],
                                  rtol=1e-5, atol=1e-6)
       if name == "tanh":
-        # solve_grid is solve at every point. Same arithmetic up to how
-        # XLA fuses the vmapped program: float32 rounding (1e-6 relative)
-        # of the chi's, so the depth scales are compared as rates
-        # 1 / xi = -log(chi), to which that rounding passes unamplified.
-        for i, j in ((0, 0), (7, 1), (13, 4), (19, 2)):
-          point = jax.device_get(meanfield.solve(ACT[name], sw2[i], sb2[j]))
-          for field, value in zip(mf._fields, point):
-            grid_value = getattr(mf, field)[i, j]
-            if field.startswith("xi"):
-              grid_value, value = 1 / grid_value, 1 / value
-            self.assertAlmostEqual(float(grid_value), float(value),
-                                   delta=1e-5 * (1 + abs(float(value))))
-        # In chunks of 7 the 100 points leave a remainder of 2, padded with
-        # copies of the last point: the same values in the same places, up
-        # to the rounding of another vmapped batch size (as above; c* near
-        # the critical line amplifies it by 1 / (1 - chi_c), 1.5e-5 seen).
-        # Neighbouring grid points differ by 1e-2 or more.
-        chunked = jax.device_get(meanfield.solve_grid(ACT[name], sw2, sb2,
-                                                      chunk_size=7))
-        for field in mf._fields:
-          a, b = getattr(chunked, field), getattr(mf, field)
+        # solve_grid (chunked) is solve at every point, the same values in
+        # the same places (padding included). Same arithmetic up to how XLA
+        # fuses the vmapped program: float32 rounding (1e-6 relative) of
+        # the chi's, so the depth scales are compared as rates
+        # 1 / xi = -log(chi), to which that rounding passes unamplified;
+        # c* near the critical line amplifies it by 1 / (1 - chi_c) (1.5e-5
+        # seen), hence the looser bound at every point than at the four
+        # below. Neighbouring grid points differ by 1e-2 or more.
+        point = jax.device_get([[meanfield.solve(ACT[name], w_, b_)
+                                 for b_ in sb2] for w_ in sw2])
+        for k, field in enumerate(mf._fields):
+          a = getattr(mf, field)
+          b = np.array([[p[k] for p in row] for row in point])
           if field.startswith("xi"):
             a, b = 1 / a, 1 / b
           np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4,
                                      err_msg=field)
+          for i, j in ((0, 0), (7, 1), (13, 4), (19, 2)):
+            self.assertAlmostEqual(float(a[i, j]), float(b[i, j]),
+                                   delta=1e-5 * (1 + abs(float(b[i, j]))))
 
 
 class CriticalLineTest(parameterized.TestCase):

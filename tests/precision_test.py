@@ -14,6 +14,7 @@ Checked against independent references (a float64 pass, closed forms):
   small on these nets).
 """
 
+import functools
 import math
 
 from absl.testing import absltest
@@ -35,7 +36,10 @@ NETS = (("sigmoid", "uniform", 5, 10, 5),
         ("tanh", "large_normal", 32, 10, 0))
 
 
+@functools.cache
 def _net(act, init, width, depth, seed, num_inputs=4):
+  """``(config, model, LSUV params, inputs)``, made once per process:
+  DenseFloorTest and QRBoundTest check the same first two nets."""
   config = spectrum_study.SpectrumConfig(act=act, init=init, width=width,
                                          depth=depth, seed=seed,
                                          num_inputs=num_inputs)
