@@ -907,6 +907,93 @@ def _with_stacked_params(model, one):
   return probe
 
 
+def _chunked(fn, flat):
+  """``lax.map(fn, flat)`` over every (input, layer) matrix, in chunks of
+  about 512 kB.
+
+  Each Jacobi round streams its matrices, so a chunk that stays in cache
+  runs ~1.8x faster per matrix than one wide vmap. A matrix of 512 kB or
+  more (N >= 363 in float32) is one chunk on its own: unbatched, as a vmap
+  of one runs 1.6-2x slower (BUILD_NOTES.md). lax.map compiles its body a
+  second time for a last, shorter chunk, so the chunks are made equal and
+  the matrices padded to whole chunks with copies of the last one (sliced
+  off).
+  """
+  total = flat[0].shape[0]
+  k, n = flat[0].shape[1:]
+  chunk = 2 ** 19 // (k * n * flat[0].dtype.itemsize)
+  if chunk <= 1 or total <= 1:
+    return jax.lax.map(fn, flat)
+  count = -(-total // chunk)
+  chunk = -(-total // count)
+  pad = count * chunk - total
+  padded = tuple(jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)])
+                 if pad else a for a in flat)
+  out = jax.lax.map(fn, padded, batch_size=chunk)
+  return jax.tree.map(lambda a: a[:total], out)
+
+
+def _flatten(snapshot):
+  """``(B, T, ...)`` snapshot buffers as ``(B * T, ...)``."""
+  return tuple(buf.reshape((-1,) + buf.shape[2:]) for buf in snapshot)
+
+
+def _bucket(count: int) -> int:
+  """The smallest ``2^j`` or ``3 * 2^j`` at least ``count`` (>= 1)."""
+  power = 1 << (count - 1).bit_length()   # the power of two at least count
+  three_quarters = 3 * power // 4
+  return three_quarters if power >= 4 and three_quarters >= count else power
+
+
+# The probe's stages after the forward pass. They depend only on the
+# snapshot's shapes (not on the model or the target layers), so they are
+# jitted once here: probes of any model with the same width, inputs and
+# number of targets share their traced and compiled programs.
+def _finish(forward_pass, sweep_cap, threshold):
+  """Every stage in one program (for a caller under ``jit``)."""
+  sums, rank, snapshot = forward_pass
+  b, t = snapshot[0].shape[:2]
+  outs = _chunked(lambda args: graded_log_spectrum(args, sweep_cap, threshold),
+                  _flatten(snapshot))
+  log_sv, bound, sweeps = (o.reshape((b, t) + o.shape[1:]) for o in outs)
+  return LogSpectra(log_sv, bound, sweeps, sums, rank, snapshot[4],
+                    snapshot[5])
+
+
+def _prepared(snapshot):
+  """Stages 1-2 and the certificate of every (input, layer): ``(log_sv,
+  bound, needs_sweeps)``; NaN after an overflow."""
+  def one(args):
+    m, e, r, finite = args[:4]
+    # The determinant decides, target by target, whether the LAPACK stage
+    # kept the grading (precondition): the README's main job keeps it at
+    # all ten layers (spreads up to e^44, past float64's e^36), and no
+    # sweep runs.
+    m, e, needs, rotation = precondition(jnp.where(finite, m, 0), e, r,
+                                         sums=args[6])
+    log_sv, bound = _certify(m, e, jnp.arange(m.shape[0]) < r)
+    bound = bound - jnp.log1p(-rotation)
+    return (jnp.where(finite, log_sv, jnp.nan),
+            jnp.where(finite, bound, jnp.nan), needs & finite)
+  return _chunked(one, _flatten(snapshot))
+
+
+def _sweeps_stage(flat, sweep_cap, threshold):
+  """The Jacobi sweeps of the targets the preconditioners left
+  unconverged (flattened)."""
+  return _chunked(lambda args: graded_log_spectrum(args, sweep_cap,
+                                                   threshold), flat)
+
+
+# On the host the finish is split: the preconditioners for every target,
+# then the Jacobi sweeps (a program of their own, compiled only when
+# needed) for the few targets they leave unconverged. The sweep cap and the
+# tolerance are arguments of the compiled programs, not constants in them.
+_finish_core = jax.jit(_finish)
+_prepared_core = jax.jit(_prepared)
+_sweeps_core = jax.jit(_sweeps_stage)
+
+
 def make_log_spectrum_probe(model: models.MLP, layers=None,
                             max_sweeps: int = DEFAULT_MAX_SWEEPS,
                             tol: float | None = None, dtype=None):
@@ -939,77 +1026,12 @@ def make_log_spectrum_probe(model: models.MLP, layers=None,
                                        True, dtype)
     return sums, rank, tuple(buf[:-1] for buf in snapshot)
 
-  def jacobi(snapshot, sweep_cap, threshold):
-    return graded_log_spectrum(snapshot, sweep_cap, threshold)
-
-  def chunked(fn, flat):
-    # Every (input, layer) in chunks of about 512 kB: each Jacobi round
-    # streams its matrices, so a chunk that stays in cache runs ~1.8x
-    # faster per matrix than one wide vmap. A matrix of 512 kB or more
-    # (N >= 363 in float32) is one chunk on its own: unbatched, as a vmap of
-    # one runs 1.6-2x slower (BUILD_NOTES.md). lax.map compiles its body a
-    # second time for a last, shorter chunk, so the chunks are made equal
-    # and the matrices padded to whole chunks with copies of the last one
-    # (sliced off).
-    total = flat[0].shape[0]
-    k, n = flat[0].shape[1:]
-    chunk = 2 ** 19 // (k * n * flat[0].dtype.itemsize)
-    if chunk <= 1 or total <= 1:
-      return jax.lax.map(fn, flat)
-    count = -(-total // chunk)
-    chunk = -(-total // count)
-    pad = count * chunk - total
-    padded = tuple(jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)])
-                   if pad else a for a in flat)
-    out = jax.lax.map(fn, padded, batch_size=chunk)
-    return jax.tree.map(lambda a: a[:total], out)
-
-  def flatten(snapshot):
-    return tuple(buf.reshape((-1,) + buf.shape[2:]) for buf in snapshot)
-
-  def finish(forward_pass, sweep_cap, threshold):
-    """Every stage in one program (for a caller under ``jit``)."""
-    sums, rank, snapshot = forward_pass
-    b, t = snapshot[0].shape[:2]
-    outs = chunked(lambda args: jacobi(args, sweep_cap, threshold),
-                   flatten(snapshot))
-    log_sv, bound, sweeps = (o.reshape((b, t) + o.shape[1:]) for o in outs)
-    return LogSpectra(log_sv, bound, sweeps, sums, rank, snapshot[4],
-                      snapshot[5])
-
-  def prepared(snapshot):
-    """Stages 1-2 and the certificate of every (input, layer): ``(log_sv,
-    bound, needs_sweeps)``; NaN after an overflow."""
-    def one(args):
-      m, e, r, finite = args[:4]
-      # The determinant decides, target by target, whether the LAPACK
-      # stage kept the grading (precondition): the README's main job keeps
-      # it at all ten layers (spreads up to e^44, past float64's e^36),
-      # and no sweep runs.
-      m, e, needs, rotation = precondition(jnp.where(finite, m, 0), e, r,
-                                           sums=args[6])
-      log_sv, bound = _certify(m, e, jnp.arange(m.shape[0]) < r)
-      bound = bound - jnp.log1p(-rotation)
-      return (jnp.where(finite, log_sv, jnp.nan),
-              jnp.where(finite, bound, jnp.nan), needs & finite)
-    return chunked(one, flatten(snapshot))
-
-  # Two programs, the forward QR pass and the Jacobi stage, so that a caller
-  # can read the pass's Lyapunov sums (``run.forward``) before deciding to
-  # finish (``run.finish``): ``method='auto'`` decides from them without a
-  # pass of its own. The sweep cap and the tolerance are arguments of the
-  # compiled program, not constants in it: probes of one model and layers
-  # then share one program (and one entry of JAX's persistent compilation
-  # cache) whatever their max_sweeps and tol. The tolerance is rounded to
-  # the working dtype, as a Python float compared with that dtype would be.
+  # Two programs, the forward QR pass (this model's) and the Jacobi stage
+  # (module-level, shared by every probe of the same shapes), so that a
+  # caller can read the pass's Lyapunov sums (``run.forward``) before
+  # deciding to finish (``run.finish``): ``method='auto'`` decides from them
+  # without a pass of its own.
   forward_core = jax.jit(jax.vmap(forward, in_axes=(None, None, 0)))
-  finish_core = jax.jit(finish)
-  # On the host the finish is split: the preconditioners for every target,
-  # then the Jacobi sweeps (a program of their own, compiled only when
-  # needed) for the few targets they leave unconverged.
-  prepared_core = jax.jit(prepared)
-  sweeps_core = jax.jit(lambda flat, cap, threshold: chunked(
-      lambda args: jacobi(args, cap, threshold), flat))
 
   def run_forward(params, xs) -> ForwardQR:
     """The forward QR pass of every input (sums, rank bounds, the graded
@@ -1024,18 +1046,24 @@ def make_log_spectrum_probe(model: models.MLP, layers=None,
     threshold = np.asarray(default_tol(work) if tol is None else tol, work)
     cap = np.asarray(max_sweeps, np.int32)
     if jacobian._is_traced(tuple(forward_pass)):  # pylint: disable=protected-access
-      return finish_core(tuple(forward_pass), cap, threshold)
+      return _finish_core(tuple(forward_pass), cap, threshold)
     sums, rank, snapshot = forward_pass
     b, t = snapshot[0].shape[:2]
     log_sv, bound, needs = (np.array(o) for o in jax.device_get(
-        prepared_core(snapshot)))
+        _prepared_core(snapshot)))
     sweeps = np.zeros(b * t, np.int32)
     (todo,) = np.nonzero(needs)
     if todo.size:
-      subset = tuple(np.asarray(buf).reshape((b * t,) + buf.shape[2:])[todo]
+      # The unconverged targets, padded (copies of the last) to a size of
+      # the form 2^j or 3 * 2^j: the sweeps program compiles for a few
+      # sizes, not for every count, at most 1/3 more work.
+      padded = np.concatenate([todo, np.repeat(
+          todo[-1:], _bucket(todo.size) - todo.size)])
+      subset = tuple(np.asarray(buf).reshape((b * t,) + buf.shape[2:])[padded]
                      for buf in snapshot)
-      again = jax.device_get(sweeps_core(subset, cap, threshold))
-      log_sv[todo], bound[todo], sweeps[todo] = again
+      again = jax.device_get(_sweeps_core(subset, cap, threshold))
+      log_sv[todo], bound[todo], sweeps[todo] = (
+          a[:todo.size] for a in again)
     shape = lambda a: a.reshape((b, t) + a.shape[1:])
     return LogSpectra(shape(log_sv), shape(bound), shape(sweeps), sums, rank,
                       snapshot[4], snapshot[5])
