@@ -335,6 +335,7 @@ def _layer_spectra_one_input(model: models.MLP, first_params, rest_params,
   return first_sv, sv, jnp.concatenate([first_rows[None], rows])
 
 
+@functools.lru_cache(maxsize=32)
 def make_layer_spectrum_probe(model: models.MLP):
   """A jitted ``probe(params, xs)`` for inputs ``xs (B, n_in)``: each hidden
   layer's own Jacobian spectrum, ``(first (B, min(N, n_in)), rest (B,
@@ -353,6 +354,7 @@ def make_layer_spectrum_probe(model: models.MLP):
           model, first, rest, x))
 
 
+@functools.lru_cache(maxsize=32)
 def make_input_output_probe(model: models.MLP, spectrum: bool = True):
   """A jitted ``probe(params, xs)`` for inputs ``xs (B, n_in)``.
 
@@ -370,6 +372,7 @@ def make_input_output_probe(model: models.MLP, spectrum: bool = True):
   return _with_split_params(model, one)
 
 
+@functools.lru_cache(maxsize=32)
 def make_spectrum_probe(model: models.MLP):
   """A jitted ``probe(params, xs) -> Spectra`` for inputs ``xs (B, n_in)``.
 
@@ -389,7 +392,12 @@ def make_spectrum_probe(model: models.MLP):
 def _with_split_params(model: models.MLP, one):
   """``probe(params, xs)``: splits and stacks ``params`` outside the jitted
   vmap of ``one(first, rest, readout, x)`` over the inputs ``xs (B, n_in)``,
-  so it compiles once per shape, in a time independent of depth."""
+  so it compiles once per shape, in a time independent of depth.
+
+  The ``make_*_probe`` factories keep their last probes (models built from
+  equal settings are equal): asking again for a model's probe returns the
+  same jitted function, which has already compiled for the shapes it saw.
+  """
   core = jax.jit(jax.vmap(one, in_axes=(None, None, None, 0)))
 
   def probe(params, xs):

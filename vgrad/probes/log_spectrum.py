@@ -105,6 +105,7 @@ parameters are stacked on the host (:func:`stack_layers`): one in-graph
 concatenation of 10 000 layers takes XLA minutes to compile.
 """
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -1020,6 +1021,17 @@ def make_log_spectrum_probe(model: models.MLP, layers=None,
                         else layers, model.depth)
   if int(max_sweeps) != max_sweeps or max_sweeps < 1:
     raise ValueError(f"max_sweeps must be an integer >= 1, got {max_sweeps}")
+  return _log_spectrum_probe(model, layers, int(max_sweeps), tol,
+                             None if dtype is None else np.dtype(dtype))
+
+
+# The last probes made (models built from equal settings are equal): asking
+# again for a model's probe returns the same jitted functions, already
+# compiled for the shapes they saw.
+@functools.lru_cache(maxsize=32)
+def _log_spectrum_probe(model: models.MLP, layers: tuple[int, ...],
+                        max_sweeps: int, tol: float | None, dtype):
+  """:func:`make_log_spectrum_probe` of checked arguments."""
 
   def forward(first, rest, x):
     sums, rank, _, snapshot = _forward(model, first, rest, x, None, layers,
