@@ -272,3 +272,59 @@ def start_module(module: str, *args: str, cwd: str) -> Started:
     proc.start()
   return Started(proc, log_path)
 
+
+def _run_code(code: str, argv: list[str], cwd: str, out_path: str,
+              err_path: str, num_cpu_devices: int | None):
+  """A child of the forkserver that runs ``python -c code argv`` (stdout
+  and stderr to the two files) with JAX's CPU backend split into
+  ``num_cpu_devices`` devices (it has not started yet in this process)."""
+  import traceback  # pylint: disable=g-import-not-at-top
+
+  import jax  # pylint: disable=g-import-not-at-top
+
+  for fd, path in ((1, out_path), (2, err_path)):
+    f = os.open(path, os.O_WRONLY | os.O_APPEND)
+    os.dup2(f, fd)
+    os.close(f)
+  if num_cpu_devices:
+    jax.config.update("jax_num_cpu_devices", num_cpu_devices)
+  os.chdir(cwd)
+  sys.argv = ["-c"] + argv
+  try:
+    exec(compile(code, "<string>", "exec"), {"__name__": "__main__"})  # pylint: disable=exec-used
+  except SystemExit:
+    raise
+  except BaseException:  # pylint: disable=broad-except
+    traceback.print_exc()
+    sys.exit(1)
+
+
+def run_python(code: str, *argv: str, cwd: str, timeout: float = 300,
+               num_cpu_devices: int | None = None
+               ) -> subprocess.CompletedProcess:
+  """``python -c code argv`` in ``cwd``, as a child of the forkserver (the
+  imports already paid), on ``num_cpu_devices`` CPU devices (JAX's
+  ``jax_num_cpu_devices``; default one); output captured as text."""
+  paths = []
+  for name in ("out", "err"):
+    fd, path = tempfile.mkstemp(prefix=f"vgrad-py-{name}-", suffix=".log")
+    os.close(fd)
+    paths.append(path)
+  try:
+    proc = _forkserver().Process(
+        target=_run_code,
+        args=(code, list(argv), cwd, *paths, num_cpu_devices), daemon=True)
+    with _environment(_env()):
+      proc.start()
+    proc.join(timeout)
+    if proc.exitcode is None:
+      proc.kill()
+      proc.join()
+      raise subprocess.TimeoutExpired(["python", "-c", "..."], timeout)
+    out, err = (open(path).read() for path in paths)  # pylint: disable=consider-using-with
+    return subprocess.CompletedProcess(["python", "-c", "...", *argv],
+                                       proc.exitcode, out, err)
+  finally:
+    for path in paths:
+      os.remove(path)
+

@@ -375,14 +375,9 @@ class ShardedSweepTest(absltest.TestCase):
     batched LAPACK call.)"""
     tmp = self.create_tempdir().full_path
     tanh = sweep.SweepConfig(**{**SPECTRUM.__dict__, "acts": ("tanh",)})
-    env = dict(os.environ, XLA_FLAGS=_xla_flags(
-        "--xla_force_host_platform_device_count=4"), JAX_PLATFORMS="cpu",
-               PYTHONPATH=cli_testing.REPO)
     configs = {"spectrum": _as_json(tanh), "train": _as_json(TRAIN)}
-    proc = subprocess.run([sys.executable, "-c", MESH_SCRIPT, tmp,
-                           json.dumps(configs)],
-                          capture_output=True, text=True, env=env,
-                          check=False, timeout=300)
+    proc = cli_testing.run_python(MESH_SCRIPT, tmp, json.dumps(configs),
+                                  cwd=tmp, num_cpu_devices=4, timeout=300)
     self.assertEqual(proc.returncode, 0, proc.stderr)
     out = json.loads(proc.stdout)
     self.assertEqual(out["shards"], [[0, 1], [2, 3], [4, 5], [6, 7]])
