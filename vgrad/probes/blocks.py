@@ -112,6 +112,48 @@ def cached_program(key, build: Callable) -> Callable:
   return program
 
 
+_LIFTS: dict = {}
+
+
+def _lift(blocks: tuple, one_x) -> tuple[tuple, list, list]:
+  """The blocks with their captured arrays lifted out: ``(fns, consts,
+  structs)`` where ``fns[l](consts[l], x)`` is ``blocks[l](x)`` evaluated
+  from the block's jaxpr (traced once here on shapes like ``one_x``'s, the
+  previous block's output shapes after it), so a program over ``fns`` takes the
+  parameters a block closes over (a Flax block's variables) as arguments
+  instead of embedding them as constants: XLA folds no constants, and
+  blocks of equal structure lower to one program text, which a persistent
+  compilation cache compiles once; ``structs[l]`` is the shapes of block
+  ``l + 1``'s input (``structs[L]``: the output). Kept per blocks and input
+  shapes (a program closing over ``fns`` is keyed by them)."""
+  key = (blocks, jax.tree.structure(one_x),
+         tuple((a.shape, a.dtype) for a in jax.tree.leaves(one_x)))
+  lifted = _LIFTS.get(key)
+  if lifted is None:
+    if len(_LIFTS) >= _MAX_PROGRAMS:
+      _LIFTS.pop(next(iter(_LIFTS)))
+    fns, consts, structs = [], [], [one_x]
+    for fn in blocks:
+      closed, out = jax.make_jaxpr(fn, return_shape=True)(structs[-1])
+      fns.append(functools.partial(_eval_block, closed.jaxpr,
+                                   jax.tree.structure(out)))
+      consts.append(list(closed.consts))
+      structs.append(out)
+    lifted = _LIFTS[key] = (tuple(fns), consts, structs)
+  return lifted
+
+
+def _eval_block(jaxpr, out_tree, consts, x):
+  return jax.tree.unflatten(out_tree, jax.core.eval_jaxpr(
+      jaxpr, consts, *jax.tree.leaves(x)))
+
+
+def _one_input(xs):
+  """Shapes and dtypes of one input of the batch ``xs``."""
+  return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a)[1:],
+                                                     jnp.result_type(a)), xs)
+
+
 def mlp_as_blocks(model: models.MLP, params):
   """vgrad's MLP's hidden layers as general blocks: a :class:`Blocks` of
   the stacked layer parameters when every layer has one shape (input size
@@ -159,27 +201,55 @@ def _forward_else_reverse(forward_first: bool, forward, reverse):
   return reverse()
 
 
-def _directional_derivatives(fn: Callable, x, key):
-  """``(fn(x), J w)`` (forward mode, a Gaussian ``w``) or ``(fn(x), J^T u)``
-  (reverse mode, a Gaussian ``u``), in the mode :func:`block_jacobian`
-  forms ``J`` in, so that the same arithmetic meets the same NaN: a
-  non-finite entry of ``J`` makes the product non-finite (almost surely)."""
+def _directional_derivatives(fn: Callable, x, w, u):
+  """``(fn(x), J w)`` (forward mode) or ``(fn(x), J^T u)`` (reverse mode),
+  in the mode :func:`block_jacobian` forms ``J`` in, so that the same
+  arithmetic meets the same NaN; ``w`` and ``u`` are flat vectors of
+  ``vec(x)``'s and ``vec(fn(x))``'s size and dtype (:func:`_probe_vector`)."""
   flat_x, unravel_x = ravel_pytree(x)
   n_out = sum(int(np.prod(s.shape))
               for s in jax.tree.leaves(jax.eval_shape(fn, x)))
 
   def forward():
-    w = unravel_x(jax.random.normal(key, flat_x.shape, flat_x.dtype))
-    y, jw = jax.jvp(fn, (x,), (w,))
+    y, jw = jax.jvp(fn, (x,), (unravel_x(w),))
     return y, ravel_pytree(jw)[0]
 
   def reverse():
     y, pullback = jax.vjp(fn, x)
-    flat_y, unravel_y = ravel_pytree(y)
-    u = unravel_y(jax.random.normal(key, flat_y.shape, flat_y.dtype))
-    return y, ravel_pytree(pullback(u)[0])[0]
+    return y, ravel_pytree(pullback(ravel_pytree(y)[1](u))[0])[0]
 
   return _forward_else_reverse(flat_x.size <= n_out, forward, reverse)
+
+
+@functools.lru_cache(maxsize=64)
+def _probe_vector(size: int, dtype: np.dtype) -> np.ndarray:
+  """A standard Gaussian vector of ``size`` entries in ``dtype`` (complex:
+  real and imaginary parts of variance 1/2), drawn by NumPy from a fixed
+  seed per size: the same vector for every block of that size, in every
+  program (read-only)."""
+  rng = np.random.default_rng((0x5EED, size))
+  if np.issubdtype(dtype, np.complexfloating):
+    v = (rng.standard_normal(size)
+         + 1j * rng.standard_normal(size)) / np.sqrt(2.0)
+  else:
+    v = rng.standard_normal(size)
+  v = v.astype(dtype)
+  v.flags.writeable = False
+  return v
+
+
+def _flat_struct(tree) -> jax.ShapeDtypeStruct:
+  """The shape and dtype of ``ravel_pytree(tree)[0]``, from shapes alone."""
+  return jax.eval_shape(lambda t: ravel_pytree(t)[0], tree)
+
+
+def _probe_vectors(x, y) -> tuple[np.ndarray, np.ndarray]:
+  """``(w, u)`` for :func:`_directional_derivatives` of a block mapping
+  inputs shaped like ``x`` to outputs shaped like ``y`` (arrays or
+  ``jax.ShapeDtypeStruct``)."""
+  flat_x, flat_y = _flat_struct(x), _flat_struct(y)
+  return (_probe_vector(flat_x.size, np.dtype(flat_x.dtype)),
+          _probe_vector(flat_y.size, np.dtype(flat_y.dtype)))
 
 
 def _all_finite(tree) -> jax.Array:
@@ -192,41 +262,67 @@ def check_differentiable(blocks, xs) -> None:
   whose input and output are finite but whose Jacobian holds NaN or Inf
   (``jnp.sqrt`` or ``jnp.log`` at 0, a norm of a zero vector) is named with
   the input. A block fed a non-finite input (an earlier overflow) is not
-  checked: the probes report that as an overflow. One product of ``J_l``
-  with a random vector per block and input (:func:`_directional_derivatives`),
-  in a program of its own (kept per blocks, as the probes are). NaN from
-  ``inf * 0`` in JAX's derivative arithmetic counts (the probe would meet
-  it too), however the function's value behaves."""
-  key = jax.random.key(0)
+  checked: the probes report that as an overflow. NaN from ``inf * 0`` in
+  JAX's derivative arithmetic counts (the probe would meet it too), however
+  the function's value behaves.
 
-  def step(x, l, fn):
-    y, g = _directional_derivatives(fn, x, jax.random.fold_in(key, l))
+  The check is one product per block and input
+  (:func:`_directional_derivatives`): ``J_l w`` in forward mode, the mode
+  :func:`block_jacobian` forms ``J_l`` in column by column as ``J_l e_j``
+  (``J_l^T u`` and the rows ``J_l^T e_i`` in reverse mode), by the same
+  derivative arithmetic. That arithmetic is linear in the tangent: the
+  tangent is multiplied or divided by factors of the derivative, summed,
+  and selected by conditions on the input alone, in a data flow that does
+  not depend on the tangent's values. At every step the result is NaN or
+  Inf iff an operand is (a factor Inf or NaN times any finite tangent entry,
+  0 included, is Inf or NaN; a finite entry over a zero factor is Inf or
+  NaN; NaN and Inf survive every sum and product), or a finite product
+  overflows. So for any finite ``w`` of unit scale, ``J_l w`` is non-finite
+  iff some column ``J_l e_j`` is, overflow aside (as with the random vector
+  before): which finite vector is used does not matter. ``w`` and ``u`` are
+  fixed standard Gaussian vectors drawn by NumPy from a fixed seed per size
+  (:func:`_probe_vector`), as a fixed PRNG key drew them before, passed to
+  the program as arguments: the program holds no random-number generator
+  (an inlined one per block cost more compilation than the derivatives).
+
+  The program is kept per blocks, as the probes' are: per ``block_fn`` for
+  a :class:`Blocks` (its blocks share one ``w`` and one ``u``), per tuple
+  of callables for a list.
+  """
+  one_x = _one_input(xs)
+
+  def step(x, fn, w, u):
+    y, g = _directional_derivatives(fn, x, w, u)
     bad = _all_finite(x) & _all_finite(y) & ~jnp.all(jnp.isfinite(g))
     return y, bad
 
   if isinstance(blocks, Blocks):
     fn = blocks.block_fn
+    params0 = jax.tree.map(lambda a: jax.ShapeDtypeStruct(
+        np.shape(a)[1:], jnp.result_type(a)), blocks.stacked_params)
+    w, u = _probe_vectors(one_x, jax.eval_shape(fn, params0, one_x))
 
-    def one(x, stacked):
-      def body(x, inputs):
-        params, l = inputs
-        return step(x, l, lambda v: fn(params, v))
-      return jax.lax.scan(body, x, (stacked, jnp.arange(blocks.depth)))[1]
+    def one(x, stacked, w, u):
+      def body(x, params):
+        return step(x, lambda v: fn(params, v), w, u)
+      return jax.lax.scan(body, x, stacked)[1]
 
     bad = cached_program(("differentiable-scan", fn), lambda: jax.vmap(
-        one, in_axes=(0, None)))(xs, blocks.stacked_params)
+        one, in_axes=(0, None, None, None)))(xs, blocks.stacked_params, w, u)
   else:
     blocks = tuple(blocks)
+    fns, consts, structs = _lift(blocks, one_x)
+    vectors = [_probe_vectors(a, b) for a, b in zip(structs, structs[1:])]
 
-    def one(x):
+    def one(x, consts, vectors):
       flags = []
-      for l, fn in enumerate(blocks):
-        x, flag = step(x, l, fn)
+      for fn, c, (w, u) in zip(fns, consts, vectors):
+        x, flag = step(x, functools.partial(fn, c), w, u)
         flags.append(flag)
       return jnp.stack(flags)
 
-    bad = cached_program(("differentiable", blocks),
-                         lambda: jax.vmap(one))(xs)
+    bad = cached_program(("differentiable", fns), lambda: jax.vmap(
+        one, in_axes=(0, None, None)))(xs, consts, vectors)
   bad = np.asarray(bad)
   if bad.any():
     b, l = (int(i[0]) for i in np.nonzero(bad))
@@ -337,9 +433,12 @@ def dense_spectra(blocks, xs, products: bool = True) -> BlockSpectra:
                         [cumulative[:, l] for l in range(depth)]
                         if products else [], block_shapes)
   blocks = tuple(blocks)
+  fns, consts, _ = _lift(blocks, _one_input(xs))
   own, cumulative = cached_program(
-      ("dense", blocks, products), lambda: jax.vmap(
-          lambda x: _chain(blocks, x, products)))(xs)
+      ("dense", fns, products), lambda: jax.vmap(
+          lambda x, consts: _chain(
+              [functools.partial(fn, c) for fn, c in zip(fns, consts)], x,
+              products), in_axes=(0, None)))(xs, consts)
   return BlockSpectra(list(own), list(cumulative), block_shapes)
 
 
