@@ -100,16 +100,21 @@ _PROGRAMS: dict = {}
 _MAX_PROGRAMS = 32
 
 
+def _kept(store: dict, key, build: Callable):
+  """``build()``, kept in ``store`` per ``key``; the oldest of
+  ``_MAX_PROGRAMS`` entries is dropped."""
+  value = store.get(key)
+  if value is None:
+    if len(store) >= _MAX_PROGRAMS:
+      store.pop(next(iter(store)))
+    value = store[key] = build()
+  return value
+
+
 def cached_program(key, build: Callable) -> Callable:
   """``jax.jit(build())``, kept per ``key`` (the blocks' callables and every
-  static setting), so probing the same blocks again compiles nothing; the
-  oldest of ``_MAX_PROGRAMS`` is dropped."""
-  program = _PROGRAMS.get(key)
-  if program is None:
-    if len(_PROGRAMS) >= _MAX_PROGRAMS:
-      _PROGRAMS.pop(next(iter(_PROGRAMS)))
-    program = _PROGRAMS[key] = jax.jit(build())
-  return program
+  static setting), so probing the same blocks again compiles nothing."""
+  return _kept(_PROGRAMS, key, lambda: jax.jit(build()))
 
 
 _LIFTS: dict = {}
@@ -126,12 +131,7 @@ def _lift(blocks: tuple, one_x) -> tuple[tuple, list, list]:
   compilation cache compiles once; ``structs[l]`` is the shapes of block
   ``l + 1``'s input (``structs[L]``: the output). Kept per blocks and input
   shapes (a program closing over ``fns`` is keyed by them)."""
-  key = (blocks, jax.tree.structure(one_x),
-         tuple((a.shape, a.dtype) for a in jax.tree.leaves(one_x)))
-  lifted = _LIFTS.get(key)
-  if lifted is None:
-    if len(_LIFTS) >= _MAX_PROGRAMS:
-      _LIFTS.pop(next(iter(_LIFTS)))
+  def build():
     fns, consts, structs = [], [], [one_x]
     for fn in blocks:
       closed, out = jax.make_jaxpr(fn, return_shape=True)(structs[-1])
@@ -139,8 +139,10 @@ def _lift(blocks: tuple, one_x) -> tuple[tuple, list, list]:
                                    jax.tree.structure(out)))
       consts.append(list(closed.consts))
       structs.append(out)
-    lifted = _LIFTS[key] = (tuple(fns), consts, structs)
-  return lifted
+    return tuple(fns), consts, structs
+  key = (blocks, jax.tree.structure(one_x),
+         tuple((a.shape, a.dtype) for a in jax.tree.leaves(one_x)))
+  return _kept(_LIFTS, key, build)
 
 
 def _eval_block(jaxpr, out_tree, consts, x):
