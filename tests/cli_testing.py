@@ -34,6 +34,15 @@ def _env() -> dict[str, str]:
               PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
+def _redirect(out_path: str, err_path: str):
+  """File descriptors 1 and 2 (what libraries write, C++ logs included)
+  appended to ``out_path`` and ``err_path``."""
+  for fd, path in ((1, out_path), (2, err_path)):
+    f = os.open(path, os.O_WRONLY | os.O_APPEND)
+    os.dup2(f, fd)
+    os.close(f)
+
+
 def _serve(module: str, conn, log_path: str):
   """The warm interpreter of one entry point: a child of the forkserver.
 
@@ -58,10 +67,7 @@ def _serve(module: str, conn, log_path: str):
 
   from vgrad.cli import app as cli  # pylint: disable=g-import-not-at-top
 
-  log = os.open(log_path, os.O_WRONLY | os.O_APPEND)
-  os.dup2(log, 1)
-  os.dup2(log, 2)
-  os.close(log)
+  _redirect(log_path, log_path)
   path = importlib.util.find_spec(module).origin
   mains, run = [], cli.run
   cli.run = mains.append
@@ -222,10 +228,7 @@ def _run_once(module: str, cwd: str, args: list[str], log_path: str):
   the entry point's status."""
   import runpy  # pylint: disable=g-import-not-at-top
 
-  log = os.open(log_path, os.O_WRONLY | os.O_APPEND)
-  os.dup2(log, 1)
-  os.dup2(log, 2)
-  os.close(log)
+  _redirect(log_path, log_path)
   os.chdir(cwd)
   sys.argv = [module] + args
   runpy.run_module(module, run_name="__main__", alter_sys=True)
@@ -282,19 +285,14 @@ def _run_code(code: str, argv: list[str], cwd: str, out_path: str,
 
   import jax  # pylint: disable=g-import-not-at-top
 
-  for fd, path in ((1, out_path), (2, err_path)):
-    f = os.open(path, os.O_WRONLY | os.O_APPEND)
-    os.dup2(f, fd)
-    os.close(f)
+  _redirect(out_path, err_path)
   if num_cpu_devices:
     jax.config.update("jax_num_cpu_devices", num_cpu_devices)
   os.chdir(cwd)
   sys.argv = ["-c"] + argv
   try:
     exec(compile(code, "<string>", "exec"), {"__name__": "__main__"})  # pylint: disable=exec-used
-  except SystemExit:
-    raise
-  except BaseException:  # pylint: disable=broad-except
+  except Exception:  # pylint: disable=broad-except
     traceback.print_exc()
     sys.exit(1)
 
