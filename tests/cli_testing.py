@@ -222,23 +222,40 @@ def run_cases(module: str, cases: list[tuple[str, list[str]]],
           for cwd, args in cases]
 
 
-def _run_once(module: str, cwd: str, args: list[str], log_path: str):
+def _run_once(module: str, cwd: str, args: list[str], out_path: str,
+              err_path: str, num_cpu_devices: int | None):
   """A child of the forkserver that runs ``python -m module args`` once
-  (its output, file descriptors 1 and 2, to ``log_path``) and exits with
-  the entry point's status."""
+  (file descriptors 1 and 2 to ``out_path`` and ``err_path``) on
+  ``num_cpu_devices`` CPU devices (default one) and exits with the entry
+  point's status."""
   import runpy  # pylint: disable=g-import-not-at-top
 
-  _redirect(log_path, log_path)
+  import jax  # pylint: disable=g-import-not-at-top
+
+  _redirect(out_path, err_path)
+  if num_cpu_devices:
+    jax.config.update("jax_num_cpu_devices", num_cpu_devices)
   os.chdir(cwd)
   sys.argv = [module] + args
   runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
+def _temp_logs() -> tuple[str, str]:
+  """Two new empty files for a child's stdout and stderr."""
+  paths = []
+  for name in ("out", "err"):
+    fd, path = tempfile.mkstemp(prefix=f"vgrad-cli-{name}-", suffix=".log")
+    os.close(fd)
+    paths.append(path)
+  return paths[0], paths[1]
+
+
 class Started:
   """An entry point running in its own process (:func:`start_module`)."""
 
-  def __init__(self, proc: multiprocessing.Process, log_path: str):
-    self._proc, self._log_path = proc, log_path
+  def __init__(self, proc: multiprocessing.Process, out_path: str,
+               err_path: str):
+    self._proc, self._paths = proc, (out_path, err_path)
     self.pid = proc.pid
 
   def poll(self) -> int | None:
@@ -249,31 +266,43 @@ class Started:
     self._proc.join(timeout)
     return self._proc.exitcode
 
+  def stdout(self) -> str:
+    """What it wrote to stdout so far."""
+    with open(self._paths[0]) as f:
+      return f.read()
+
+  def stderr(self) -> str:
+    """What it wrote to stderr so far."""
+    with open(self._paths[1]) as f:
+      return f.read()
+
   def output(self) -> str:
     """Everything it wrote to stdout and stderr so far."""
-    with open(self._log_path) as f:
-      return f.read()
+    return self.stdout() + self.stderr()
 
   def close(self):
     if self._proc.exitcode is None:
       self._proc.kill()
       self._proc.join()
-    os.remove(self._log_path)
+    for path in self._paths:
+      os.remove(path)
 
 
-def start_module(module: str, *args: str, cwd: str) -> Started:
+def start_module(module: str, *args: str, cwd: str,
+                 num_cpu_devices: int | None = None) -> Started:
   """``python -m module args`` started in ``cwd`` in a new process, without
   waiting: a child of the forkserver (the imports already paid), for tests
-  that signal a run in flight. ``close()`` it when done."""
-  fd, log_path = tempfile.mkstemp(prefix="vgrad-cli-", suffix=".log")
-  os.close(fd)
-  context = _forkserver()
-  proc = context.Process(target=_run_once,
-                         args=(module, cwd, list(args), log_path),
-                         daemon=True)
+  that signal a run in flight or run several processes at once, on
+  ``num_cpu_devices`` CPU devices (JAX's ``jax_num_cpu_devices``; default
+  one). ``close()`` it when done."""
+  out_path, err_path = _temp_logs()
+  proc = _forkserver().Process(
+      target=_run_once,
+      args=(module, cwd, list(args), out_path, err_path, num_cpu_devices),
+      daemon=True)
   with _environment(_env()):
     proc.start()
-  return Started(proc, log_path)
+  return Started(proc, out_path, err_path)
 
 
 def _run_code(code: str, argv: list[str], cwd: str, out_path: str,
@@ -303,11 +332,7 @@ def run_python(code: str, *argv: str, cwd: str, timeout: float = 300,
   """``python -c code argv`` in ``cwd``, as a child of the forkserver (the
   imports already paid), on ``num_cpu_devices`` CPU devices (JAX's
   ``jax_num_cpu_devices``; default one); output captured as text."""
-  paths = []
-  for name in ("out", "err"):
-    fd, path = tempfile.mkstemp(prefix=f"vgrad-py-{name}-", suffix=".log")
-    os.close(fd)
-    paths.append(path)
+  paths = _temp_logs()
   try:
     proc = _forkserver().Process(
         target=_run_code,

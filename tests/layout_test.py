@@ -10,6 +10,7 @@ library, not the entry points: they never import ``experiments``.
 """
 
 import ast
+import functools
 import json
 import os
 import subprocess
@@ -70,8 +71,22 @@ def _is_module(dotted: str) -> bool:
   return os.path.isfile(base + ".py") or os.path.isdir(base)
 
 
-def imports(path: str):
-  """``(line, source text, imported module)`` of every import in ``path``.
+def _segment(lines: list[bytes], node: ast.stmt) -> str:
+  """The source text of ``node`` (``ast.get_source_segment``, which splits
+  the whole file again on every call) from the file's lines, UTF-8
+  encoded: the node's column offsets count bytes."""
+  part = lines[node.lineno - 1:node.end_lineno]
+  if len(part) == 1:
+    return part[0][node.col_offset:node.end_col_offset].decode()
+  part = [part[0][node.col_offset:], *part[1:-1],
+          part[-1][:node.end_col_offset]]
+  return b"".join(part).decode()
+
+
+@functools.cache
+def imports(path: str) -> tuple[tuple[int, str, str], ...]:
+  """``(line, source text, imported module)`` of every import in ``path``
+  (parsed once per test process).
 
   ``from a.b import c`` imports ``a.b.c`` when that is a module of the
   repository, else ``a.b``; relative imports are resolved.
@@ -79,16 +94,17 @@ def imports(path: str):
   with open(path) as f:
     source = f.read()
   tree = ast.parse(source, filename=path)
+  lines = [line.encode() for line in source.splitlines(keepends=True)]
   package = _module_name(path)
   if not path.endswith("__init__.py"):
     package = package.rpartition(".")[0]
+  found = []
   for node in ast.walk(tree):
     if not isinstance(node, (ast.Import, ast.ImportFrom)):
       continue
-    text = " ".join((ast.get_source_segment(source, node) or "").split())
+    text = " ".join(_segment(lines, node).split())
     if isinstance(node, ast.Import):
-      for alias in node.names:
-        yield node.lineno, text, alias.name
+      found.extend((node.lineno, text, alias.name) for alias in node.names)
     elif isinstance(node, ast.ImportFrom):
       base = node.module or ""
       if node.level:
@@ -97,7 +113,8 @@ def imports(path: str):
         base = ".".join(parts + ([base] if base else []))
       for alias in node.names:
         full = f"{base}.{alias.name}"
-        yield node.lineno, text, full if _is_module(full) else base
+        found.append((node.lineno, text, full if _is_module(full) else base))
+  return tuple(found)
 
 
 def _layer(module: str) -> str:

@@ -9,8 +9,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import textwrap
 import time
@@ -408,11 +406,6 @@ class ShardedSweepTest(absltest.TestCase):
             self.assertEqual(v, b[k], (name, k))
 
 
-def _xla_flags(flag: str) -> str:
-  """The test run's XLA_FLAGS (conftest.py's compile settings) plus flag."""
-  return f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
-
-
 def _free_port() -> int:
   with socket.socket() as s:
     s.bind(("localhost", 0))
@@ -431,20 +424,19 @@ class MultiProcessTest(absltest.TestCase):
     cwd = self.create_tempdir().full_path
     grid = _flags(sweep.SweepConfig(**{**SPECTRUM.__dict__,
                                        "acts": ("tanh",)}))
-    env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg",
-               PYTHONPATH=cli_testing.REPO,
-               XLA_FLAGS=_xla_flags(
-                   "--xla_force_host_platform_device_count=2"))
     port = _free_port()
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "experiments.sweep", *grid, "--distributed",
-         f"--coordinator_address=localhost:{port}", "--num_processes=2",
-         f"--process_id={i}", f"--out_dir={cwd}/multi"], cwd=cwd, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
-    outs = [p.communicate(timeout=600) for p in procs]
-    for p, (_, err) in zip(procs, outs):
-      self.assertEqual(p.returncode, 0, err)
+    # Two children of the forkserver (the imports already paid, no JAX
+    # backend started yet), each on 2 CPU devices.
+    procs = [cli_testing.start_module(
+        "experiments.sweep", *grid, "--distributed",
+        f"--coordinator_address=localhost:{port}", "--num_processes=2",
+        f"--process_id={i}", f"--out_dir={cwd}/multi", cwd=cwd,
+        num_cpu_devices=2) for i in range(2)]
+    for p in procs:
+      self.addCleanup(p.close)
+    for p in procs:
+      self.assertEqual(p.wait(timeout=600), 0, p.output())
+    outs = [(p.stdout(), p.stderr()) for p in procs]
     self.assertIn("on 4 cpu device(s)", outs[0][0])
     # Only process 0 reports and writes (the CPU collectives' own log lines
     # may appear on both).
