@@ -16,10 +16,14 @@ import tempfile
 from absl.testing import absltest
 from absl.testing import parameterized
 import cli_testing  # tests/cli_testing.py
+import numpy as np
 import pytest
 
+from vgrad.cli import training_run
 from vgrad.studies import presets
 from vgrad.studies import training_report
+from vgrad.studies import training_study
+from vgrad.training import data
 from vgrad.training import tensorboard_log
 
 XOR = ["--dataset=xor", "--act=sigmoid,relu", "--depth=3", "--width=4",
@@ -363,14 +367,17 @@ class OtherRunsTest(absltest.TestCase):
   def test_lecture_preset(self):
     cwd = self.create_tempdir().full_path
     out = os.path.join(cwd, "run")
-    # The preset's seven arms as they are; one step each (the test's own
-    # size: --steps and --seeds are what the lecture lets a user change).
-    proc = _lecture("--preset=xor_deep", "--steps=1", "--seeds=2",
-                    f"--out_dir={out}", cwd=cwd)
+    # Arms 3 and 4 (relu, U(-1,1) and He normal) as they are, one step each
+    # (--steps and --seeds are what the lecture lets a user change). They
+    # differ only by their initialisation, so they share one set of
+    # training programs; PresetTest checks every arm of every preset.
+    proc = _lecture("--preset=xor_deep", "--arms=3,4", "--steps=1",
+                    "--seeds=2", f"--out_dir={out}", cwd=cwd)
     self.assertEqual(proc.returncode, 0, proc.stderr)
     self.assertNotIn("Traceback", proc.stderr)
-    labels = [a.label for a in presets.PRESETS["xor_deep"].arms]
-    self.assertGreaterEqual(len(labels), 6)
+    self.assertGreaterEqual(len(presets.PRESETS["xor_deep"].arms), 6)
+    labels = [a.label for a in presets.PRESETS["xor_deep"].arms[2:4]]
+    self.assertLen(set(labels), 2)
     self.assertEqual(sorted(os.listdir(out)), sorted(RUN_FILES + ["tb"]))
     table = _read(os.path.join(out, "table.md"))
     rows = [l for l in table.splitlines() if l.startswith("| ")][1:]
@@ -385,12 +392,12 @@ class OtherRunsTest(absltest.TestCase):
     self.assertEqual(config["preset"], "xor_deep")
     self.assertLen(config["arms"], len(labels))
     self.assertLen(os.listdir(os.path.join(out, "tb")), len(labels))
-
+    # The two arms shared their programs and got their own parameters.
+    self.assertNotEqual(
+        metrics["arms"][0]["history"]["grad_norm_w"][0],
+        metrics["arms"][1]["history"]["grad_norm_w"][0])
 
   def test_digits_deep_adds_mnist_when_its_files_are_present(self):
-    import numpy as np  # pylint: disable=g-import-not-at-top
-
-    from vgrad.training import data  # pylint: disable=g-import-not-at-top
     cwd = self.create_tempdir().full_path
     mnist_dir = os.path.join(cwd, "mnist")
     os.makedirs(mnist_dir)
@@ -418,6 +425,34 @@ class OtherRunsTest(absltest.TestCase):
         [a.label for a in presets.PRESETS["mnist_deep"].arms[1::2]], chosen)
     self.assertTrue(os.path.exists(os.path.join(out, "mnist", "table.md")))
     self.assertIn("mnist_deep", proc.stdout)
+
+
+class PresetTest(absltest.TestCase):
+  """What a full lecture run checks of every arm of every preset, without
+  training: each arm builds (its settings validated, its network made) on
+  the preset's data, and labels and TensorBoard directories are distinct."""
+
+  def test_every_arm_builds_with_distinct_label_and_directory(self):
+    # Building an arm reads only the data's task and number of outputs:
+    # digits and MNIST are 10-class data (stand-ins: no sklearn import, no
+    # MNIST files needed).
+    x, y = np.zeros((1, 64), np.float32), np.zeros((1,), np.int32)
+    stand_in = {"xor": data.xor()} | {
+        name: data.Dataset(name, "multiclass", x, y, x, y, 10, name)
+        for name in ("digits", "mnist")}
+    self.assertContainsSubset(["xor_deep", "digits_deep", "init_failures"],
+                              presets.PRESETS)
+    for name, preset in presets.PRESETS.items():
+      with self.subTest(preset=name):
+        labels = [a.name() for a in preset.arms]
+        self.assertGreaterEqual(len(labels), 2)
+        self.assertLen(set(labels), len(labels))
+        slugs = [training_run.slug(label) for label in labels]
+        self.assertTrue(all(slugs), slugs)
+        self.assertLen(set(slugs), len(slugs))
+        for arm in preset.arms:
+          self.assertEqual(arm.dataset, preset.dataset)
+          training_study.build(arm, stand_in[preset.dataset])
 
 
 TRAIN_BAD_INPUTS = (

@@ -183,17 +183,36 @@ def _lsuv_init(model, params, x, tol, max_iters):
     return hidden.apply({"params": layer}, z)
 
   new = dict(params["params"])
-  stats = []
-  for l in range(1, model.depth + 1):
-    name = f"layers_{l - 1}"
-    new[name], x, *layer_stats = _normalize_layer(
-        forward, new[name], x, tol, max_iters)
-    stats.append(layer_stats)
+  stats = []   # per group of layers: [variance, iterations, degenerate]
+
+  def one(fn, layer, z):
+    """``(layer, z_next, [variance, iterations, degenerate])``."""
+    layer, z, *layer_stats = _normalize_layer(fn, layer, z, tol, max_iters)
+    return layer, z, layer_stats
+
+  if model.depth >= 1:
+    new["layers_0"], x, first = one(forward, new["layers_0"], x)
+    stats.append([v[None] for v in first])
+  if model.depth >= 2:
+    # Layers 2..depth map width to width: one scanned loop (a program whose
+    # size does not grow with depth) over their stacked parameters.
+    names = [f"layers_{l}" for l in range(1, model.depth)]
+    stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a),
+                                     *[new[name] for name in names])
+
+    def body(z, layer):
+      layer, z, layer_stats = one(forward, layer, z)
+      return z, (layer, layer_stats)
+
+    x, (layers, scanned) = jax.lax.scan(body, x, stacked)
+    for i, name in enumerate(names):
+      new[name] = jax.tree_util.tree_map(lambda a, i=i: a[i], layers)
+    stats.append(scanned)
   if model.num_outputs is not None:
-    new["readout"], _, *layer_stats = _normalize_layer(
-        _readout, new["readout"], x, tol, max_iters)
-    stats.append(layer_stats)
-  variance, iterations, degenerate = (jnp.stack(s) for s in zip(*stats))
+    new["readout"], _, last = one(_readout, new["readout"], x)
+    stats.append([v[None] for v in last])
+  variance, iterations, degenerate = (jnp.concatenate(s)
+                                      for s in zip(*stats))
   converged = (jnp.abs(variance - 1) < tol) & ~degenerate
   return ({**params, "params": new},
           LSUVInfo(variance, iterations, converged, degenerate))

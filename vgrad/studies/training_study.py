@@ -5,13 +5,16 @@ vmapped program), evaluates them every ``log_every`` steps, and returns one
 *arm* of the ``metrics.json`` file documented in README.md: the config, the
 history (medians are taken by readers, every seed is kept), and each seed's
 final numbers, outcome and diagnosis. TensorBoard event files are written
-when ``tb_dir`` is given. Nothing here reads flags.
+when ``tb_dir`` is given. Nothing here reads flags. The jitted programs
+(training chunk, probe, evaluation) are kept per :func:`program_key`, so
+arms that differ only by their initialisation compile them once.
 """
 
 from collections.abc import Callable
 import dataclasses
 import math
 import time
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -216,6 +219,63 @@ def _subset(x, y, n):
   return x[:n], y[:n]
 
 
+# The metrics of a chunk's last step that a history entry records (the
+# loss of every step leaves the chunk anyway).
+CHUNK_METRICS = ("loss", "update_ratio")
+
+
+class _Programs(NamedTuple):
+  """An arm's jitted programs: the chunk of ``n`` steps per ``n`` (built on
+  demand), the evaluation and the probe."""
+  step_fn: Callable
+  chunks: dict
+  evaluate: Callable
+  probe: Callable
+
+
+_PROGRAMS: dict = {}
+_MAX_PROGRAMS = 8
+
+
+def program_key(config: TrainConfig, dataset: data_lib.Dataset,
+                loss: str) -> tuple:
+  """Every setting the training programs depend on.
+
+  Not the initialisation (``init``, ``sigma_w2``, ``sigma_b2``: the
+  parameters are an argument of every program), the seeds, the steps or the
+  label: arms that differ only by those (``init_failures``' tanh arms)
+  share one set of programs, compiled once.
+  """
+  return (dataset.task, dataset.num_outputs, config.act,
+          repr(sorted(config.act_params.items())), config.depth,
+          config.width, config.dropout, loss, config.optimizer, config.lr,
+          config.momentum, config.clip_norm, config.batch_size)
+
+
+def _programs(config, dataset, model, optimizer, loss) -> _Programs:
+  """The arm's programs, kept per :func:`program_key` (the oldest of
+  ``_MAX_PROGRAMS`` dropped); built from ``model`` and ``optimizer`` when
+  new, and they never call the model's initializers."""
+  key = program_key(config, dataset, loss)
+  programs = _PROGRAMS.get(key)
+  if programs is None:
+    step_fn = train.make_step_fn(model, optimizer, loss, dataset.task,
+                                 config.batch_size)
+
+    def lean_step(state, key, step, x, y):
+      # Only CHUNK_METRICS leave the chunk: XLA drops the rest of its last
+      # step's metrics (the probe measures them on a fixed batch).
+      state, metrics = step_fn(state, key, step, x, y)
+      return state, {k: metrics[k] for k in CHUNK_METRICS}
+
+    if len(_PROGRAMS) >= _MAX_PROGRAMS:
+      _PROGRAMS.pop(next(iter(_PROGRAMS)))
+    programs = _PROGRAMS[key] = _Programs(
+        lean_step, {}, train.make_evaluate(model, loss, dataset.task),
+        train.make_probe(model, loss, dataset.task))
+  return programs
+
+
 def run_training(config: TrainConfig, dataset: data_lib.Dataset, *,
                  tb_dir: str | None = None,
                  progress: Callable[[int, int, float], None] | None = None
@@ -240,11 +300,9 @@ def run_training(config: TrainConfig, dataset: data_lib.Dataset, *,
   x_test, y_test = jnp.asarray(dataset.x_test), jnp.asarray(dataset.y_test)
   init_keys, train_keys = seed_keys(config)
   states = train.init_states(model, optimizer, init_keys, x)
-  step_fn = train.make_step_fn(model, optimizer, loss, dataset.task,
-                               config.batch_size)
-  evaluate = train.make_evaluate(model, loss, dataset.task)
-  probe = train.make_probe(model, loss, dataset.task)
-  chunks = {}
+  programs = _programs(config, dataset, model, optimizer, loss)
+  evaluate, probe, chunks = (programs.evaluate, programs.probe,
+                             programs.chunks)
   labels = train.layer_labels(config.depth)
   logger = _Logger(tb_dir, config, labels)
   history, batch_metrics, batch_loss = [], None, None
@@ -258,7 +316,7 @@ def run_training(config: TrainConfig, dataset: data_lib.Dataset, *,
       if step > previous:
         n = step - previous
         if n not in chunks:
-          chunks[n] = train.make_train_chunk(step_fn, n)
+          chunks[n] = train.make_train_chunk(programs.step_fn, n)
         states, batch_metrics, losses = chunks[n](states, train_keys,
                                                   previous, x, y)
         batch_loss = losses[-1]
