@@ -10,10 +10,17 @@ import numpy as np
 from vgrad.nn import activations
 
 ELEMENTWISE = sorted(set(activations.ACTIVATIONS) - {"maxout"})
-# Points spanning both sides of every kink, away from the kinks themselves.
-GRID = jnp.concatenate([jnp.linspace(-6.0, 6.0, 97), jnp.array([-0.3, 0.7])])
-GRID = GRID[jnp.abs(jnp.abs(GRID) - 1.0) > 1e-3]
-GRID = GRID[jnp.abs(GRID) > 1e-3]
+# Points spanning both sides of every kink, away from the kinks themselves
+# (NumPy: no eager op compiled to build them).
+_GRID = np.concatenate([np.linspace(-6.0, 6.0, 97), [-0.3, 0.7]])
+_GRID = _GRID[(np.abs(np.abs(_GRID) - 1.0) > 1e-3) & (np.abs(_GRID) > 1e-3)]
+GRID = jnp.asarray(_GRID, jnp.float32)
+
+
+def _points(values) -> jax.Array:
+  """``values`` repeated to GRID's length: every eager op of the tests then
+  runs at one shape and compiles once per activation, not once per test."""
+  return jnp.asarray(np.resize(np.asarray(values, np.float32), GRID.shape))
 
 
 def _gauss_hermite_mean(f, n=80):
@@ -28,9 +35,10 @@ class ActivationsTest(parameterized.TestCase):
   def test_every_entry_builds_and_is_finite(self, name):
     act = activations.get_activation(name)
     self.assertEqual(act.name, name)
-    x = jnp.linspace(-50.0, 50.0, 101)
-    y = act.fn(x[:, None].repeat(act.pieces, 1) if act.is_maxout else x)
-    chex.assert_shape(y, (101,))
+    x = _points(np.linspace(-50.0, 50.0, GRID.shape[0]))
+    y = act.fn(jnp.asarray(np.repeat(np.asarray(x)[:, None], act.pieces, 1))
+               if act.is_maxout else x)
+    chex.assert_shape(y, GRID.shape)
     chex.assert_tree_all_finite(y)
 
   @chex.variants(with_jit=True, without_jit=True)
@@ -44,12 +52,19 @@ class ActivationsTest(parameterized.TestCase):
   @parameterized.parameters(*ELEMENTWISE)
   def test_autodiff_is_finite_for_huge_inputs(self, name):
     act = activations.get_activation(name)
-    x = jnp.array([-1e4, -100.0, 100.0, 1e4])
+    x = _points([-1e4, -100.0, 100.0, 1e4])
     chex.assert_tree_all_finite(jax.vmap(jax.grad(act.fn))(x))
     chex.assert_tree_all_finite(act.deriv(x))
 
   def test_sigmoid_derivative_is_at_most_one_quarter(self):
-    d = activations.get_activation("sigmoid").deriv(jnp.linspace(-8, 8, 1601))
+    # The 1601 points in chunks of GRID's length (whose eager ops are
+    # compiled already), the last chunk padded with repeats.
+    x = np.linspace(-8, 8, 1601)
+    n = GRID.shape[0]
+    x = np.resize(x, -(-x.size // n) * n).reshape(-1, n)
+    deriv = activations.get_activation("sigmoid").deriv
+    d = np.concatenate([np.asarray(deriv(jnp.asarray(c, jnp.float32)))
+                        for c in x])
     self.assertAlmostEqual(float(d.max()), 0.25, places=6)
 
   @parameterized.parameters(0.01, 0.1)

@@ -24,16 +24,18 @@ class LinearNetTest(absltest.TestCase):
   """Orthogonal linear blocks are isometries: every singular value is 1."""
 
   def test_scanned_and_listed_orthogonal_blocks_are_isometries(self):
+    # Depth 4: every product of orthogonal blocks is an isometry already;
+    # more blocks only add unrolled copies to the list's program.
     rng = np.random.default_rng(0)
-    weights = np.stack([_orthogonal(rng, 6) for _ in range(12)])
+    weights = np.stack([_orthogonal(rng, 6) for _ in range(4)])
     xs = jnp.asarray(rng.standard_normal((2, 6)), jnp.float32)
     scanned = blocks_lib.dense_spectra(
         blocks_lib.Blocks(lambda w, x: w @ x, jnp.asarray(weights)), xs)
     listed = blocks_lib.dense_spectra(
         [lambda x, w=w: jnp.asarray(w) @ x for w in weights], xs)
     for result in (scanned, listed):
-      self.assertLen(result.own, 12)
-      self.assertEqual(result.shapes, [(6, 6)] * 12)
+      self.assertLen(result.own, 4)
+      self.assertEqual(result.shapes, [(6, 6)] * 4)
       for sv in result.own + result.cumulative:
         np.testing.assert_allclose(sv, 1.0, atol=2e-6)
     for a, b in zip(scanned.cumulative, listed.cumulative):
@@ -70,7 +72,11 @@ class FlaxConvTest(absltest.TestCase):
     x = jnp.asarray(np.random.default_rng(1).standard_normal((n, 1)),
                     jnp.float32)
     model = CircularConvolution()
-    variables = model.init(jax.random.key(0), x)
+    # Any kernels will do: NumPy's, not model.init's compiled draws.
+    rng = np.random.default_rng(0)
+    variables = {"params": {f"Conv_{i}": {"kernel": jnp.asarray(
+        rng.standard_normal((3, 1, 1)) / np.sqrt(3), jnp.float32)}
+                            for i in range(3)}}
     blocks = blocks_lib.flax_blocks(model, variables, x, r"Conv_\d")
     self.assertLen(blocks, 3)   # the last conv's output is the model's
     composed = x
@@ -253,9 +259,12 @@ class DifferentiabilityTest(absltest.TestCase):
     def sine(v):
       return jnp.sin(v)
     sine.defvjp(lambda v: (jnp.sin(v), v), lambda v, g: (jnp.cos(v) * g,))
-    want = np.sort(np.abs(np.cos(np.asarray(self.xs))), axis=1)[:, ::-1]
+    # Two inputs of width 6, as JacobianSpectraTest's: the qr method's
+    # Jacobi program (float64, 6 x 6, B = 2) is shared with its tests.
+    xs = np.random.default_rng(13).standard_normal((2, 6)).astype(np.float32)
+    want = np.sort(np.abs(np.cos(xs)), axis=1)[:, ::-1]
     for method in ("dense", "qr"):
-      record = block_spectra.jacobian_spectra([sine], self.xs, method=method)
+      record = block_spectra.jacobian_spectra([sine], xs, method=method)
       np.testing.assert_allclose(
           np.asarray(record["per_layer"][0]["singular_values"]), want,
           rtol=1e-5)
@@ -289,7 +298,6 @@ class FlaxCallsTest(absltest.TestCase):
     n, steps = 5, 4
     model = UnrolledRNN(steps)
     h0 = jnp.zeros(n)
-    variables = model.init(jax.random.key(0), h0)
     w = _orthogonal(np.random.default_rng(5), n)
     variables = {"params": {"step": {"cell": {"kernel": jnp.asarray(w)}}}}
     self.assertEqual(blocks_lib.boundary_calls(model, variables, h0, ["step"]),
@@ -309,7 +317,7 @@ class FlaxCallsTest(absltest.TestCase):
   def test_boundaries_matching_nothing_name_the_submodules(self):
     model = UnrolledRNN(2)
     h0 = jnp.zeros(3)
-    variables = model.init(jax.random.key(0), h0)
+    variables = {"params": {"step": {"cell": {"kernel": jnp.eye(3)}}}}
     with self.assertRaisesRegex(ValueError, r"match no submodule call.*"
                                 r"'step', 'step/cell'"):
       blocks_lib.flax_blocks(model, variables, h0, ["Dense_0"])
@@ -322,7 +330,11 @@ class FlaxCallsTest(absltest.TestCase):
         return x + nn.Dense(4, name="outer")(jnp.tanh(h))
 
     model, x = Residual(), jnp.ones(4)
-    variables = model.init(jax.random.key(0), x)
+    # NumPy's weights, not model.init's compiled draws.
+    rng = np.random.default_rng(0)
+    variables = {"params": {name: {
+        "kernel": jnp.asarray(rng.standard_normal((4, 4)) / 2, jnp.float32),
+        "bias": jnp.zeros(4)} for name in ("inner", "outer")}}
     # x skips past "inner": the block after it cannot be cut there ...
     with self.assertRaisesRegex(ValueError, "block 2 .* does not depend on "
                                 "its input alone.*skip connection"):
@@ -403,9 +415,10 @@ class JacobianSpectraTest(absltest.TestCase):
     """Item 3: the general path's auto decides from the qr method's own
     forward pass and finishes it (one pass, not a pre-pass and a pass),
     whose targets are the wanted layers and the last. The same MLP as
-    scanned Blocks (one compiled block: a list of 10 blocks would compile
-    its whole unrolled float64 pass again for these targets); the list's
-    one pass is checked in test_auto_picks_the_same_method_on_both_paths."""
+    scanned Blocks (one compiled block, as the list's layers, one
+    computation on different arrays, are scanned by qr_forward); the
+    list's one pass is checked in
+    test_auto_picks_the_same_method_on_both_paths."""
     scanned = blocks_lib.mlp_as_blocks(self.model, self.params)
     self.assertIsInstance(scanned, blocks_lib.Blocks)
     with mock.patch.object(blocks_lib, "qr_forward",

@@ -72,13 +72,25 @@ def _inputs(n, width, dtype=jnp.float32, seed=1):
 
 @functools.cache
 def _stacked_io_probe(act, init, depth, width):
-  """The input-output probe of a float32 ``make_mlp(act, init)`` net,
-  vmapped over a leading network axis of the parameters and inputs and
-  jitted as a whole (the in-graph stacking of the traced layers included):
-  one compiled program per shape, shared by the cases that use it."""
+  """The input-output Jacobian probe (``spectrum=False``: ``J`` itself) of
+  a float32 ``make_mlp(act, init)`` net, vmapped over a leading network
+  axis of the parameters and inputs and jitted as a whole (the in-graph
+  stacking of the traced layers included): one compiled program per
+  shape, shared by the cases that use it. The tests need the mean squared
+  singular value, ``tr(J J^T) / N = ||J||_F^2 / N`` (:func:`_mean_sq`):
+  no SVD (the 256-wide case's SVDs took most of its time; the spectra
+  are checked against NumPy's SVD in AgreementTest)."""
   model = models.make_mlp(depth=depth, width=width, activation=act,
                           init=init)
-  return jax.jit(jax.vmap(jacobian.make_input_output_probe(model)))
+  return jax.jit(jax.vmap(jacobian.make_input_output_probe(
+      model, spectrum=False)))
+
+
+def _mean_sq(jac) -> float:
+  """The mean squared singular value of ``J (..., N, N)`` over every
+  matrix: ``mean ||J||_F^2 / N``, in float64."""
+  jac = np.asarray(jac, np.float64)
+  return float(np.mean(np.sum(jac ** 2, axis=(-2, -1))) / jac.shape[-1])
 
 
 def _stacked_gaussian_params(nets, depth, width, sigma_w2, seed):
@@ -240,8 +252,7 @@ class TheoryTest(parameterized.TestCase):
     probe = _stacked_io_probe("linear", "gaussian", depth, width)
     params = _stacked_gaussian_params(nets, depth, width, sigma_w2, seed=3)
     xs = _inputs(nets, width, seed=4)[:, None]
-    sv = probe(params, xs)
-    mean_sq = np.mean(np.asarray(sv, np.float64) ** 2)
+    mean_sq = _mean_sq(probe(params, xs))
     rel_std = math.sqrt(depth * (depth + 1) / width ** 2 / nets)
     self.assertAlmostEqual(mean_sq / sigma_w2 ** depth, 1.0,
                            delta=6 * rel_std)
@@ -263,9 +274,9 @@ class TheoryTest(parameterized.TestCase):
     params = _stacked_gaussian_params(nets, depth, width, 2.0, seed=7)
     xs = _inputs(nets, width, seed=8)[:, None]
     probe = _stacked_io_probe("relu", "he_normal", depth, width)
-    sv = probe(params, xs)
-    chex.assert_shape(sv, (nets, 1, width))
-    mean_sq = float(np.mean(np.asarray(sv, np.float64) ** 2))
+    jac = probe(params, xs)
+    chex.assert_shape(jac, (nets, 1, width, width))
+    mean_sq = _mean_sq(jac)
     rel_std = math.sqrt(((1 + 5 / width) ** depth - 1) / nets)
     self.assertAlmostEqual(mean_sq, 1.0, delta=6 * rel_std)
 

@@ -79,13 +79,16 @@ class FullSpectrumTest(absltest.TestCase):
             result.cumulative[t].weights[b].sum(), 1.0, atol=1e-12)
 
   def test_any_shape_list_square_wide_and_tall(self):
-    shapes = [(12, 10), (12, 12), (7, 12), (9, 7)]
+    # Own Jacobians tall, square and wide; products tall (12 x 10) and
+    # wide (7 x 10): each bidiagonalisation is one more loop to compile,
+    # and these three blocks have every kind.
+    shapes = [(12, 10), (12, 12), (7, 12)]
     blocks, weights = _tanh_blocks(shapes)
     xs = np.random.default_rng(2).standard_normal((2, 10))
     # Every product through the blocks: J_{<=1} = J_1 is own[0], checked
-    # by the same _ritz on the same block (a target 1 would add a ninth
+    # by the same _ritz on the same block (a target 1 would add another
     # bidiagonalisation to the program, not a check).
-    self._check(blocks, weights, xs, (2, 3, 4))
+    self._check(blocks, weights, xs, (2, 3))
 
   def test_one_shape_list_and_scanned_blocks_agree(self):
     blocks, weights = _tanh_blocks([(10, 10)] * 4, seed=3)

@@ -129,8 +129,9 @@ def _lift(blocks: tuple, one_x) -> tuple[tuple, list, list]:
   instead of embedding them as constants: XLA folds no constants, and
   blocks of equal structure lower to one program text, which a persistent
   compilation cache compiles once; ``structs[l]`` is the shapes of block
-  ``l + 1``'s input (``structs[L]``: the output). Kept per blocks and input
-  shapes (a program closing over ``fns`` is keyed by them)."""
+  ``l + 1``'s input (``structs[L]``: the output). Kept per blocks, input
+  shapes and ``jax_enable_x64`` (a program closing over ``fns`` is keyed
+  by them)."""
   def build():
     fns, consts, structs = [], [], [one_x]
     for fn in blocks:
@@ -141,7 +142,41 @@ def _lift(blocks: tuple, one_x) -> tuple[tuple, list, list]:
       structs.append(out)
     return tuple(fns), consts, structs
   key = (blocks, jax.tree.structure(one_x),
-         tuple((a.shape, a.dtype) for a in jax.tree.leaves(one_x)))
+         tuple((a.shape, a.dtype) for a in jax.tree.leaves(one_x)),
+         jax.config.jax_enable_x64)
+  return _kept(_LIFTS, key, build)
+
+
+def _as_scanned(blocks: tuple, xs) -> Blocks | None:
+  """Two or more blocks that are one computation on different arrays (the
+  same jaxpr, :func:`_lift`'s, each mapping the input's shapes to
+  themselves, with captured arrays) as a :class:`Blocks` of those arrays
+  stacked, else None: a program scanning it compiles one block, not one
+  copy per block (vgrad's MLP's layers as callables are such blocks).
+  The values are the same: each block evaluates its own jaxpr on its own
+  arrays either way (traced as the list's program would trace them: call
+  it under the program's ``jax.enable_x64`` setting). Kept per blocks,
+  input shapes and that setting."""
+  one_x = _one_input(xs)
+
+  def build():
+    if len(blocks) < 2:
+      return None
+    fns, consts, structs = _lift(blocks, one_x)
+    same = lambda a, b: (jax.tree.structure(a) == jax.tree.structure(b)
+                         and all((u.shape, u.dtype) == (v.shape, v.dtype)
+                                 for u, v in zip(jax.tree.leaves(a),
+                                                 jax.tree.leaves(b))))
+    texts = {(str(fn.args[0]), fn.args[1]) for fn in fns}
+    if (len(texts) != 1 or not consts[0]
+        or not all(same(s, one_x) for s in structs)):
+      return None
+    stacked = [jnp.stack([c[i] for c in consts])
+               for i in range(len(consts[0]))]
+    return Blocks(fns[0], stacked)
+  key = ("scanned", blocks, jax.tree.structure(one_x),
+         tuple((a.shape, a.dtype) for a in jax.tree.leaves(one_x)),
+         jax.config.jax_enable_x64)
   return _kept(_LIFTS, key, build)
 
 
@@ -325,6 +360,12 @@ def check_differentiable(blocks, xs) -> None:
 
     bad = cached_program(("differentiable", fns), lambda: jax.vmap(
         one, in_axes=(0, None, None)))(xs, consts, vectors)
+  refuse_not_differentiable(bad)
+
+
+def refuse_not_differentiable(bad) -> None:
+  """One line naming the first block and input flagged in ``bad (B, L)``
+  (:func:`check_differentiable`), if any."""
   bad = np.asarray(bad)
   if bad.any():
     b, l = (int(i[0]) for i in np.nonzero(bad))
@@ -335,36 +376,49 @@ def check_differentiable(blocks, xs) -> None:
         "every input")
 
 
+def _not_differentiable(x, y, jac) -> jax.Array:
+  """Whether a block's Jacobian ``jac`` holds NaN or Inf where its input
+  ``x`` and output ``y`` are finite (:func:`check_differentiable`'s
+  refusal, read off the Jacobian itself)."""
+  return _all_finite(x) & _all_finite(y) & ~jnp.all(jnp.isfinite(jac))
+
+
 def _chain(blocks: Sequence[Callable], x, products: bool):
-  """One input through a list of blocks: own spectra, and cumulative ones
-  if ``products`` (else an empty list)."""
-  own, cumulative, product = [], [], None
+  """One input through a list of blocks: own spectra, cumulative ones if
+  ``products`` (else an empty list), and each block's
+  :func:`_not_differentiable` flag ``(L,)``."""
+  own, cumulative, flags, product = [], [], [], None
   for fn in blocks:
-    x, jac = block_jacobian(fn, x)
+    y, jac = block_jacobian(fn, x)
+    flags.append(_not_differentiable(x, y, jac))
+    x = y
     own.append(linalg.svdvals(jac))
     if products:
       product = jac if product is None else jnp.dot(jac, product,
                                                     precision=PRECISION)
       cumulative.append(linalg.svdvals(product))
-  return own, cumulative
+  return own, cumulative, jnp.stack(flags)
 
 
 def _scanned_chain(block_fn: Callable, stacked_params, x, products: bool):
   """One input through scanned blocks of one shape (cumulative spectra
-  only if ``products``, else None)."""
+  only if ``products``, else None), and the blocks' flags as
+  :func:`_chain`'s."""
   flat = ravel_pytree(x)[0]
 
   def body(carry, params):
     h, product = carry
     y, jac = block_jacobian(lambda v: block_fn(params, v), h)
+    flag = _not_differentiable(h, y, jac)
     if not products:
-      return (y, product), (linalg.svdvals(jac), None)
+      return (y, product), (linalg.svdvals(jac), None, flag)
     product = jnp.dot(jac, product, precision=PRECISION)
-    return (y, product), (linalg.svdvals(jac), linalg.svdvals(product))
+    return (y, product), (linalg.svdvals(jac), linalg.svdvals(product), flag)
 
   start = jnp.eye(flat.size, dtype=flat.dtype) if products else None
-  _, (own, cumulative) = jax.lax.scan(body, (x, start), stacked_params)
-  return own, cumulative
+  _, (own, cumulative, flags) = jax.lax.scan(body, (x, start),
+                                             stacked_params)
+  return own, cumulative, flags
 
 
 def _check_inexact(tree, what: str) -> None:
@@ -423,25 +477,34 @@ def dense_spectra(blocks, xs, products: bool = True) -> BlockSpectra:
   Returns:
     :class:`BlockSpectra`.
   """
+  return checked_dense_spectra(blocks, xs, products)[0]
+
+
+def checked_dense_spectra(blocks, xs, products: bool = True
+                          ) -> tuple[BlockSpectra, jax.Array]:
+  """:func:`dense_spectra` and, from the same program, ``(B, L)`` flags:
+  block ``l``'s Jacobian at input ``b`` holds NaN or Inf where the block's
+  input and output are finite (:func:`refuse_not_differentiable` names
+  the first). The dense method's check needs no program of its own."""
   block_shapes = shapes(blocks, xs)
   if isinstance(blocks, Blocks):
     fn = blocks.block_fn
-    own, cumulative = cached_program(
+    own, cumulative, bad = cached_program(
         ("dense-scan", fn, products), lambda: jax.vmap(
             lambda x, p: _scanned_chain(fn, p, x, products),
             in_axes=(0, None)))(xs, blocks.stacked_params)
     depth = len(block_shapes)
     return BlockSpectra([own[:, l] for l in range(depth)],
                         [cumulative[:, l] for l in range(depth)]
-                        if products else [], block_shapes)
+                        if products else [], block_shapes), bad
   blocks = tuple(blocks)
   fns, consts, _ = _lift(blocks, _one_input(xs))
-  own, cumulative = cached_program(
+  own, cumulative, bad = cached_program(
       ("dense", fns, products), lambda: jax.vmap(
           lambda x, consts: _chain(
               [functools.partial(fn, c) for fn, c in zip(fns, consts)], x,
               products), in_axes=(0, None)))(xs, consts)
-  return BlockSpectra(list(own), list(cumulative), block_shapes)
+  return BlockSpectra(list(own), list(cumulative), block_shapes), bad
 
 
 class BlockLogSpectra(NamedTuple):
@@ -493,6 +556,45 @@ class BlockQRPass(NamedTuple):
   dtype: Any
 
 
+def _scanned_qr_forward(blocks: Blocks, xs, layers: tuple, depth: int,
+                        dtype) -> BlockQRPass:
+  """:func:`qr_forward` of scanned blocks (one compiled block)."""
+  def start(x):
+    return log_spectrum.initial_carry(ravel_pytree(x)[0], dtype=dtype)
+
+  slots = np.full(depth + 1, len(layers), np.int32)
+  slots[list(layers)] = np.arange(len(layers))
+
+  def one(x, stacked):
+    carry = start(x)
+    snap = jax.tree.map(
+        lambda a: jnp.zeros((len(layers) + 1,) + a.shape, a.dtype),
+        log_spectrum.snapshot_values(carry))
+
+    def body(state, inputs):
+      carry, h, snap = state
+      params, slot = inputs
+      carry, h, sums = _qr_step(
+          carry, lambda v: blocks.block_fn(params, v), h)
+      values = log_spectrum.snapshot_values(carry)
+      snap = tuple(jax.lax.dynamic_update_index_in_dim(buf, v, slot, 0)
+                   for buf, v in zip(snap, values))
+      return (carry, h, snap), sums
+
+    (carry, _, snap), sums = jax.lax.scan(
+        body, (carry, x, snap), (stacked, jnp.asarray(slots[1:])))
+    return tuple(buf[:-1] for buf in snap), sums
+
+  key = ("qr-forward-scan", blocks.block_fn, layers, depth, dtype)
+  with _pass_dtype(dtype):
+    snap, sums = cached_program(key, lambda: jax.vmap(
+        one, in_axes=(0, None)))(xs, blocks.stacked_params)
+  return BlockQRPass(
+      layers, [tuple(buf[:, t] for buf in snap)
+               for t in range(len(layers))],
+      [sums[:, l] for l in range(depth)], dtype)
+
+
 def qr_forward(blocks, xs, layers=None, *, dtype=None) -> BlockQRPass:
   """The forward QR pass of the stable method for any blocks: every
   block's Lyapunov sums and the graded ``T_l`` at ``layers`` (default:
@@ -502,7 +604,8 @@ def qr_forward(blocks, xs, layers=None, *, dtype=None) -> BlockQRPass:
 
   The pass runs in ``dtype`` (default the inputs'; float64 needs
   ``jax.enable_x64``): each block's Jacobian in the block's own dtype,
-  cast, and the products and QR in ``dtype``.
+  cast, and the products and QR in ``dtype``. A list of blocks that are
+  one computation on different arrays is scanned (:func:`_as_scanned`).
   """
   depth = len(shapes(blocks, xs))
   layers = log_spectrum.check_layers(
@@ -513,38 +616,12 @@ def qr_forward(blocks, xs, layers=None, *, dtype=None) -> BlockQRPass:
     return log_spectrum.initial_carry(ravel_pytree(x)[0], dtype=dtype)
 
   if isinstance(blocks, Blocks):
-    slots = np.full(depth + 1, len(layers), np.int32)
-    slots[list(layers)] = np.arange(len(layers))
-
-    def one(x, stacked):
-      carry = start(x)
-      snap = jax.tree.map(
-          lambda a: jnp.zeros((len(layers) + 1,) + a.shape, a.dtype),
-          log_spectrum.snapshot_values(carry))
-
-      def body(state, inputs):
-        carry, h, snap = state
-        params, slot = inputs
-        carry, h, sums = _qr_step(
-            carry, lambda v: blocks.block_fn(params, v), h)
-        values = log_spectrum.snapshot_values(carry)
-        snap = tuple(jax.lax.dynamic_update_index_in_dim(buf, v, slot, 0)
-                     for buf, v in zip(snap, values))
-        return (carry, h, snap), sums
-
-      (carry, _, snap), sums = jax.lax.scan(
-          body, (carry, x, snap), (stacked, jnp.asarray(slots[1:])))
-      return tuple(buf[:-1] for buf in snap), sums
-
-    key = ("qr-forward-scan", blocks.block_fn, layers, depth, dtype)
-    with _pass_dtype(dtype):
-      snap, sums = cached_program(key, lambda: jax.vmap(
-          one, in_axes=(0, None)))(xs, blocks.stacked_params)
-    return BlockQRPass(
-        layers, [tuple(buf[:, t] for buf in snap)
-                 for t in range(len(layers))],
-        [sums[:, l] for l in range(depth)], dtype)
+    return _scanned_qr_forward(blocks, xs, layers, depth, dtype)
   blocks = tuple(blocks)
+  with _pass_dtype(dtype):
+    scanned = _as_scanned(blocks, xs)
+  if scanned is not None:
+    return _scanned_qr_forward(scanned, xs, layers, depth, dtype)
 
   def one(x):
     carry = start(x)
@@ -563,27 +640,13 @@ def qr_forward(blocks, xs, layers=None, *, dtype=None) -> BlockQRPass:
 
 
 @functools.partial(jax.jit, static_argnums=(1,))
-def _finish_program(snapshots, max_sweeps, threshold):
+def _finish_program(snapshot, max_sweeps, threshold):
   """Graded Jacobi (:func:`vgrad.probes.log_spectrum.graded_log_spectrum`)
-  of every input's ``T_l`` at every target. Targets of one shape share one
-  compiled Jacobi (``lax.map`` over them), and the program depends on the
-  shapes alone: blocks of the same widths share it."""
-  def spectra(snapshot):
-    return log_spectrum.graded_log_spectrum(snapshot, max_sweeps, threshold)
-
-  def one(snaps):
-    outs = [None] * len(snaps)
-    by_shape = {}
-    for t, c in enumerate(snaps):
-      by_shape.setdefault(tuple(a.shape for a in jax.tree.leaves(c)),
-                          []).append(t)
-    for ts in by_shape.values():
-      stacked = jax.tree.map(lambda *a: jnp.stack(a), *[snaps[t] for t in ts])
-      res = jax.lax.map(spectra, stacked) + (stacked[4],)
-      for i, t in enumerate(ts):
-        outs[t] = jax.tree.map(lambda a, i=i: a[i], res)
-    return outs
-  return jax.vmap(one)(snapshots)
+  of every input's ``T_l`` at one target, and its ``log_error``. The
+  program depends on ``T_l``'s shape alone: the targets of one shape, and
+  blocks of the same widths, however many targets, share it."""
+  return jax.vmap(lambda s: log_spectrum.graded_log_spectrum(
+      s, max_sweeps, threshold) + (s[4],))(snapshot)
 
 
 def qr_finish(forward: BlockQRPass, *,
@@ -595,8 +658,8 @@ def qr_finish(forward: BlockQRPass, *,
   threshold = np.asarray(log_spectrum.default_tol(dtype) if tol is None
                          else tol, dtype)
   with _pass_dtype(dtype):
-    outs = _finish_program(list(forward.snapshots), int(max_sweeps),
-                           threshold)
+    outs = [_finish_program(tuple(snapshot), int(max_sweeps), threshold)
+            for snapshot in forward.snapshots]
   return BlockLogSpectra(forward.layers,
                          *([o[i] for o in outs] for i in range(3)),
                          list(forward.partial_sums), [o[3] for o in outs])

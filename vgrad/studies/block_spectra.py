@@ -131,7 +131,8 @@ def jacobian_spectra(blocks, x, *, method: str = "auto", dtype=None,
     ValueError: an unknown method, bad layers, or blocks whose shapes do
       not chain, before any work; a block not differentiable at an input
       (NaN or Inf in its Jacobian where its input and output are finite),
-      before the probe.
+      before the probe (``dense``: by the probe's own program, before any
+      record).
   """
   if method not in METHODS:
     raise ValueError(f"method must be one of {', '.join(METHODS)}, got "
@@ -145,7 +146,8 @@ def jacobian_spectra(blocks, x, *, method: str = "auto", dtype=None,
   if not isinstance(blocks, MLPBlocks):   # the MLP's derivatives are analytic
     # Blocks that do not chain, named first.
     block_shapes = blocks_lib.shapes(blocks, xs)
-    blocks_lib.check_differentiable(blocks, xs)
+    if method != "dense":   # the dense probe's own program checks
+      blocks_lib.check_differentiable(blocks, xs)
   reason, lyapunov, forward = "requested", None, None
   if method == "auto":
     sums, rank, forward = _lyapunov_sums(blocks, xs, depth, wanted,
@@ -228,7 +230,8 @@ def _own_records(result: blocks_lib.BlockSpectra, dtype) -> list[dict]:
 
 def _dense(blocks, xs, wanted, dtype) -> dict:
   if not isinstance(blocks, MLPBlocks):
-    result = blocks_lib.dense_spectra(blocks, xs)
+    result, bad = blocks_lib.checked_dense_spectra(blocks, xs)
+    blocks_lib.refuse_not_differentiable(bad)
     n0 = result.shapes[0][1]
     floors = spectrum.product_floors(
         result.own, np.stack([np.asarray(c)[:, 0] for c in result.cumulative],
