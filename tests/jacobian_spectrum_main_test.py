@@ -3,6 +3,7 @@ user runs it (a subprocess), including every bad-input path."""
 
 import json
 import os
+import shutil
 import tempfile
 
 from absl.testing import absltest
@@ -30,10 +31,21 @@ def _spectrum(*args, cwd):
 @pytest.mark.slow  # end to end: full runs, each writing a figure
 class MainTest(absltest.TestCase):
 
+  @classmethod
+  def setUpClass(cls):
+    """One complete TINY run (``cls.proc`` in ``cls.cwd``/run), read by
+    test_writes_a_complete_run and copied as the existing run that
+    test_existing_run_is_never_overwritten_silently must keep."""
+    super().setUpClass()
+    cls.cwd = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
+    cls.addClassCleanup(shutil.rmtree, cls.cwd, ignore_errors=True)
+    cls.proc = _spectrum(*TINY, "--seed=3",
+                         f"--out_dir={os.path.join(cls.cwd, 'run')}",
+                         cwd=cls.cwd)
+
   def test_writes_a_complete_run(self):
-    cwd = self.create_tempdir().full_path
+    cwd, proc = self.cwd, self.proc
     out = os.path.join(cwd, "run")
-    proc = _spectrum(*TINY, "--seed=3", f"--out_dir={out}", cwd=cwd)
     self.assertEqual(proc.returncode, 0, proc.stderr)
     self.assertIn("verdict:", proc.stdout)
     # A 3-layer tanh net of width 8 fits float32: auto keeps dense.
@@ -129,8 +141,9 @@ class MainTest(absltest.TestCase):
   def test_existing_run_is_never_overwritten_silently(self):
     cwd = self.create_tempdir().full_path
     out = os.path.join(cwd, "run")
-    self.assertEqual(_spectrum(*TINY, f"--out_dir={out}", cwd=cwd).returncode,
-                     0)
+    # The existing run: a copy of the class's complete one (seed 3).
+    self.assertEqual(self.proc.returncode, 0, self.proc.stderr)
+    shutil.copytree(os.path.join(self.cwd, "run"), out)
     with open(os.path.join(out, "results.json")) as f:
       before = f.read()
     proc = _spectrum(*TINY, "--seed=1", f"--out_dir={out}", cwd=cwd)

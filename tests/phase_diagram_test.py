@@ -37,8 +37,12 @@ class TrainabilityTest(absltest.TestCase):
     # Column g of the vmapped grid must be exactly the networks one would
     # build with init='gaussian', sigma_w2 = sigma_w2[g]: same draws (the
     # Gaussian init is linear in its gain sqrt(sigma_w2)), same minibatches.
-    # Both seeds of the column are trained alone (vmapped over the seeds
-    # only, so the eager initialisers run on the grid's own shapes).
+    # Both seeds of the column are trained alone (initialised vmapped over
+    # the seeds only, so the eager initialisers run on the grid's own
+    # shapes), each network in as many independent copies as the grid has
+    # columns: the batch of len(sigma_w2) x seeds networks the grid trains,
+    # so training and evaluation are the grid's own compiled programs
+    # (served by the persistent compilation cache); copies never interact.
     config = TINY
     digits = data.load_dataset("digits")
     cells = phase_diagram.train_depth(config, digits, 2)
@@ -55,10 +59,14 @@ class TrainabilityTest(absltest.TestCase):
         for s in range(config.seeds)))
     x, y = jnp.asarray(digits.x_train), jnp.asarray(digits.y_train)
     state = train.init_states(model, opt, jnp.stack(init_keys), x)
+    copies = len(config.sigma_w2)
+    state = jax.tree.map(   # NumPy: no eager program per leaf shape
+        lambda v: jnp.asarray(np.tile(v, (copies,) + (1,) * (v.ndim - 1))),
+        state)
     loss = "categorical_cross_entropy"
     step = train.make_step_fn(model, opt, loss, "multiclass", 32)
     state, _, _ = train.make_train_chunk(step, config.steps)(
-        state, jnp.stack(train_keys), 0, x, y)
+        state, jnp.tile(jnp.stack(train_keys), copies), 0, x, y)
     acc = train.make_evaluate(model, loss, "multiclass")(state.params, x, y)
     for s in range(config.seeds):
       self.assertAlmostEqual(float(acc["accuracy"][s]),
@@ -129,13 +137,16 @@ class CommandLineTest(absltest.TestCase):
     out = os.path.join(tmp, "run")
     # TINY's grid and training at depths 1 and 2: depth 2 trains with the
     # very programs TrainabilityTest compiles (the persistent compilation
-    # cache serves them to the entry point's process).
+    # cache serves them to the entry point's process), and TINY's theory
+    # resolution (20 points): its line, the grid's xi_c and the critical
+    # points are solved by TheoryTest's programs.
     r = cli_testing.run_module(
         "experiments.phase_diagram",
         f"--sigma_w2={','.join(f'{v:g}' for v in TINY.sigma_w2)}",
         "--depths=1,2", f"--width={TINY.width}", f"--steps={TINY.steps}",
         f"--batch_size={TINY.batch_size}", f"--seeds={TINY.seeds}",
-        "--theory_points=40", f"--out_dir={out}", cwd=tmp)
+        f"--theory_points={TINY.theory_points}", f"--out_dir={out}",
+        cwd=tmp)
     self.assertEqual(r.returncode, 0, r.stderr)
     self.assertEqual(sorted(os.listdir(out)), [
         "config.json", "phase_diagram.pdf", "phase_diagram.png",
@@ -148,7 +159,7 @@ class CommandLineTest(absltest.TestCase):
                      (2, len(TINY.sigma_w2), TINY.seeds))
     self.assertIn("critical point (chi_1 = 1): sigma_w^2 = 1.7", r.stdout)
     plane = results["theory"]["plane"]
-    self.assertEqual(np.shape(plane["log10_chi_1"]), (40, 33))
+    self.assertEqual(np.shape(plane["log10_chi_1"]), (20, 17))
     # The phase plane is an image inside the vector PDF (one path per cell
     # made the default 300 x 250 plane 2 MB and ~18 s to write), the rest
     # stays vector.

@@ -294,12 +294,19 @@ def build_model(act: str, init: str, depth: int, width: int,
                          param_dtype=dtype)
 
 
+def _measured(model: models.MLP, params, x, y):
+  """``(Signals, weight gradients, E[phi'(h_l)^2])`` of a batch."""
+  signals = compute_signals(model, params, x, y)
+  return (signals, weight_gradients(signals),
+          mean_sq_derivative(model.activation, signals.preactivations))
+
+
 def measure(model: models.MLP, params, x, y):
-  """Host-side ``(Signals, weight gradients, E[phi'(h_l)^2])`` of a batch."""
-  signals = jax.jit(functools.partial(compute_signals, model))(params, x, y)
-  return jax.device_get((signals, weight_gradients(signals),
-                         mean_sq_derivative(model.activation,
-                                            signals.preactivations)))
+  """Host-side ``(Signals, weight gradients, E[phi'(h_l)^2])`` of a batch,
+  from one compiled program (the weight gradients and the mean derivative
+  in it too, not one small program per operation)."""
+  return jax.device_get(
+      jax.jit(functools.partial(_measured, model))(params, x, y))
 
 
 def layer_records(act: str, init: str, model: models.MLP, signals: Signals,

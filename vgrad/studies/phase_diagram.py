@@ -201,17 +201,20 @@ def theory(config: PhaseConfig) -> dict:
   lo, hi = min(config.sigma_w2), max(config.sigma_w2)
   sw2 = jnp.linspace(lo, hi, config.theory_points)
   line = meanfield.solve_grid(act, sw2, jnp.asarray([config.sigma_b2]))
-  # None where chi_1 < 1 for every sigma_w2 searched (e.g. sigmoid).
-  critical = _finite_or_none([meanfield.critical_sigma_w2(
-      act, config.sigma_b2)])[0]
   p_w2 = jnp.linspace(*config.plane_sigma_w2[:2], config.plane_sigma_w2[2])
   p_b2 = jnp.linspace(*config.plane_sigma_b2[:2], config.plane_sigma_b2[2])
   plane = meanfield.solve_grid(act, p_w2, p_b2)
   # The line is smooth: 51 bisections draw it (one per sigma_b2 of the
-  # plane would cost 64 solves each for nothing visible).
+  # plane would cost 64 solves each for nothing visible). The heat map's
+  # own critical point is a 52nd bisection of the same vmapped program
+  # (one compilation, not two).
   line_b2 = jnp.linspace(*config.plane_sigma_b2[:2], 51)
-  plane_critical = jax.vmap(
-      lambda b2: meanfield.critical_sigma_w2(act, b2))(line_b2)
+  bisected = np.asarray(jax.vmap(
+      lambda b2: meanfield.critical_sigma_w2(act, b2))(
+          np.append(np.asarray(line_b2), np.float32(config.sigma_b2))))
+  plane_critical = bisected[:-1]
+  # None where chi_1 < 1 for every sigma_w2 searched (e.g. sigmoid).
+  critical = _finite_or_none(bisected[-1:])[0]
   return {
       "sigma_w2": _finite_or_none(sw2),
       "xi_c": _finite_or_none(line.xi_c[:, 0]),
@@ -234,9 +237,14 @@ def theory(config: PhaseConfig) -> dict:
 def xi_c_at(config: PhaseConfig) -> np.ndarray:
   """``xi_c`` at each of the grid's sigma_w2 (inf on the critical line)."""
   act = activations_lib.get_activation(config.act)
-  mf = meanfield.solve_grid(act, jnp.asarray(config.sigma_w2, jnp.float32),
+  n = len(config.sigma_w2)
+  # Padded (with copies of the last value) to the length of
+  # :func:`theory`'s line: the same compiled program solves both.
+  sw2 = np.pad(np.asarray(config.sigma_w2, np.float32),
+               (0, max(config.theory_points - n, 0)), mode="edge")
+  mf = meanfield.solve_grid(act, jnp.asarray(sw2),
                             jnp.asarray([config.sigma_b2], jnp.float32))
-  return np.asarray(mf.xi_c[:, 0], np.float64)
+  return np.asarray(mf.xi_c, np.float64)[:n, 0]
 
 
 def summarize(config: PhaseConfig, cells: dict, xi_c: np.ndarray) -> dict:
