@@ -435,6 +435,9 @@ def _init_networks(model: models.MLP, key, num: int):
           jax.random.split(kernel_keys, num * depth))
   biases = jax.vmap(lambda k: model.bias_init(k, (n,), jnp.float32))(
       jax.random.split(bias_keys, num * depth))
+  # Split on the host: indexing a device array by each Python int compiles
+  # one slice per index (48 here); NumPy views are free, same values.
+  kernels, biases = np.asarray(kernels), np.asarray(biases)
   nets = [{"params": {f"layers_{l}": {"kernel": kernels[i * depth + l],
                                       "bias": biases[i * depth + l]}
                       for l in range(depth)}} for i in range(num)]

@@ -408,9 +408,10 @@ class CriticalLineTest(parameterized.TestCase):
           ACT[n], b))(sb2)
       # Bisection to float32 resolution of a chi_1 exact to rounding.
       np.testing.assert_allclose(np.asarray(crit), value, rtol=1e-6)
-    self.assertAlmostEqual(
-        float(meanfield.critical_sigma_w2(ACT["tanh"], 0.05)), 1.76,
-        delta=0.01)  # Schoenholz et al. Fig. 1, read off the figure
+    with jax.enable_x64(True):  # the float64 program of the tests below
+      self.assertAlmostEqual(
+          float(meanfield.critical_sigma_w2(ACT["tanh"], 0.05)), 1.76,
+          delta=0.01)  # Schoenholz et al. Fig. 1, read off the figure
 
   def test_odd_activations_without_bias(self):
     """sigma_b2 = 0: critical sigma_w2 = 1 / phi'(0)^2 (tanh 1, erf pi/4).
