@@ -152,7 +152,10 @@ class DerivativeTest(absltest.TestCase):
 
 class QRBoundTest(parameterized.TestCase):
 
-  @parameterized.parameters(*NETS, ("sigmoid", "glorot_uniform", 64, 10, 0))
+  # The last: the README's main net (sigmoid, Glorot, depth 10) narrowed;
+  # its float32 pass needs Jacobi sweeps at every target at width 32 as at
+  # 64 (up to 6), and width 32 shares NETS[2]'s stage programs (shapes).
+  @parameterized.parameters(*NETS, ("sigmoid", "glorot_uniform", 32, 10, 0))
   def test_float32_pass_lies_within_its_bound(self, act, init, width, depth,
                                               seed):
     _, model, params, xs = _net(act, init, width, depth, seed)

@@ -291,8 +291,12 @@ class MethodTest(parameterized.TestCase):
     """ReLU with N(0, 1) weights: the activations themselves overflow
     float32 (x grows like sqrt(N/2)^l); the QR path says so (NaN, not the
     zero derivatives relu'(NaN) would give)."""
+    # Layers 10, 30 (finite: the activations reach float32's max near
+    # layer 51) and 60: two inputs and three targets at width 64, the
+    # shapes of test_auto_picks_qr_beyond_the_float32_range, whose Jacobi
+    # stage program this run shares.
     results = _study(method="qr", act="relu", init="large_normal",
-                     depth=60, width=64, num_inputs=2, qr_layers=(10,))
+                     depth=60, width=64, num_inputs=2, qr_layers=(10, 30))
     self.assertEqual(spectrum_study.nonfinite_layers(results), [60])
     self.assertTrue(results["layers"][0]["finite"])
     self.assertIn("overflowed", spectrum_study.verdict(results))

@@ -661,13 +661,17 @@ def precondition(m, e, rank, use_svd=True, sums=None):
   stage 2 starts from ``T`` itself. Rotations do not change ``|det|``, so
   this is the check the final values would fail, made before any sweep.
   ``use_svd`` may be traced (the stage is then decided at run time);
-  a Python ``False`` leaves the stage out of the program."""
+  a Python ``False`` leaves the stage out of the program, a Python
+  ``True`` runs it unconditionally (no ``lax.cond``: its trace, batching
+  and compilation of both branches cost more than the stage)."""
   k, n = m.shape
   live = jnp.arange(k) < rank
   target = 4.0 * k * n * _unit_roundoff(m.dtype)
   rotation_error = jnp.zeros((), m.dtype)
   rotated, shifted = m, e
-  if use_svd is not False:
+  if use_svd is True:
+    rotated, shifted, rotation_error = _svd_precondition(m, e, rank)
+  elif use_svd is not False:
     rotated, shifted, rotation_error = jax.lax.cond(
         jnp.asarray(use_svd), lambda: _svd_precondition(m, e, rank),
         lambda: (m, e, rotation_error))
@@ -951,19 +955,42 @@ def _bucket(count: int) -> int:
 # jitted once here: probes of any model with the same width, inputs and
 # number of targets share their traced and compiled programs.
 def _finish(forward_pass, sweep_cap, threshold):
-  """Every stage in one program (for a caller under ``jit``)."""
+  """Every stage in one program (for a caller under ``jit``): the
+  preconditioners of every target (:func:`_prepared`), then the Jacobi
+  sweeps of those they leave unconverged (:func:`_sweeps_stage`; the
+  others pass through it unchanged, with no sweep)."""
   sums, rank, snapshot = forward_pass
   b, t = snapshot[0].shape[:2]
-  outs = _chunked(lambda args: graded_log_spectrum(args, sweep_cap, threshold),
-                  _flatten(snapshot))
+  log_sv, bound, needs, m, e, rotation = _prepared(snapshot)
+  swept = _sweeps_stage((m, e, snapshot[2].reshape(-1), rotation, needs),
+                        sweep_cap, threshold)
+  outs = (jnp.where(needs[:, None], swept[0], log_sv),
+          jnp.where(needs, swept[1], bound), swept[2])
   log_sv, bound, sweeps = (o.reshape((b, t) + o.shape[1:]) for o in outs)
   return LogSpectra(log_sv, bound, sweeps, sums, rank, snapshot[4],
                     snapshot[5])
 
 
+def _one_at_a_time(fn, flat):
+  """``lax.map(fn, flat)`` on CPU (one matrix at a time: no ``vmap``),
+  :func:`_chunked` elsewhere (an accelerator wants the batch).
+
+  For the preconditioning stages on CPU: their QRs and SVD run one matrix
+  at a time there anyway (:mod:`vgrad.nn.linalg`), and their loops stop at
+  each matrix's own count, where a batched loop runs every matrix to the
+  largest. The unbatched program also traces and compiles ~2x faster.
+  """
+  if jax.default_backend() == "cpu":
+    return jax.lax.map(fn, flat)
+  return _chunked(fn, flat)
+
+
 def _prepared(snapshot):
-  """Stages 1-2 and the certificate of every (input, layer): ``(log_sv,
-  bound, needs_sweeps)``; NaN after an overflow."""
+  """Stages 1-2 and the certificate of every (input, layer), flattened:
+  ``(log_sv, bound, needs_sweeps, m, e, rotation_error)``; NaN after an
+  overflow. ``(m, e)`` are the preconditioned rows (``k x k``) and
+  ``rotation_error`` the LAPACK stage's error, what the Jacobi sweeps
+  start from (:func:`_sweeps_stage`)."""
   def one(args):
     m, e, r, finite = args[:4]
     # The determinant decides, target by target, whether the LAPACK stage
@@ -975,15 +1002,23 @@ def _prepared(snapshot):
     log_sv, bound = _certify(m, e, jnp.arange(m.shape[0]) < r)
     bound = bound - jnp.log1p(-rotation)
     return (jnp.where(finite, log_sv, jnp.nan),
-            jnp.where(finite, bound, jnp.nan), needs & finite)
-  return _chunked(one, _flatten(snapshot))
+            jnp.where(finite, bound, jnp.nan), needs & finite, m, e,
+            rotation)
+  return _one_at_a_time(one, _flatten(snapshot))
 
 
 def _sweeps_stage(flat, sweep_cap, threshold):
-  """The Jacobi sweeps of the targets the preconditioners left
-  unconverged (flattened)."""
-  return _chunked(lambda args: graded_log_spectrum(args, sweep_cap,
-                                                   threshold), flat)
+  """The Jacobi sweeps (stage 3 of :func:`_jacobi`) and the certificate of
+  every target: ``flat`` holds their ``(m, e, rank, rotation_error,
+  needs_sweeps)`` from :func:`_prepared` (flattened); a target that needs
+  none is only certified again (no sweep)."""
+  def one(args):
+    m, e, rank, rotation, needs = args
+    m, e, count = _sweeps(m, e, rank, sweep_cap, threshold,
+                          start=jnp.where(needs, jnp.inf, 0.0))
+    log_sv, bound = _certify(m, e, jnp.arange(m.shape[0]) < rank)
+    return log_sv, bound - jnp.log1p(-rotation), count
+  return _chunked(one, flat)
 
 
 # On the host the finish is split: the preconditioners for every target,
@@ -1061,18 +1096,20 @@ def _log_spectrum_probe(model: models.MLP, layers: tuple[int, ...],
       return _finish_core(tuple(forward_pass), cap, threshold)
     sums, rank, snapshot = forward_pass
     b, t = snapshot[0].shape[:2]
-    log_sv, bound, needs = (np.array(o) for o in jax.device_get(
-        _prepared_core(snapshot)))
+    *outs, rows, exponents, rotation = _prepared_core(snapshot)
+    log_sv, bound, needs = (np.array(o) for o in jax.device_get(outs))
     sweeps = np.zeros(b * t, np.int32)
     (todo,) = np.nonzero(needs)
     if todo.size:
       # The unconverged targets, padded (copies of the last) to a size of
       # the form 2^j or 3 * 2^j: the sweeps program compiles for a few
-      # sizes, not for every count, at most 1/3 more work.
+      # sizes, not for every count, at most 1/3 more work. They start from
+      # the preconditioned rows.
       padded = np.concatenate([todo, np.repeat(
           todo[-1:], _bucket(todo.size) - todo.size)])
-      subset = tuple(np.asarray(buf).reshape((b * t,) + buf.shape[2:])[padded]
-                     for buf in snapshot)
+      ranks = np.asarray(snapshot[2]).reshape(b * t)
+      subset = tuple(np.asarray(buf)[padded]
+                     for buf in (rows, exponents, ranks, rotation, needs))
       again = jax.device_get(_sweeps_core(subset, cap, threshold))
       log_sv[todo], bound[todo], sweeps[todo] = (
           a[:todo.size] for a in again)
