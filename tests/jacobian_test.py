@@ -227,10 +227,19 @@ class TheoryTest(parameterized.TestCase):
   def test_orthogonal_linear_net_is_an_isometry_at_depth_50(self):
     """J = W_50 ... W_1 with orthogonal W_l: every singular value is 1.
 
-    Width 32, the float32 kernels' shape in the sigmoid test below.
+    Width 32, the float32 kernels' shape in the sigmoid test below. The
+    kernels are the Q factors of NumPy QRs of Gaussians (any orthogonal
+    W_l makes J an isometry; tests/initializers_test.py checks the
+    ``orthogonal`` init itself): 50 eager initialiser calls and their
+    compilations were most of this test's time.
     """
-    model, params = _net("linear", depth=50, width=32, init="orthogonal",
-                         sigma_b2=None)
+    model = models.make_mlp(depth=50, width=32, activation="linear",
+                            init="orthogonal")
+    kernels = np.linalg.qr(np.random.default_rng(0).standard_normal(
+        (50, 32, 32)))[0].astype(np.float32)
+    params = {"params": {f"layers_{l}": {"kernel": kernels[l],
+                                         "bias": np.zeros(32, np.float32)}
+                         for l in range(50)}}
     spectra = jacobian.make_spectrum_probe(model)(params, _inputs(2, 32))
     chex.assert_tree_all_finite(spectra)
     # Rounding error of 50 float32 products: ~ sqrt(50 * 32) eps ~ 5e-6.

@@ -404,8 +404,7 @@ def _spectrum_program(config: SweepConfig, act, depth, width, inits,
 class _TrainPrograms:
   init: Callable        # (init_index, seed, x) -> (states, train keys)
   chunk: Callable       # num_steps -> (states, keys, start, x, y) -> states
-  metrics: Callable     # (states, data...) -> final metrics (B,)
-  grad_ratio: Callable  # (params, x, y) -> (B,)
+  metrics: Callable     # (states, init params, data...) -> metrics (B,)
 
 
 def _grad_ratio(probe, params, x, y):
@@ -434,7 +433,7 @@ def _train_programs(config: SweepConfig, act, depth, width, inits,
   evaluate = train.make_evaluate(group[0], loss, dataset.task)
   probe = train.make_probe(group[0], loss, dataset.task)
 
-  def final(states, x_train, y_train, x_test, y_test, probe_data):
+  def final(states, params0, x_train, y_train, x_test, y_test, probe_data):
     tr = evaluate(states.params, x_train, y_train)
     te = evaluate(states.params, x_test, y_test)
     out = {"train_loss": tr["loss"], "test_loss": te["loss"],
@@ -442,7 +441,14 @@ def _train_programs(config: SweepConfig, act, depth, width, inits,
     if "accuracy" in tr:
       out["train_accuracy"] = tr["accuracy"]
       out["test_accuracy"] = te["accuracy"]
-    out["grad_ratio_final"] = _grad_ratio(probe, states.params, *probe_data)
+    # Both gradient ratios, at init (params0) and at the end, in one probe
+    # of the 2B stacked parameters (per seed, as two calls would be).
+    b = states.diverged_at.shape[0]
+    both = jax.tree.map(lambda p0, p: jnp.concatenate([p0, p]), params0,
+                        states.params)
+    ratios = _grad_ratio(probe, both, *probe_data)
+    out["grad_ratio_init"] = ratios[:b]
+    out["grad_ratio_final"] = ratios[b:]
     return out
 
   def chunk(num_steps: int) -> Callable:
@@ -453,9 +459,7 @@ def _train_programs(config: SweepConfig, act, depth, width, inits,
   return _TrainPrograms(
       init=_per_shard(_pair_map(init_one, mesh), mesh, (True, True, False)),
       chunk=chunk,
-      metrics=_per_shard(final, mesh, (True,) + (False,) * 5),
-      grad_ratio=_per_shard(functools.partial(_grad_ratio, probe), mesh,
-                            (True, False, False)))
+      metrics=_per_shard(final, mesh, (True, True) + (False,) * 5))
 
 
 # ----------------------------------------------------------------- storage
@@ -687,7 +691,7 @@ class _Runner:
     p = _train_programs(c, act, depth, width, inits, self.dataset,
                         self.mesh)
     states, keys = p.init(idx, seeds, self.x_full)
-    ratio0 = p.grad_ratio(states.params, *self.probe_data)
+    params0 = states.params
     size = math.ceil(c.steps / CHUNKS)
     chunks = {}
     done = 0
@@ -700,8 +704,7 @@ class _Runner:
       done += n_steps
       jax.block_until_ready(states.diverged_at)
       tick(done / c.steps)
-    metrics = p.metrics(states, *self.data, self.probe_data)
-    metrics["grad_ratio_init"] = ratio0
+    metrics = p.metrics(states, params0, *self.data, self.probe_data)
     return _to_host(metrics)
 
 
