@@ -120,6 +120,15 @@ def cached_program(key, build: Callable) -> Callable:
 _LIFTS: dict = {}
 
 
+def _input_key(kind: str, blocks: tuple, one_x) -> tuple:
+  """The key of what :func:`_lift` and :func:`_as_scanned` keep: the
+  blocks, one input's structure and shapes, and ``jax_enable_x64`` (the
+  traced jaxprs depend on all four)."""
+  return (kind, blocks, jax.tree.structure(one_x),
+          tuple((a.shape, a.dtype) for a in jax.tree.leaves(one_x)),
+          jax.config.jax_enable_x64)
+
+
 def _lift(blocks: tuple, one_x) -> tuple[tuple, list, list]:
   """The blocks with their captured arrays lifted out: ``(fns, consts,
   structs)`` where ``fns[l](consts[l], x)`` is ``blocks[l](x)`` evaluated
@@ -141,10 +150,7 @@ def _lift(blocks: tuple, one_x) -> tuple[tuple, list, list]:
       consts.append(list(closed.consts))
       structs.append(out)
     return tuple(fns), consts, structs
-  key = (blocks, jax.tree.structure(one_x),
-         tuple((a.shape, a.dtype) for a in jax.tree.leaves(one_x)),
-         jax.config.jax_enable_x64)
-  return _kept(_LIFTS, key, build)
+  return _kept(_LIFTS, _input_key("lift", blocks, one_x), build)
 
 
 def _as_scanned(blocks: tuple, xs) -> Blocks | None:
@@ -174,10 +180,7 @@ def _as_scanned(blocks: tuple, xs) -> Blocks | None:
     stacked = [jnp.stack([c[i] for c in consts])
                for i in range(len(consts[0]))]
     return Blocks(fns[0], stacked)
-  key = ("scanned", blocks, jax.tree.structure(one_x),
-         tuple((a.shape, a.dtype) for a in jax.tree.leaves(one_x)),
-         jax.config.jax_enable_x64)
-  return _kept(_LIFTS, key, build)
+  return _kept(_LIFTS, _input_key("scanned", blocks, one_x), build)
 
 
 def _eval_block(jaxpr, out_tree, consts, x):
