@@ -114,10 +114,28 @@ class DigitsTest(parameterized.TestCase):
     self.assertFalse(np.array_equal(test_a, test_c))
 
   def test_missing_sklearn_says_how_to_install(self):
-    with (mock.patch.dict(sys.modules, {"sklearn.datasets": None}),
-          self.assertRaisesRegex(data.DatasetUnavailableError,
-                                 "pip install scikit-learn")):
-      data.load_dataset("digits")
+    for name in ("digits", "diabetes"):
+      with (mock.patch.dict(sys.modules, {"sklearn": None,
+                                          "sklearn.datasets": None}),
+            self.assertRaisesRegex(data.DatasetUnavailableError,
+                                   "pip install scikit-learn")):
+        data.load_dataset(name)
+
+  def test_bundled_files_read_as_sklearn_reads_them(self):
+    # vgrad reads sklearn's bundled CSVs with NumPy (no sklearn import);
+    # where the files are not found it asks sklearn's loaders. Both give
+    # sklearn's arrays, dtypes included.
+    direct = (data._load_digits(), data._load_diabetes())
+    with mock.patch.object(data, "SKLEARN_DATA_DIR", ("no", "such", "dir")):
+      self.assertIsNone(data._sklearn_csv("digits.csv.gz", delimiter=","))
+      fallback = (data._load_digits(), data._load_diabetes())
+    want = (sk_datasets.load_digits(return_X_y=True),
+            sk_datasets.load_diabetes(return_X_y=True, scaled=False))
+    for got in (direct, fallback):
+      for (x, y), (want_x, want_y) in zip(got, want):
+        self.assertEqual((x.dtype, y.dtype), (want_x.dtype, want_y.dtype))
+        np.testing.assert_array_equal(x, want_x)
+        np.testing.assert_array_equal(y, want_y)
 
   def test_plain_split_partitions(self):
     train, test = data.split_indices(10, 0.3, 0)
