@@ -20,8 +20,10 @@ device count) start it themselves.
 
 import atexit
 import contextlib
+import importlib.util
 import multiprocessing
 import os
+import pkgutil
 import subprocess
 import sys
 import tempfile
@@ -105,13 +107,20 @@ def _serve(module: str, conn, log_path: str):
 
 
 # The warm interpreters are forked from one forkserver per test process,
-# which has imported JAX, Flax, Optax, matplotlib and vgrad once (~4 s of
-# start-up on a 2-core CPU, 1.2 s of it ml_dtypes registering NumPy
-# loops); each entry point's interpreter then starts in milliseconds. The
-# forkserver starts no JAX backend (nothing runs there), so no thread is
-# forked mid-flight; JAX's backend starts in each child.
-_PRELOAD = ["jax", "flax.linen", "optax", "matplotlib.pyplot", "absl.flags",
-            "vgrad", "vgrad.cli.app", __name__]
+# which has imported JAX, Flax, Optax, matplotlib and vgrad's whole
+# command-line layer once (~4.5 s of start-up on a 2-core CPU, 1.2 s of it
+# ml_dtypes registering NumPy loops); each entry point's interpreter then
+# starts in milliseconds. Also imported there: what a first PDF figure
+# (matplotlib's PDF backend, fontTools) and a first LAPACK call (jaxlib asks
+# SciPy for its kernels) would import in every interpreter, ~0.5 s each.
+# The forkserver starts no JAX backend (nothing runs there), so no thread
+# is forked mid-flight; JAX's backend starts in each child.
+_PRELOAD = (["jax", "flax.linen", "optax", "matplotlib.pyplot",
+             "matplotlib.backends.backend_pdf", "scipy.linalg", "absl.flags",
+             "vgrad"]
+            + [f"vgrad.cli.{m.name}" for m in pkgutil.iter_modules(
+                importlib.util.find_spec("vgrad.cli").submodule_search_locations)]
+            + [__name__])
 _context = None
 
 
