@@ -17,11 +17,14 @@ from vgrad.studies import training_report
 from vgrad.studies import training_study as ts
 from vgrad.training import data
 
-XOR_STEPS = 3000
+# Seeds 0-7 of the deep nets have settled by then: the sigmoid's loss is
+# within 2e-7 of ln 2 from step 250 to 3000 in every seed, and tanh has
+# solved XOR in 7 seeds (median loss 0.0025) from step 1000 on.
+XOR_STEPS = 1000
 
 
 def _xor_arm(**changes):
-  config = ts.TrainConfig(seeds=8, steps=XOR_STEPS, log_every=1000)
+  config = ts.TrainConfig(seeds=8, steps=XOR_STEPS, log_every=250)
   return ts.run_training(ts.TrainConfig(**{**config.__dict__, **changes}),
                          data.xor())
 
@@ -63,7 +66,7 @@ class XorOutcomeTest(absltest.TestCase):
 
   def test_results_are_json_and_complete(self):
     arm = json.loads(json.dumps(self.tanh, allow_nan=False))
-    self.assertEqual(arm["history"]["step"], [0, 1000, 2000, 3000])
+    self.assertEqual(arm["history"]["step"], [0, 250, 500, 750, 1000])
     self.assertLen(arm["seeds"], 8)
     self.assertEqual([s["seed"] for s in arm["seeds"]], list(range(8)))
     self.assertEqual(arm["layers"][-1], "readout")
