@@ -8,6 +8,7 @@ transposed W) move the statistic by tens of standard deviations.
 
 import functools
 import math
+from unittest import mock
 
 from absl.testing import absltest
 from absl.testing import parameterized
@@ -390,6 +391,23 @@ class DeepProbeTest(parameterized.TestCase):
         sv = np.linalg.svd(np.asarray(chain[-1]), compute_uv=False)
         chex.assert_trees_all_close(spectra.cumulative[b, -1], sv,
                                     rtol=1e-10, atol=1e-14)
+
+  def test_device_and_host_stacks_are_the_same_probe(self):
+    """Up to DEVICE_STACK_MAX_LAYERS layers the stack is made in the
+    probe's program, beyond on the host: the same arrays (a stack is a
+    copy), so the same singular values to the bit."""
+    model, params = _net("tanh", depth=5, width=4)
+    xs = _inputs(2, 4)
+    probe = jacobian.make_input_output_probe(model)
+    on_device = probe(params, xs)
+    first, stacked = jacobian.stack_hidden_layers(model, params)
+    with mock.patch.object(jacobian, "DEVICE_STACK_MAX_LAYERS", 0):
+      on_host = probe(params, xs)
+      host_first, host_stacked = jacobian.stack_hidden_layers(model, params)
+    self.assertGreaterEqual(jacobian.DEVICE_STACK_MAX_LAYERS, 4)
+    np.testing.assert_array_equal(np.asarray(on_device), np.asarray(on_host))
+    chex.assert_trees_all_equal((first, stacked), (host_first, host_stacked))
+    chex.assert_shape(stacked["kernel"], (4, 4, 4))
 
   def test_deep_probe_equals_a_numpy_product(self):
     """Depth 2000 (layers stacked on the host): the Jacobian equals a
