@@ -134,8 +134,10 @@ def _forkserver():
 
 # Warm interpreters by entry point, least recently used first. At most
 # MAX_SERVERS stay alive per test process (each holds its compiled programs,
-# a few hundred MB), so many xdist workers cannot fill the memory.
-MAX_SERVERS = 3
+# a few hundred MB), so many xdist workers cannot fill the memory. (With 3,
+# a 2-worker run restarted four entry points once each, losing what they
+# had compiled.)
+MAX_SERVERS = 5
 _servers: dict[str, tuple[multiprocessing.Process, object, str]] = {}
 
 

@@ -336,9 +336,8 @@ class SweepTrainTest(absltest.TestCase):
                                delta=1e-5 * row["grad_ratio_init"])
 
 
-# The 4-device run of SPECTRUM's tanh group and of TRAIN: the 1-device rows
-# they are compared with are this test process's own (_spectrum_sweep,
-# _train_sweep), computed once for the whole file.
+# The 4-device run of TRAIN: the 1-device rows it is compared with are this
+# test process's own (_train_sweep), computed once for the whole file.
 MESH_SCRIPT = textwrap.dedent("""
     import json, sys
     import jax
@@ -366,22 +365,21 @@ def _as_json(config: sweep.SweepConfig) -> dict:
 class ShardedSweepTest(absltest.TestCase):
 
   def test_four_devices_equal_one(self):
-    """On 4 simulated CPU devices the pairs are split 4 ways (SPECTRUM's
-    tanh group: B = 6 padded to 8; TRAIN, with LSUV beside He init: B =
-    4) and every number equals the 1-device run's. (The sizes that once
-    hung 4 CPU devices are tests/linalg_test.py's: their programs make no
-    batched LAPACK call.)"""
+    """On 4 simulated CPU devices of one process the pairs are split 4 ways
+    (TRAIN, with LSUV beside He init: B = 4) and every number equals the
+    1-device run's; a batch of 8 is split 2 per device. (The spectrum
+    group's 4-way split, B = 6 padded to 8, is MultiProcessTest's, on a
+    4-device mesh of two processes. The sizes that once hung 4 CPU devices
+    are tests/linalg_test.py's: their programs make no batched LAPACK
+    call.)"""
     tmp = self.create_tempdir().full_path
-    tanh = sweep.SweepConfig(**{**SPECTRUM.__dict__, "acts": ("tanh",)})
-    configs = {"spectrum": _as_json(tanh), "train": _as_json(TRAIN)}
+    configs = {"train": _as_json(TRAIN)}
     proc = cli_testing.run_python(MESH_SCRIPT, tmp, json.dumps(configs),
                                   cwd=tmp, num_cpu_devices=4, timeout=300)
     self.assertEqual(proc.returncode, 0, proc.stderr)
     out = json.loads(proc.stdout)
     self.assertEqual(out["shards"], [[0, 1], [2, 3], [4, 5], [6, 7]])
-    ones = {"spectrum": [r for r in _spectrum_sweep()[1].rows
-                         if r["act"] == "tanh"],
-            "train": _train_sweep()}
+    ones = {"train": _train_sweep()}
     for name, one in ones.items():
       four = out[name]
       self.assertEqual(four["devices"], 4)
