@@ -395,19 +395,21 @@ class DeepProbeTest(parameterized.TestCase):
   def test_device_and_host_stacks_are_the_same_probe(self):
     """Up to DEVICE_STACK_MAX_LAYERS layers the stack is made in the
     probe's program, beyond on the host: the same arrays (a stack is a
-    copy), so the same singular values to the bit."""
+    copy), so the same singular values and Jacobians to the bit."""
     model, params = _net("tanh", depth=5, width=4)
     xs = _inputs(2, 4)
-    probe = jacobian.make_input_output_probe(model)
-    on_device = probe(params, xs)
-    first, stacked = jacobian.stack_hidden_layers(model, params)
+    probes = (jacobian.make_input_output_probe(model),
+              jacobian.make_input_output_probe(model, spectrum=False))
+    on_device = [p(params, xs) for p in probes]
     with mock.patch.object(jacobian, "DEVICE_STACK_MAX_LAYERS", 0):
-      on_host = probe(params, xs)
-      host_first, host_stacked = jacobian.stack_hidden_layers(model, params)
+      on_host = [p(params, xs) for p in probes]
     self.assertGreaterEqual(jacobian.DEVICE_STACK_MAX_LAYERS, 4)
-    np.testing.assert_array_equal(np.asarray(on_device), np.asarray(on_host))
-    chex.assert_trees_all_equal((first, stacked), (host_first, host_stacked))
-    chex.assert_shape(stacked["kernel"], (4, 4, 4))
+    chex.assert_trees_all_equal(on_device, on_host)
+    _, in_graph = jax.jit(jacobian.stack_hidden_layers, static_argnums=0)(
+        model, params)
+    chex.assert_trees_all_equal(in_graph,
+                                jacobian.stack_hidden_layers(model, params)[1])
+    chex.assert_shape(in_graph["kernel"], (4, 4, 4))
 
   def test_deep_probe_equals_a_numpy_product(self):
     """Depth 2000 (layers stacked on the host): the Jacobian equals a

@@ -145,39 +145,32 @@ def stack_hidden_layers(model: models.MLP, params):
   2 .. depth's stacked on a leading axis of length ``depth - 1`` (None for
   depth 1).
 
-  Concrete parameters of up to ``DEVICE_STACK_MAX_LAYERS`` layers are
-  stacked by one small jitted program; deeper ones on the host with NumPy:
-  milliseconds at any depth, where one in-graph concatenation of 10 000
-  layers takes XLA minutes to compile (106 s measured). The jitted scan
-  that takes the stack compiles in a time independent of depth. Traced
-  parameters (under an outer ``jit`` or ``vmap``) are stacked in the
-  caller's graph by :func:`_stack_layer_params`.
+  Concrete parameters are stacked on the host with NumPy: milliseconds at
+  any depth, where one in-graph concatenation of 10 000 layers takes XLA
+  minutes to compile (106 s measured), and the jitted scan then compiles in
+  a time independent of depth. Traced ones (under an outer ``jit`` or
+  ``vmap``, as in the MLP probes' own program up to
+  ``DEVICE_STACK_MAX_LAYERS`` layers) are stacked in the graph by
+  :func:`_stack_layer_params`.
   """
   first = models.layer_params(params, 1)
   if model.depth == 1:
     return first, None
   if _is_traced(params):
     return first, _stack_layer_params(params, 2, model.depth)
-  layers = [models.layer_params(params, l) for l in range(2, model.depth + 1)]
-  if len(layers) <= DEVICE_STACK_MAX_LAYERS:
-    return first, _stack_on_device(*layers)
-  host = jax.device_get(layers)
+  host = jax.device_get([models.layer_params(params, l)
+                         for l in range(2, model.depth + 1)])
   return first, jax.tree.map(lambda *leaves: jnp.asarray(np.stack(leaves)),
                              *host)
 
 
-# Up to this many stacked layers, :func:`stack_hidden_layers` stacks on the
-# device in one small jitted program (one dispatch: ~0.1 ms at depth 10,
-# N = 128, where fetching each layer to the host and sending the stack back
-# took ~1 ms, a third of the input-output probe's call); the concatenation
-# compiles in milliseconds at this size, where at 10 000 layers it takes XLA
-# minutes.
+# Up to this many stacked layers, the MLP probes (:func:`_with_split_params`)
+# stack the layers inside their own program: one dispatch per call, where
+# fetching each layer to the host and sending the stack back took ~1 ms, a
+# third of the input-output probe's call at depth 10, N = 128. The
+# concatenation compiles in milliseconds at this size (at 10 000 layers it
+# takes XLA minutes).
 DEVICE_STACK_MAX_LAYERS = 64
-
-
-@jax.jit
-def _stack_on_device(*layers):
-  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *layers)
 
 
 def _split_params(model: models.MLP, params):

@@ -101,8 +101,7 @@ kernel (``k = n_in``, or the columns of ``V``), plus one ``k x k`` by
 ``k x n_in`` product for the exact pass; per target layer one SVD and one
 to ``MAX_QR_STEPS + 1`` QRs of ``O(k^2 n_in)``, and Jacobi sweeps (about a
 QR's flops each, at a fraction of the speed) only where needed. Layer
-parameters are stacked outside the scan's program (:func:`stack_layers`: by
-a small jitted stack up to 64 layers, on the host beyond): one in-graph
+parameters are stacked on the host (:func:`stack_layers`): one in-graph
 concatenation of 10 000 layers takes XLA minutes to compile.
 """
 
@@ -876,8 +875,8 @@ def default_tol(dtype) -> float:
 # Public probes.
 
 def stack_layers(model: models.MLP, params):
-  """``(layer 1's params, layers 2..L's params stacked on a leading axis)``:
-  :func:`vgrad.probes.jacobian.stack_hidden_layers`."""
+  """``(layer 1's params, layers 2..L's params stacked on a leading axis)``,
+  stacked on the host: :func:`vgrad.probes.jacobian.stack_hidden_layers`."""
   return jacobian.stack_hidden_layers(model, params)
 
 
