@@ -29,6 +29,14 @@ def _cpu() -> bool:
   return jax.default_backend() == "cpu"
 
 
+def _map(fn, a):
+  """``lax.map(fn, a)`` over ``a``'s leading axis; a batch of one is ``fn``
+  of its one element (no loop around a single call)."""
+  if a.shape[0] == 1:
+    return jax.tree.map(lambda o: o[None], fn(a[0]))
+  return jax.lax.map(fn, a)
+
+
 def _one_at_a_time_on_cpu(fn):
   """``fn`` (one array in, a pytree out) whose ``vmap`` is a ``lax.map`` on
   CPU and a ``vmap`` elsewhere."""
@@ -36,16 +44,13 @@ def _one_at_a_time_on_cpu(fn):
 
   @wrapped.def_vmap
   def _rule(axis_size, in_batched, a):
+    del axis_size
     (batched,) = in_batched
     if not batched:
       out = fn(a)
       return out, jax.tree.map(lambda _: False, out)
-    # The rule's own ``wrapped`` inside: a nested vmap maps again. A batch
-    # of one is the matrix itself (no loop around one call).
-    if axis_size == 1:
-      out = jax.tree.map(lambda o: o[None], wrapped(a[0]))
-    else:
-      out = jax.lax.map(wrapped, a) if _cpu() else jax.vmap(fn)(a)
+    # The rule's own ``wrapped`` inside: a nested vmap maps again.
+    out = _map(wrapped, a) if _cpu() else jax.vmap(fn)(a)
     return out, jax.tree.map(lambda _: True, out)
 
   return wrapped
@@ -67,10 +72,7 @@ def _leading(fn, a: jax.Array):
   if a.ndim <= 2 or not _cpu():
     return fn(a)
   flat = a.reshape((-1,) + a.shape[-2:])
-  if flat.shape[0] == 1:
-    out = jax.tree.map(lambda o: o[None], fn(flat[0]))
-  else:
-    out = jax.lax.map(fn, flat)
+  out = _map(fn, flat)
   return jax.tree.map(lambda o: o.reshape(a.shape[:-2] + o.shape[1:]), out)
 
 

@@ -419,7 +419,7 @@ def _with_split_params(model: models.MLP, one):
   fused = jax.jit(lambda params, xs: core(*_split_params(model, params), xs))
 
   def probe(params, xs):
-    if model.depth - 1 <= DEVICE_STACK_MAX_LAYERS and not _is_traced(params):
+    if model.depth - 1 <= DEVICE_STACK_MAX_LAYERS:
       return fused(params, xs)
     return core(*_split_params(model, params), xs)
   return probe
