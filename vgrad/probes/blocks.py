@@ -57,6 +57,7 @@ import numpy as np
 
 from vgrad.nn import linalg
 from vgrad.nn import models
+from vgrad.probes import host
 from vgrad.probes import log_spectrum
 
 PRECISION = models.PRECISION
@@ -492,21 +493,25 @@ def checked_dense_spectra(blocks, xs, products: bool = True
   block_shapes = shapes(blocks, xs)
   if isinstance(blocks, Blocks):
     fn = blocks.block_fn
-    own, cumulative, bad = cached_program(
+    program = cached_program(
         ("dense-scan", fn, products), lambda: jax.vmap(
             lambda x, p: _scanned_chain(fn, p, x, products),
-            in_axes=(0, None)))(xs, blocks.stacked_params)
+            in_axes=(0, None)))
+    own, cumulative, bad = host.split_batch(
+        lambda x: program(x, blocks.stacked_params), (xs,))
     depth = len(block_shapes)
     return BlockSpectra([own[:, l] for l in range(depth)],
                         [cumulative[:, l] for l in range(depth)]
                         if products else [], block_shapes), bad
   blocks = tuple(blocks)
   fns, consts, _ = _lift(blocks, _one_input(xs))
-  own, cumulative, bad = cached_program(
+  program = cached_program(
       ("dense", fns, products), lambda: jax.vmap(
           lambda x, consts: _chain(
               [functools.partial(fn, c) for fn, c in zip(fns, consts)], x,
-              products), in_axes=(0, None)))(xs, consts)
+              products), in_axes=(0, None)))
+  own, cumulative, bad = host.split_batch(lambda x: program(x, consts),
+                                          (xs,))
   return BlockSpectra(list(own), list(cumulative), block_shapes), bad
 
 
@@ -590,8 +595,9 @@ def _scanned_qr_forward(blocks: Blocks, xs, layers: tuple, depth: int,
 
   key = ("qr-forward-scan", blocks.block_fn, layers, depth, dtype)
   with _pass_dtype(dtype):
-    snap, sums = cached_program(key, lambda: jax.vmap(
-        one, in_axes=(0, None)))(xs, blocks.stacked_params)
+    program = cached_program(key, lambda: jax.vmap(one, in_axes=(0, None)))
+    snap, sums = host.split_batch(
+        lambda x: program(x, blocks.stacked_params), (xs,))
   return BlockQRPass(
       layers, [tuple(buf[:, t] for buf in snap)
                for t in range(len(layers))],
@@ -638,7 +644,8 @@ def qr_forward(blocks, xs, layers=None, *, dtype=None) -> BlockQRPass:
 
   key = ("qr-forward", blocks, layers, dtype)
   with _pass_dtype(dtype):
-    snaps, sums = cached_program(key, lambda: jax.vmap(one))(xs)
+    snaps, sums = host.split_batch(
+        cached_program(key, lambda: jax.vmap(one)), (xs,))
   return BlockQRPass(layers, list(snaps), list(sums), dtype)
 
 
@@ -661,8 +668,9 @@ def qr_finish(forward: BlockQRPass, *,
   threshold = np.asarray(log_spectrum.default_tol(dtype) if tol is None
                          else tol, dtype)
   with _pass_dtype(dtype):
-    outs = [_finish_program(tuple(snapshot), int(max_sweeps), threshold)
-            for snapshot in forward.snapshots]
+    outs = [host.split_batch(
+        lambda part: _finish_program(part, int(max_sweeps), threshold),
+        (tuple(snapshot),)) for snapshot in forward.snapshots]
   return BlockLogSpectra(forward.layers,
                          *([o[i] for o in outs] for i in range(3)),
                          list(forward.partial_sums), [o[3] for o in outs])

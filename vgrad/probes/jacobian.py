@@ -40,6 +40,7 @@ import numpy as np
 from vgrad.nn import activations as activations_lib
 from vgrad.nn import linalg
 from vgrad.nn import models
+from vgrad.probes import host
 
 PRECISION = models.PRECISION
 
@@ -418,8 +419,11 @@ def _with_split_params(model: models.MLP, one):
   # the probe's own program: one dispatch per call.
   fused = jax.jit(lambda params, xs: core(*_split_params(model, params), xs))
 
+  # On a CPU host the inputs are split across the cores (host.split_batch:
+  # the same values, each input computed on its own).
   def probe(params, xs):
     if model.depth - 1 <= DEVICE_STACK_MAX_LAYERS:
-      return fused(params, xs)
-    return core(*_split_params(model, params), xs)
+      return host.split_batch(fused, (xs,), shared=(params,))
+    return host.split_batch(core, (xs,),
+                            shared=_split_params(model, params))
   return probe

@@ -115,6 +115,7 @@ import numpy as np
 
 from vgrad.nn import linalg
 from vgrad.nn import models
+from vgrad.probes import host
 from vgrad.probes import jacobian
 
 PRECISION = models.PRECISION
@@ -1084,7 +1085,8 @@ def _log_spectrum_probe(model: models.MLP, layers: tuple[int, ...],
     """The forward QR pass of every input (sums, rank bounds, the graded
     ``T_l`` at the target layers), on the device."""
     first, rest = stack_layers(model, params)
-    return ForwardQR(*forward_core(first, rest, xs))
+    return ForwardQR(*host.split_batch(forward_core, (xs,),
+                                       shared=(first, rest)))
 
   def run_finish(forward_pass: ForwardQR) -> LogSpectra:
     """The Jacobi stage on ``run.forward``'s pass: the probe's result."""
@@ -1096,21 +1098,25 @@ def _log_spectrum_probe(model: models.MLP, layers: tuple[int, ...],
       return _finish_core(tuple(forward_pass), cap, threshold)
     sums, rank, snapshot = forward_pass
     b, t = snapshot[0].shape[:2]
-    *outs, rows, exponents, rotation = _prepared_core(snapshot)
+    *outs, rows, exponents, rotation = host.split_batch(_prepared_core,
+                                                        (snapshot,))
     log_sv, bound, needs = (np.array(o) for o in jax.device_get(outs))
     sweeps = np.zeros(b * t, np.int32)
     (todo,) = np.nonzero(needs)
     if todo.size:
-      # The unconverged targets, padded (copies of the last) to a size of
-      # the form 2^j or 3 * 2^j: the sweeps program compiles for a few
-      # sizes, not for every count, at most 1/3 more work. They start from
-      # the preconditioned rows.
-      padded = np.concatenate([todo, np.repeat(
-          todo[-1:], _bucket(todo.size) - todo.size)])
+      # The unconverged targets, from their preconditioned rows. On CPU
+      # each is a call of its own (host.split_batch); elsewhere they are
+      # padded (copies of the last) to a size of the form 2^j or 3 * 2^j:
+      # the sweeps program compiles for a few sizes, not for every count,
+      # at most 1/3 more work.
+      pad = 0 if jax.default_backend() == "cpu" else (
+          _bucket(todo.size) - todo.size)
+      padded = np.concatenate([todo, np.repeat(todo[-1:], pad)])
       ranks = np.asarray(snapshot[2]).reshape(b * t)
       subset = tuple(np.asarray(buf)[padded]
                      for buf in (rows, exponents, ranks, rotation, needs))
-      again = jax.device_get(_sweeps_core(subset, cap, threshold))
+      again = jax.device_get(host.split_batch(
+          lambda part: _sweeps_core(part, cap, threshold), (subset,)))
       log_sv[todo], bound[todo], sweeps[todo] = (
           a[:todo.size] for a in again)
     shape = lambda a: a.reshape((b, t) + a.shape[1:])
