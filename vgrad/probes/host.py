@@ -102,28 +102,3 @@ def split_batch(fn, batched: tuple, shared: tuple = (),
       results = list(_pool(workers).map(run, range(size)))
   return jax.tree.map(lambda *rows: jax.device_put(np.concatenate(rows)),
                       *results)
-
-
-@functools.cache
-def _compiler() -> concurrent.futures.ThreadPoolExecutor:
-  return concurrent.futures.ThreadPoolExecutor(
-      max_workers=1, thread_name_prefix="vgrad-compile")
-
-
-def compile_ahead(jitted, *args) -> concurrent.futures.Future | None:
-  """Start compiling ``jitted`` for ``args`` (arrays or
-  ``jax.ShapeDtypeStruct``) on a thread of its own, under the caller's
-  ``jax.enable_x64`` and matmul precision, while the caller goes on (a
-  probe's next stage compiles while its first one compiles and runs: on a
-  CPU host with a core to spare). A later call of ``jitted`` with those
-  shapes finds the program compiled. Returns the future (wait on it before
-  the call), or ``None`` off CPU or on one core."""
-  if jax.default_backend() != "cpu" or cores() < 2:
-    return None
-  x64 = bool(jax.config.jax_enable_x64)
-  precision = jax.config.jax_default_matmul_precision
-
-  def build():
-    with jax.enable_x64(x64), jax.default_matmul_precision(precision):
-      jitted.lower(*args).compile()
-  return _compiler().submit(build)

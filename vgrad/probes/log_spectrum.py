@@ -1081,21 +1081,10 @@ def _log_spectrum_probe(model: models.MLP, layers: tuple[int, ...],
   # without a pass of its own.
   forward_core = jax.jit(jax.vmap(forward, in_axes=(None, None, 0)))
 
-  # The final stage's program for one input's snapshot, compiled on the
-  # host while the forward pass compiles and runs (host.compile_ahead),
-  # once per snapshot shape; run_finish waits for it.
-  ahead = {}
-
   def run_forward(params, xs) -> ForwardQR:
     """The forward QR pass of every input (sums, rank bounds, the graded
     ``T_l`` at the target layers), on the device."""
     first, rest = stack_layers(model, params)
-    if not jacobian._is_traced((first, rest, xs)):  # pylint: disable=protected-access
-      snapshot = jax.eval_shape(forward_core, first, rest, xs[:1])[2]
-      key = (jax.tree.map(lambda s: (s.shape, s.dtype), snapshot),
-             bool(jax.config.jax_enable_x64))
-      if key not in ahead:
-        ahead[key] = host.compile_ahead(_prepared_core, snapshot)
     return ForwardQR(*host.split_batch(forward_core, (xs,),
                                        shared=(first, rest)))
 
@@ -1109,9 +1098,6 @@ def _log_spectrum_probe(model: models.MLP, layers: tuple[int, ...],
       return _finish_core(tuple(forward_pass), cap, threshold)
     sums, rank, snapshot = forward_pass
     b, t = snapshot[0].shape[:2]
-    for future in ahead.values():
-      if future is not None:
-        future.result()
     *outs, rows, exponents, rotation = host.split_batch(_prepared_core,
                                                         (snapshot,))
     log_sv, bound, needs = (np.array(o) for o in jax.device_get(outs))
