@@ -55,7 +55,9 @@ def _pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
       max_workers=workers, thread_name_prefix="vgrad-probe")
 
 
-def _is_traced(tree) -> bool:
+def is_traced(tree) -> bool:
+  """Whether any leaf of ``tree`` is a tracer (a caller's ``jit``, ``vmap``
+  or ``shard_map``): then there is no host to split the work on."""
   return any(isinstance(leaf, jax.core.Tracer)
              for leaf in jax.tree.leaves(tree))
 
@@ -80,7 +82,7 @@ def split_batch(fn, batched: tuple, shared: tuple = (),
   trace, ``fn`` is called once on the whole batch.
   """
   size = jax.tree.leaves(batched)[0].shape[0]
-  if jax.default_backend() != "cpu" or _is_traced((shared, batched)):
+  if jax.default_backend() != "cpu" or is_traced((shared, batched)):
     return fn(*shared, *batched)
   if size < 2:
     with _controller().limit(limits=1, user_api="blas"):

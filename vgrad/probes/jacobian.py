@@ -136,11 +136,6 @@ def _stack_layer_params(params, first: int, last: int):
   return jax.tree.map(lambda *leaves: jnp.stack(leaves), *layers)
 
 
-def _is_traced(tree) -> bool:
-  return any(isinstance(leaf, jax.core.Tracer)
-             for leaf in jax.tree.leaves(tree))
-
-
 def stack_hidden_layers(model: models.MLP, params):
   """``(first, rest)``: layer 1's ``{'kernel', 'bias'}`` and layers
   2 .. depth's stacked on a leading axis of length ``depth - 1`` (None for
@@ -157,12 +152,12 @@ def stack_hidden_layers(model: models.MLP, params):
   first = models.layer_params(params, 1)
   if model.depth == 1:
     return first, None
-  if _is_traced(params):
+  if host.is_traced(params):
     return first, _stack_layer_params(params, 2, model.depth)
-  host = jax.device_get([models.layer_params(params, l)
-                         for l in range(2, model.depth + 1)])
+  fetched = jax.device_get([models.layer_params(params, l)
+                            for l in range(2, model.depth + 1)])
   return first, jax.tree.map(lambda *leaves: jnp.asarray(np.stack(leaves)),
-                             *host)
+                             *fetched)
 
 
 # Up to this many stacked layers, the MLP probes (:func:`_with_split_params`)

@@ -1094,7 +1094,7 @@ def _log_spectrum_probe(model: models.MLP, layers: tuple[int, ...],
     work = forward_pass.snapshot[0].dtype
     threshold = np.asarray(default_tol(work) if tol is None else tol, work)
     cap = np.asarray(max_sweeps, np.int32)
-    if jacobian._is_traced(tuple(forward_pass)):  # pylint: disable=protected-access
+    if host.is_traced(tuple(forward_pass)):
       return _finish_core(tuple(forward_pass), cap, threshold)
     sums, rank, snapshot = forward_pass
     b, t = snapshot[0].shape[:2]
