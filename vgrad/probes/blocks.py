@@ -649,28 +649,15 @@ def qr_forward(blocks, xs, layers=None, *, dtype=None) -> BlockQRPass:
   return BlockQRPass(layers, list(snaps), list(sums), dtype)
 
 
-@functools.partial(jax.jit, static_argnums=(1,))
-def _finish_program(snapshot, max_sweeps, threshold):
-  """Graded Jacobi (:func:`vgrad.probes.log_spectrum.graded_log_spectrum`)
-  of every input's ``T_l`` at one target, and its ``log_error``. The
-  program depends on ``T_l``'s shape alone: the targets of one shape, and
-  blocks of the same widths, however many targets, share it."""
-  return jax.vmap(lambda s: log_spectrum.graded_log_spectrum(
-      s, max_sweeps, threshold) + (s[4],))(snapshot)
-
-
 def qr_finish(forward: BlockQRPass, *,
               max_sweeps: int = log_spectrum.DEFAULT_MAX_SWEEPS,
               tol: float | None = None) -> BlockLogSpectra:
   """:func:`qr_forward`'s pass to exact log singular values (graded
   Jacobi with its certificate), in the pass's dtype."""
   dtype = jnp.dtype(forward.dtype)
-  threshold = np.asarray(log_spectrum.default_tol(dtype) if tol is None
-                         else tol, dtype)
   with _pass_dtype(dtype):
-    outs = [host.split_batch(
-        lambda part: _finish_program(part, int(max_sweeps), threshold),
-        (tuple(snapshot),)) for snapshot in forward.snapshots]
+    outs = [log_spectrum.finish(tuple(snapshot), int(max_sweeps), tol)
+            + (snapshot[4],) for snapshot in forward.snapshots]
   return BlockLogSpectra(forward.layers,
                          *([o[i] for o in outs] for i in range(3)),
                          list(forward.partial_sums), [o[3] for o in outs])

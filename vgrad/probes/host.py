@@ -96,11 +96,19 @@ def split_batch(fn, batched: tuple, shared: tuple = (),
     with jax.enable_x64(x64), jax.default_matmul_precision(precision):
       return jax.device_get(fn(*shared, *args))
 
-  workers = cores() if workers is None else workers
-  with _controller().limit(limits=1, user_api="blas"):
-    if workers < 2:
-      results = [run(i) for i in range(size)]
-    else:
-      results = list(_pool(workers).map(run, range(size)))
+  results = thread_map(run, range(size), workers)
   return jax.tree.map(lambda *rows: jax.device_put(np.concatenate(rows)),
                       *results)
+
+
+def thread_map(fn, items, workers: int | None = None) -> list:
+  """``[fn(item) for item in items]``, the calls spread over ``workers``
+  threads (default :func:`cores`) with BLAS at one thread: for host work
+  that releases the GIL (a compiled XLA program, a LAPACK call through
+  ``ctypes``). Exceptions reach the caller."""
+  items = list(items)
+  workers = cores() if workers is None else workers
+  with _controller().limit(limits=1, user_api="blas"):
+    if workers < 2 or len(items) < 2:
+      return [fn(item) for item in items]
+    return list(_pool(workers).map(fn, items))

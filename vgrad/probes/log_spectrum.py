@@ -117,6 +117,7 @@ from vgrad.nn import linalg
 from vgrad.nn import models
 from vgrad.probes import host
 from vgrad.probes import jacobian
+from vgrad.probes import lapack_jacobi
 
 PRECISION = models.PRECISION
 LN2 = math.log(2.0)
@@ -598,6 +599,12 @@ def _next_round(top, bottom):
   return tuple(t for t, _ in moved), tuple(b for _, b in moved)
 
 
+# A target whose Lyapunov sums spread over more than this (nats) starts with
+# LAPACK's Jacobi SVD (on CPU, float64): the divide-and-conquer SVD's
+# rotation loses the grading there (float64 resolves e^36; the README's main
+# job keeps it up to e^44, the sigmoid net at N = 512 loses it by e^60).
+JACOBI_SVD_SPREAD = 50.0
+
 # QR preconditioning steps (each about a tenth of a Jacobi sweep) before
 # Jacobi takes over; they stop early once the rows stop improving.
 MAX_QR_STEPS = 10
@@ -649,7 +656,7 @@ def _jacobi(m, e, rank, max_sweeps, tol, use_svd=True, sums=None):
   return log_sv, bound - jnp.log1p(-rotation_error), count
 
 
-def precondition(m, e, rank, use_svd=True, sums=None):
+def precondition(m, e, rank, use_svd=True, sums=None, basis=None):
   """Stages 1 (if ``use_svd``) and 2 of :func:`_jacobi`: ``(m, e)`` of a
   ``k x k`` matrix with the singular values of ``diag(2^e) m (k x n)``,
   whether Jacobi sweeps are still needed (the Gershgorin radius is above
@@ -664,14 +671,17 @@ def precondition(m, e, rank, use_svd=True, sums=None):
   ``use_svd`` may be traced (the stage is then decided at run time);
   a Python ``False`` leaves the stage out of the program, a Python
   ``True`` runs it unconditionally (no ``lax.cond``: its trace, batching
-  and compilation of both branches cost more than the stage)."""
+  and compilation of both branches cost more than the stage). ``basis``:
+  the stage's rotation computed elsewhere (``T``'s left singular vectors,
+  :func:`vgrad.probes.lapack_jacobi.graded_bases`), in place of the SVD;
+  checked the same way."""
   k, n = m.shape
   live = jnp.arange(k) < rank
   target = 4.0 * k * n * _unit_roundoff(m.dtype)
   rotation_error = jnp.zeros((), m.dtype)
   rotated, shifted = m, e
   if use_svd is True:
-    rotated, shifted, rotation_error = _svd_precondition(m, e, rank)
+    rotated, shifted, rotation_error = _svd_precondition(m, e, rank, basis)
   elif use_svd is not False:
     rotated, shifted, rotation_error = jax.lax.cond(
         jnp.asarray(use_svd), lambda: _svd_precondition(m, e, rank),
@@ -762,20 +772,22 @@ def _graded_rotation_error(factor, rows):
 _SVD_PRECONDITION_ERROR = {4: 2.0 ** -20, 8: 2.0 ** -26}
 
 
-def _svd_precondition(m, e, rank):
+def _svd_precondition(m, e, rank, basis=None):
   """``(m, e)`` of ``U^T T`` for ``U`` from LAPACK's SVD of ``T`` in range
   (stage 1 of :func:`_jacobi`), or unchanged where a row of ``U^T T``
   would lose its relative accuracy, and the relative error this adds to
   the singular values: a row-wise relative perturbation ``delta`` of
   nearly orthogonal rows moves them by at most ``sqrt(k) delta`` (0 when
-  ``T`` is left unchanged)."""
+  ``T`` is left unchanged). ``basis``: ``U`` computed elsewhere (used as
+  it is, with the same checks)."""
   k = m.shape[0]
   info = jnp.finfo(m.dtype)
   live = jnp.arange(k) < rank
   top = jnp.max(jnp.where(live, e, _NO_EXPONENT))
   shift = jnp.clip(e - top, info.minexp + 2, 0)
   scaled = jnp.where(live[:, None], _scale2(m, shift[:, None]), 0)
-  u = linalg.svd(scaled, full_matrices=False)[0]
+  u = (linalg.svd(scaled, full_matrices=False)[0] if basis is None
+       else basis)
   factor, f = _graded_product(u.T, e, live, live)
   rows = jnp.dot(factor, m, precision=PRECISION)
   # U^T = (I + G) Q^T for an orthogonal Q, ||G|| <= ||U^T U - I||: a
@@ -955,21 +967,18 @@ def _bucket(count: int) -> int:
 # snapshot's shapes (not on the model or the target layers), so they are
 # jitted once here: probes of any model with the same width, inputs and
 # number of targets share their traced and compiled programs.
-def _finish(forward_pass, sweep_cap, threshold):
-  """Every stage in one program (for a caller under ``jit``): the
-  preconditioners of every target (:func:`_prepared`), then the Jacobi
+def _finish_flat(flat, sweep_cap, threshold):
+  """Every stage in one program (for a caller under ``jit``, and off CPU):
+  the preconditioners of every target (:func:`_prepare`), then the Jacobi
   sweeps of those they leave unconverged (:func:`_sweeps_stage`; the
-  others pass through it unchanged, with no sweep)."""
-  sums, rank, snapshot = forward_pass
-  b, t = snapshot[0].shape[:2]
-  log_sv, bound, needs, m, e, rotation = _prepared(snapshot)
-  swept = _sweeps_stage((m, e, snapshot[2].reshape(-1), rotation, needs),
-                        sweep_cap, threshold)
-  outs = (jnp.where(needs[:, None], swept[0], log_sv),
+  others pass through it unchanged, with no sweep). ``flat``: the
+  :data:`SNAPSHOT_FIELDS` of ``N`` targets; returns ``(log_sv (N, k),
+  bound (N,), sweeps (N,))``."""
+  log_sv, bound, needs, m, e, rotation = _prepare(flat)
+  swept = _sweeps_stage((m, e, flat[2], rotation, needs), sweep_cap,
+                        threshold)
+  return (jnp.where(needs[:, None], swept[0], log_sv),
           jnp.where(needs, swept[1], bound), swept[2])
-  log_sv, bound, sweeps = (o.reshape((b, t) + o.shape[1:]) for o in outs)
-  return LogSpectra(log_sv, bound, sweeps, sums, rank, snapshot[4],
-                    snapshot[5])
 
 
 def _one_at_a_time(fn, flat):
@@ -986,32 +995,34 @@ def _one_at_a_time(fn, flat):
   return _chunked(fn, flat)
 
 
-def _prepared(snapshot):
-  """Stages 1-2 and the certificate of every (input, layer), flattened:
-  ``(log_sv, bound, needs_sweeps, m, e, rotation_error)``; NaN after an
-  overflow. ``(m, e)`` are the preconditioned rows (``k x k``) and
-  ``rotation_error`` the LAPACK stage's error, what the Jacobi sweeps
-  start from (:func:`_sweeps_stage`)."""
+def _prepare(flat):
+  """Stages 1-2 and the certificate of ``N`` targets (``flat``: their
+  :data:`SNAPSHOT_FIELDS`, then optionally each one's LAPACK-stage basis,
+  ``(N, k, k)``): ``(log_sv, bound, needs_sweeps, m, e, rotation_error)``;
+  NaN after an overflow. ``(m, e)`` are the preconditioned rows (``k x
+  k``) and ``rotation_error`` the LAPACK stage's error, what the Jacobi
+  sweeps start from (:func:`_sweeps_stage`)."""
   def one(args):
     m, e, r, finite = args[:4]
+    basis = args[7] if len(args) > 7 else None
     # The determinant decides, target by target, whether the LAPACK stage
     # kept the grading (precondition): the README's main job keeps it at
     # all ten layers (spreads up to e^44, past float64's e^36), and no
     # sweep runs.
     m, e, needs, rotation = precondition(jnp.where(finite, m, 0), e, r,
-                                         sums=args[6])
+                                         sums=args[6], basis=basis)
     log_sv, bound = _certify(m, e, jnp.arange(m.shape[0]) < r)
     bound = bound - jnp.log1p(-rotation)
     return (jnp.where(finite, log_sv, jnp.nan),
             jnp.where(finite, bound, jnp.nan), needs & finite, m, e,
             rotation)
-  return _one_at_a_time(one, _flatten(snapshot))
+  return _one_at_a_time(one, flat)
 
 
 def _sweeps_stage(flat, sweep_cap, threshold):
   """The Jacobi sweeps (stage 3 of :func:`_jacobi`) and the certificate of
   every target: ``flat`` holds their ``(m, e, rank, rotation_error,
-  needs_sweeps)`` from :func:`_prepared` (flattened); a target that needs
+  needs_sweeps)`` from :func:`_prepare` (flattened); a target that needs
   none is only certified again (no sweep)."""
   def one(args):
     m, e, rank, rotation, needs = args
@@ -1022,13 +1033,84 @@ def _sweeps_stage(flat, sweep_cap, threshold):
   return _chunked(one, flat)
 
 
-# On the host the finish is split: the preconditioners for every target,
-# then the Jacobi sweeps (a program of their own, compiled only when
-# needed) for the few targets they leave unconverged. The sweep cap and the
-# tolerance are arguments of the compiled programs, not constants in them.
-_finish_core = jax.jit(_finish)
-_prepared_core = jax.jit(_prepared)
+_finish_core = jax.jit(_finish_flat)
+_prepared_core = jax.jit(_prepare)
 _sweeps_core = jax.jit(_sweeps_stage)
+
+
+def finish(flat, max_sweeps: int, tol):
+  """The final stage of ``N`` targets: ``flat`` holds their
+  :data:`SNAPSHOT_FIELDS` (leading axis ``N``); returns ``(log_sv (N, k)
+  descending, error_bound (N,), sweeps (N,))`` (:func:`_jacobi`).
+
+  Under a trace, one program (:func:`_finish_flat`). Otherwise staged (on
+  CPU each stage one target per call on every core,
+  :func:`vgrad.probes.host.split_batch`): (1) the LAPACK SVD stage and QR
+  steps with their certificate for every target; (2) on CPU, for the
+  targets these leave unconverged (``T`` graded past float64's
+  resolution), the same with LAPACK's Jacobi SVD as the rotation
+  (:mod:`vgrad.probes.lapack_jacobi`, float64 passes); (3) Jacobi sweeps,
+  compiled only when a target still needs them (rows beyond float64's
+  range, as at depth 10 000; off CPU the targets are padded to a size
+  ``2^j`` or ``3 * 2^j``, so the program compiles for a few sizes). Every
+  stage's result is checked and certified the same way.
+  """
+  work = flat[0].dtype
+  threshold = np.asarray(default_tol(work) if tol is None else tol, work)
+  cap = np.asarray(max_sweeps, np.int32)
+  if host.is_traced(tuple(flat)):
+    return _finish_core(tuple(flat), cap, threshold)
+  cpu = jax.default_backend() == "cpu"
+  flat = tuple(np.asarray(buf) for buf in jax.device_get(tuple(flat)))
+  count = len(flat[2])
+  jacobi_svd = cpu and work == np.float64 and lapack_jacobi.available()
+  # Targets whose Lyapunov sums already spread past what LAPACK's SVD
+  # keeps graded go to the Jacobi SVD first (speed only: every stage is
+  # checked and certified alike).
+  sums = np.where(np.isfinite(flat[6]), flat[6], np.nan)
+  with np.errstate(all="ignore"):
+    spread = np.nanmax(sums, axis=1) - np.nanmin(sums, axis=1)
+  direct = jacobi_svd & (spread > JACOBI_SVD_SPREAD)
+  staged = {}
+
+  def prepare(index, bases=None):
+    args = tuple(buf[index] for buf in flat)
+    out = jax.device_get(host.split_batch(
+        _prepared_core, (args if bases is None else args + (bases,),)))
+    for i, part in enumerate(out):
+      kept = staged.setdefault(i, np.zeros((count,) + part.shape[1:],
+                                           part.dtype))
+      kept[index] = part
+
+  def with_jacobi_svd(index):
+    """The targets ``index`` not prepared with LAPACK's Jacobi SVD."""
+    bases, usable = lapack_jacobi.graded_bases(
+        flat[0][index], flat[1][index], flat[2][index])
+    if usable.any():
+      prepare(index[usable], bases[usable])
+    return index[~usable]
+
+  first = np.nonzero(~direct)[0]
+  if direct.any():
+    first = np.union1d(first, with_jacobi_svd(np.nonzero(direct)[0]))
+  if first.size:
+    prepare(first)
+  log_sv, bound, needs = staged[0], staged[1], staged[2]
+  (todo,) = np.nonzero(needs & ~direct)
+  if todo.size and jacobi_svd:
+    with_jacobi_svd(todo)
+  sweeps = np.zeros(count, np.int32)
+  (todo,) = np.nonzero(needs)
+  if todo.size:
+    padded = todo if cpu else np.concatenate(
+        [todo, np.repeat(todo[-1:], _bucket(todo.size) - todo.size)])
+    rows, exponents, rotation = staged[3], staged[4], staged[5]
+    subset = tuple(buf[padded] for buf in (rows, exponents, flat[2],
+                                           rotation, needs))
+    again = jax.device_get(host.split_batch(
+        lambda part: _sweeps_core(part, cap, threshold), (subset,)))
+    log_sv[todo], bound[todo], sweeps[todo] = (a[:todo.size] for a in again)
+  return log_sv, bound, sweeps
 
 
 def make_log_spectrum_probe(model: models.MLP, layers=None,
@@ -1089,36 +1171,10 @@ def _log_spectrum_probe(model: models.MLP, layers: tuple[int, ...],
                                        shared=(first, rest)))
 
   def run_finish(forward_pass: ForwardQR) -> LogSpectra:
-    """The Jacobi stage on ``run.forward``'s pass: the probe's result."""
-    # The dtype the rotations run in: the pass's.
-    work = forward_pass.snapshot[0].dtype
-    threshold = np.asarray(default_tol(work) if tol is None else tol, work)
-    cap = np.asarray(max_sweeps, np.int32)
-    if host.is_traced(tuple(forward_pass)):
-      return _finish_core(tuple(forward_pass), cap, threshold)
+    """The final stage on ``run.forward``'s pass: the probe's result."""
     sums, rank, snapshot = forward_pass
     b, t = snapshot[0].shape[:2]
-    *outs, rows, exponents, rotation = host.split_batch(_prepared_core,
-                                                        (snapshot,))
-    log_sv, bound, needs = (np.array(o) for o in jax.device_get(outs))
-    sweeps = np.zeros(b * t, np.int32)
-    (todo,) = np.nonzero(needs)
-    if todo.size:
-      # The unconverged targets, from their preconditioned rows. On CPU
-      # each is a call of its own (host.split_batch); elsewhere they are
-      # padded (copies of the last) to a size of the form 2^j or 3 * 2^j:
-      # the sweeps program compiles for a few sizes, not for every count,
-      # at most 1/3 more work.
-      pad = 0 if jax.default_backend() == "cpu" else (
-          _bucket(todo.size) - todo.size)
-      padded = np.concatenate([todo, np.repeat(todo[-1:], pad)])
-      ranks = np.asarray(snapshot[2]).reshape(b * t)
-      subset = tuple(np.asarray(buf)[padded]
-                     for buf in (rows, exponents, ranks, rotation, needs))
-      again = jax.device_get(host.split_batch(
-          lambda part: _sweeps_core(part, cap, threshold), (subset,)))
-      log_sv[todo], bound[todo], sweeps[todo] = (
-          a[:todo.size] for a in again)
+    log_sv, bound, sweeps = finish(_flatten(snapshot), max_sweeps, tol)
     shape = lambda a: a.reshape((b, t) + a.shape[1:])
     return LogSpectra(shape(log_sv), shape(bound), shape(sweeps), sums, rank,
                       snapshot[4], snapshot[5])
