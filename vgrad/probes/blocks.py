@@ -656,8 +656,9 @@ def qr_finish(forward: BlockQRPass, *,
   Jacobi with its certificate), in the pass's dtype."""
   dtype = jnp.dtype(forward.dtype)
   with _pass_dtype(dtype):
-    outs = [log_spectrum.finish(tuple(snapshot), int(max_sweeps), tol)
-            + (snapshot[4],) for snapshot in forward.snapshots]
+    outs = [log_spectrum.finish(tuple(buf[:, None] for buf in snapshot),
+                                int(max_sweeps), tol) + (snapshot[4],)
+            for snapshot in forward.snapshots]
   return BlockLogSpectra(forward.layers,
                          *([o[i] for o in outs] for i in range(3)),
                          list(forward.partial_sums), [o[3] for o in outs])

@@ -99,15 +99,21 @@ def left_singular_vectors(t: np.ndarray) -> np.ndarray | None:
   return np.ascontiguousarray(v)
 
 
+def eligible(m, e, rank) -> np.ndarray:
+  """``(N,)``: whether the graded ``diag(2^e[i]) m[i]`` (``m (N, k, n)``,
+  ``e (N, k)``, ``rank (N,)``) can go to :func:`left_singular_vectors`:
+  full rank, finite, and no row further than ``MAX_EXPONENT_SPAN`` binary
+  orders below the largest (scaled into range, every row stays normal)."""
+  m, e, rank = np.asarray(m), np.asarray(e, np.int64), np.asarray(rank)
+  span = e.max(axis=1) - e.min(axis=1)
+  return ((rank == m.shape[1]) & np.all(np.isfinite(m), axis=(1, 2))
+          & (span <= MAX_EXPONENT_SPAN))
+
+
 def _basis(m: np.ndarray, e: np.ndarray, rank: int):
   """``V`` of the graded ``T = diag(2^e) m`` scaled into range, or None
-  where the stage does not apply (rank deficient, non-finite, or rows that
-  would leave float64's normal range)."""
-  k = m.shape[0]
-  if rank != k or not np.all(np.isfinite(m)):
-    return None
-  span = int(e.max()) - int(e.min())
-  if span > MAX_EXPONENT_SPAN:
+  where the stage does not apply (:func:`eligible`) or LAPACK fails."""
+  if not eligible(m[None], e[None], np.asarray([rank]))[0]:
     return None
   return left_singular_vectors(np.ldexp(m, (e - e.max())[:, None]))
 

@@ -42,9 +42,12 @@ needed) and chosen so that every factor is at most 1 in magnitude. At the
 target layers the rows of the graded ``T_l`` are orthogonalised by exact
 left rotations (:func:`_jacobi`): ``U^T`` from LAPACK's SVD of ``T_l``
 scaled into range (which splits clustered values; kept only where no row
-loses its relative accuracy to the rounding), QR steps (the preconditioner
-of Drmac & Veselic 2008: rows sorted by norm, ``T Q = diag(2^e) R^T`` from
-``M^T = Q R``, which orthogonalises graded rows at the rate of the gap) and,
+loses its relative accuracy to the rounding; on a CPU host, where ``T_l``
+is graded past float64's resolution, ``U`` from LAPACK's Jacobi SVD
+instead, :mod:`vgrad.probes.lapack_jacobi`, which keeps the grading), QR
+steps (the preconditioner of Drmac & Veselic 2008: rows sorted by norm,
+``T Q = diag(2^e) R^T`` from ``M^T = Q R``, which orthogonalises graded
+rows at the rate of the gap) and,
 only where those leave the rows unconverged, one-sided Jacobi sweeps
 (Hestenes 1958) in the graded form: rows of log-norms ``a >= b`` and cosine
 ``g`` rotate by ``tan(theta) = t`` with ``t e^{a - b}`` computed directly,
@@ -604,6 +607,10 @@ def _next_round(top, bottom):
 # rotation loses the grading there (float64 resolves e^36; the README's main
 # job keeps it up to e^44, the sigmoid net at N = 512 loses it by e^60).
 JACOBI_SVD_SPREAD = 50.0
+# ... and is at least this wide: narrower, the QR steps converge in a few
+# steps even there (the gaps between values are wide; sigmoid nets of
+# width 16-32 at depth 40 need no sweep), cheaper than the Jacobi SVD.
+JACOBI_SVD_MIN_WIDTH = 64
 
 # QR preconditioning steps (each about a tenth of a Jacobi sweep) before
 # Jacobi takes over; they stop early once the rows stop improving.
@@ -995,13 +1002,15 @@ def _one_at_a_time(fn, flat):
   return _chunked(fn, flat)
 
 
-def _prepare(flat):
+def _prepare(flat, skip=None):
   """Stages 1-2 and the certificate of ``N`` targets (``flat``: their
   :data:`SNAPSHOT_FIELDS`, then optionally each one's LAPACK-stage basis,
   ``(N, k, k)``): ``(log_sv, bound, needs_sweeps, m, e, rotation_error)``;
   NaN after an overflow. ``(m, e)`` are the preconditioned rows (``k x
   k``) and ``rotation_error`` the LAPACK stage's error, what the Jacobi
-  sweeps start from (:func:`_sweeps_stage`)."""
+  sweeps start from (:func:`_sweeps_stage`). ``skip (N,)``: targets left
+  for a later stage (returned as needing it, rows zero); on CPU a real
+  branch, one target at a time."""
   def one(args):
     m, e, r, finite = args[:4]
     basis = args[7] if len(args) > 7 else None
@@ -1016,7 +1025,26 @@ def _prepare(flat):
     return (jnp.where(finite, log_sv, jnp.nan),
             jnp.where(finite, bound, jnp.nan), needs & finite, m, e,
             rotation)
-  return _one_at_a_time(one, flat)
+
+  if skip is None:
+    return _one_at_a_time(one, flat)
+
+  def later(args):
+    m, e = args[0], args[1]
+    k = m.shape[0]
+    return (jnp.full((k,), jnp.nan, m.dtype), jnp.full((), jnp.nan, m.dtype),
+            jnp.array(True), jnp.zeros((k, k), m.dtype), e[:k],
+            jnp.zeros((), m.dtype))
+
+  return _one_at_a_time(
+      lambda args: jax.lax.cond(args[-1], later, one, args[:-1]),
+      tuple(flat) + (skip,))
+
+
+def _prepare_groups(groups, skip):
+  """:func:`_prepare` of ``G x T`` targets (fields ``(G, T, ...)``),
+  flattened: one program per ``T``, whatever ``G``."""
+  return _prepare(_flatten(groups), skip.reshape(-1))
 
 
 def _sweeps_stage(flat, sweep_cap, threshold):
@@ -1035,70 +1063,71 @@ def _sweeps_stage(flat, sweep_cap, threshold):
 
 _finish_core = jax.jit(_finish_flat)
 _prepared_core = jax.jit(_prepare)
+_prepared_groups_core = jax.jit(_prepare_groups)
 _sweeps_core = jax.jit(_sweeps_stage)
 
 
-def finish(flat, max_sweeps: int, tol):
-  """The final stage of ``N`` targets: ``flat`` holds their
-  :data:`SNAPSHOT_FIELDS` (leading axis ``N``); returns ``(log_sv (N, k)
-  descending, error_bound (N,), sweeps (N,))`` (:func:`_jacobi`).
+def finish(groups, max_sweeps: int, tol):
+  """The final stage of ``G x T`` targets: ``groups`` holds their
+  :data:`SNAPSHOT_FIELDS` with leading axes ``(G, T)`` (the inputs and the
+  target layers); returns ``(log_sv (G T, k) descending, error_bound
+  (G T,), sweeps (G T,))``, flattened (:func:`_jacobi`).
 
-  Under a trace, one program (:func:`_finish_flat`). Otherwise staged (on
-  CPU each stage one target per call on every core,
-  :func:`vgrad.probes.host.split_batch`): (1) the LAPACK SVD stage and QR
-  steps with their certificate for every target; (2) on CPU, for the
-  targets these leave unconverged (``T`` graded past float64's
-  resolution), the same with LAPACK's Jacobi SVD as the rotation
-  (:mod:`vgrad.probes.lapack_jacobi`, float64 passes); (3) Jacobi sweeps,
-  compiled only when a target still needs them (rows beyond float64's
-  range, as at depth 10 000; off CPU the targets are padded to a size
-  ``2^j`` or ``3 * 2^j``, so the program compiles for a few sizes). Every
-  stage's result is checked and certified the same way.
+  Under a trace, one program (:func:`_finish_flat`). Otherwise staged, on
+  CPU one group (then one target) per call on every core
+  (:func:`vgrad.probes.host.split_batch`): (1) the LAPACK SVD stage and QR
+  steps with their certificate; (2) on CPU (float64 passes), LAPACK's
+  Jacobi SVD as the rotation instead (:mod:`vgrad.probes.lapack_jacobi`)
+  for the targets graded past float64's resolution: those whose Lyapunov
+  sums spread over more than ``JACOBI_SVD_SPREAD`` at widths from
+  ``JACOBI_SVD_MIN_WIDTH`` (they skip stage 1) and those stage 1 left
+  unconverged; (3) Jacobi sweeps, compiled only
+  when a target still needs them (rows beyond float64's range, as at depth
+  10 000; off CPU the targets are padded to a size ``2^j`` or ``3 * 2^j``,
+  so the program compiles for a few sizes). Every stage's result is
+  checked and certified the same way.
   """
-  work = flat[0].dtype
+  work = groups[0].dtype
   threshold = np.asarray(default_tol(work) if tol is None else tol, work)
   cap = np.asarray(max_sweeps, np.int32)
-  if host.is_traced(tuple(flat)):
-    return _finish_core(tuple(flat), cap, threshold)
+  if host.is_traced(tuple(groups)):
+    return _finish_core(_flatten(groups), cap, threshold)
   cpu = jax.default_backend() == "cpu"
-  flat = tuple(np.asarray(buf) for buf in jax.device_get(tuple(flat)))
+  groups = tuple(np.asarray(buf) for buf in jax.device_get(tuple(groups)))
+  flat = _flatten(groups)
   count = len(flat[2])
   jacobi_svd = cpu and work == np.float64 and lapack_jacobi.available()
-  # Targets whose Lyapunov sums already spread past what LAPACK's SVD
-  # keeps graded go to the Jacobi SVD first (speed only: every stage is
-  # checked and certified alike).
-  sums = np.where(np.isfinite(flat[6]), flat[6], np.nan)
-  with np.errstate(all="ignore"):
-    spread = np.nanmax(sums, axis=1) - np.nanmin(sums, axis=1)
-  direct = jacobi_svd & (spread > JACOBI_SVD_SPREAD)
-  staged = {}
+  direct = np.zeros(count, bool)
+  if jacobi_svd:
+    sums = np.where(np.isfinite(flat[6]), flat[6], np.nan)
+    with np.errstate(all="ignore"):
+      spread = np.nanmax(sums, axis=1) - np.nanmin(sums, axis=1)
+    eligible = lapack_jacobi.eligible(flat[0], flat[1], flat[2])
+    direct = (eligible & (spread > JACOBI_SVD_SPREAD)
+              & (flat[0].shape[1] >= JACOBI_SVD_MIN_WIDTH))
+  staged = [np.array(o) for o in jax.device_get(host.split_batch(
+      _prepared_groups_core, (groups, direct.reshape(groups[2].shape))))]
+  needs = staged[2]
 
   def prepare(index, bases=None):
+    """Stages 1-2 again for the targets ``index``, one per call."""
     args = tuple(buf[index] for buf in flat)
     out = jax.device_get(host.split_batch(
         _prepared_core, (args if bases is None else args + (bases,),)))
-    for i, part in enumerate(out):
-      kept = staged.setdefault(i, np.zeros((count,) + part.shape[1:],
-                                           part.dtype))
+    for kept, part in zip(staged, out):
       kept[index] = part
 
-  def with_jacobi_svd(index):
-    """The targets ``index`` not prepared with LAPACK's Jacobi SVD."""
-    bases, usable = lapack_jacobi.graded_bases(
-        flat[0][index], flat[1][index], flat[2][index])
-    if usable.any():
-      prepare(index[usable], bases[usable])
-    return index[~usable]
-
-  first = np.nonzero(~direct)[0]
-  if direct.any():
-    first = np.union1d(first, with_jacobi_svd(np.nonzero(direct)[0]))
-  if first.size:
-    prepare(first)
-  log_sv, bound, needs = staged[0], staged[1], staged[2]
-  (todo,) = np.nonzero(needs & ~direct)
-  if todo.size and jacobi_svd:
-    with_jacobi_svd(todo)
+  if jacobi_svd:
+    (todo,) = np.nonzero(direct | (needs & eligible))
+    if todo.size:
+      bases, usable = lapack_jacobi.graded_bases(
+          flat[0][todo], flat[1][todo], flat[2][todo])
+      if usable.any():
+        prepare(todo[usable], bases[usable])
+      failed = todo[~usable & direct[todo]]
+      if failed.size:   # LAPACK failed where it was expected to work
+        prepare(failed)
+  log_sv, bound = staged[0], staged[1]
   sweeps = np.zeros(count, np.int32)
   (todo,) = np.nonzero(needs)
   if todo.size:
@@ -1174,7 +1203,7 @@ def _log_spectrum_probe(model: models.MLP, layers: tuple[int, ...],
     """The final stage on ``run.forward``'s pass: the probe's result."""
     sums, rank, snapshot = forward_pass
     b, t = snapshot[0].shape[:2]
-    log_sv, bound, sweeps = finish(_flatten(snapshot), max_sweeps, tol)
+    log_sv, bound, sweeps = finish(snapshot, max_sweeps, tol)
     shape = lambda a: a.reshape((b, t) + a.shape[1:])
     return LogSpectra(shape(log_sv), shape(bound), shape(sweeps), sums, rank,
                       snapshot[4], snapshot[5])
