@@ -281,6 +281,8 @@ class FlagsTest(parameterized.TestCase):
       ("repeated_init", ["--inits=lsuv,lsuv"], "inits"),
       ("init_outside_table", ["--inits=gaussian"], "inits"),
       ("lr", ["--lr=0"], "lr"),
+      ("lr_inf", ["--lr=inf"], "lr"),
+      ("momentum_nan", ["--momentum=nan"], "momentum"),
       ("momentum_range", ["--momentum=1"], "momentum"),
       ("momentum_without_momentum", ["--optimizer=adam", "--momentum=0.5"],
        "momentum"))

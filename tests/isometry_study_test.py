@@ -172,7 +172,9 @@ class CommandLineTest(absltest.TestCase):
              "--weights=orthogonal":
                  "--weights was renamed: pass --ensembles",
              "--depths=0": "depths", "--width=1": "width",
-             "--sigma_b2=-1": "--sigma_b2", "--sigma_b2=x": "--sigma_b2"}
+             "--sigma_b2=-1": "--sigma_b2", "--sigma_b2=x": "--sigma_b2",
+             "--sigma_b2=nan": "--sigma_b2 must hold finite numbers, got nan",
+             "--sigma_b2=0.1,inf": "--sigma_b2 must hold finite numbers"}
     procs = cli_testing.run_cases(
         "experiments.dynamical_isometry",
         [(tmp, [arg, f"--out_dir={tmp}/x"]) for arg in cases])

@@ -329,6 +329,11 @@ BAD_INPUTS = (
       (["--method=lanczos", "--lanczos_steps=1"], ["--lanczos_steps", ">= 2"]),
       (["--image_size=8"], ["--image_size", "--model=cnn", "not --model=mlp"]),
       (["--model=cnn", "--image_size=0"], ["--image_size", ">= 1"]),
+      # NaN and Inf: absl's float parser takes them; vgrad does not.
+      (["--init=gaussian", "--sigma_w2=inf"],
+       ["--sigma_w2 must be a finite number, got inf"]),
+      (["--act=elu", "--elu_alpha=nan"], ["--elu_alpha", "finite", "nan"]),
+      (["--act=swish", "--swish_beta=-inf"], ["--swish_beta", "finite"]),
 )
 
 

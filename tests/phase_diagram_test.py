@@ -191,6 +191,11 @@ class CommandLineTest(absltest.TestCase):
         "--act=sigmod": "--act",
         "--threshold=2": "threshold",
         "--lr=0": "--lr",
+        "--lr=inf": "--lr must be a finite number, got inf",
+        "--lr=nan": "--lr must be a finite number, got nan",
+        "--sigma_w2=1,inf": "--sigma_w2 must hold finite numbers, got inf",
+        "--sigma_w2=nan:2:3": "--sigma_w2 must hold finite numbers, got nan",
+        "--threshold=nan": "--threshold must be a finite number",
         "--theory_points=1": "--theory_points must be >= 2",
         "--sigma_b2=-0.5": "--sigma_b2: must be a finite number >= 0",
         "--sigma_b=0.2": "--sigma_b was renamed: pass --sigma_b2 (the bias "

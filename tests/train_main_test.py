@@ -475,6 +475,8 @@ TRAIN_BAD_INPUTS = (
       ("zero_steps", ["--steps=0"], ["--steps", ">= 1"]),
       ("zero_seeds", ["--seeds=0"], ["--seeds", ">= 1"]),
       ("zero_lr", ["--lr=0"], ["--lr", "> 0"]),
+      ("infinite_lr", ["--lr=inf"], ["--lr must be a finite number, got inf"]),
+      ("nan_clip_norm", ["--clip_norm=nan"], ["--clip_norm", "finite", "nan"]),
       ("dropout_one", ["--dropout=1"], ["--dropout", "[0, 1)"]),
       ("negative_batch_size", ["--batch_size=-1"], ["--batch_size", ">= 0"]),
       ("mnist_missing", ["--dataset=mnist", "--data_dir={data_dir}"],

@@ -87,6 +87,9 @@ def _subset(fv: flags.FlagValues, name: str, valid: tuple[str, ...]):
 def make_config(fv: flags.FlagValues = FLAGS,
                 dataset: str = "digits") -> sweep.SweepConfig:
   """The sweep of one dataset's table; one-line error for bad flags."""
+  non_finite = cli.non_finite_flag_error(fv)
+  if non_finite:
+    cli.fail(non_finite)
   if not fv.lr > 0:
     cli.fail(f"--lr must be > 0, got {fv.lr}")
   if not 0 <= fv.momentum < 1:

@@ -8,6 +8,7 @@ convert the old value.
 """
 
 import json
+import math
 import os
 import shlex
 import sys
@@ -136,14 +137,67 @@ def renamed_flag_error(argv: list[str]) -> str | None:
   return None
 
 
+def non_finite_flag_error(flag_values=FLAGS) -> str | None:
+  """The one-line error for the first float flag set to NaN or +-Inf, or
+  None. absl's float parser accepts ``nan`` and ``inf``; no vgrad flag
+  means either (a learning rate of inf trains to NaN, a variance of nan
+  would silently become 0 in a comparison)."""
+  for name in sorted(flag_values):
+    value = flag_values[name].value
+    for item in value if isinstance(value, (list, tuple)) else [value]:
+      if isinstance(item, float) and not math.isfinite(item):
+        return f"--{name} must be a finite number, got {item}"
+  return None
+
+
+def finite_float(flag: str, text: str) -> float:
+  """``float(text)`` for an item of a list flag, or a one-line error naming
+  ``flag`` when it is not a finite number."""
+  try:
+    value = float(text)
+  except ValueError:
+    fail(f"--{flag}: {text!r} is not a number")
+  if not math.isfinite(value):
+    fail(f"--{flag} must hold finite numbers, got {text}")
+  return value
+
+
+def _non_finite_argument(argv: list[str]) -> str | None:
+  """:func:`non_finite_flag_error` for a float flag given on the command
+  line, before absl parses it (its range validators would otherwise
+  answer ``--lr=nan`` with ``--lr must be > 0``)."""
+  args = list(argv[1:])
+  for i, arg in enumerate(args):
+    if arg == "--":
+      break
+    name, eq, value = arg.lstrip("-").partition("=")
+    if not arg.startswith("-") or name not in FLAGS:
+      continue
+    if not isinstance(FLAGS[name].parser, flags.FloatParser):
+      continue
+    if not eq:
+      value = args[i + 1] if i + 1 < len(args) else ""
+    try:
+      number = float(value)
+    except ValueError:
+      continue
+    if not math.isfinite(number):
+      return f"--{name} must be a finite number, got {value}"
+  return None
+
+
 def _parse_flags(argv):
-  renamed = renamed_flag_error(argv)
+  renamed = renamed_flag_error(argv) or _non_finite_argument(argv)
   if renamed:
     fail(renamed)
   try:
-    return FLAGS(argv)
+    rest = FLAGS(argv)
   except flags.Error as e:
     fail(e)
+  non_finite = non_finite_flag_error()
+  if non_finite:
+    fail(non_finite)
+  return rest
 
 
 def run(main):

@@ -24,6 +24,8 @@ def _numbers(flag: str, kind=float) -> tuple:
              f"{','.join(FLAGS[flag].value)}")
   if not values:
     cli.fail(f"--{flag} needs at least one value")
+  if kind is float:
+    values = tuple(cli.finite_float(flag, v) for v in FLAGS[flag].value)
   return values
 
 

@@ -18,9 +18,9 @@ def _floats(flag: str, values: list[str]) -> tuple[float, ...]:
   try:
     if len(values) == 1 and values[0].count(":") == 2:
       lo, hi, n = values[0].split(":")
-      return tuple(round(float(v), 6)
-                   for v in np.linspace(float(lo), float(hi), int(n)))
-    return tuple(float(v) for v in values)
+      return tuple(round(float(v), 6) for v in np.linspace(
+          cli.finite_float(flag, lo), cli.finite_float(flag, hi), int(n)))
+    return tuple(cli.finite_float(flag, v) for v in values)
   except ValueError:
     cli.fail(f"--{flag} must be numbers separated by commas or lo:hi:n, got "
              f"{','.join(values)}")

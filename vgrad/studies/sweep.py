@@ -114,6 +114,9 @@ def parse_act(spec: str) -> tuple[str, dict]:
     except ValueError:
       raise ValueError(f"activation {spec!r}: {value!r} is not a "
                        "number") from None
+    if not math.isfinite(params[ACT_PARAMETER[name]]):
+      raise ValueError(f"activation {spec!r}: {value!r} is not a finite "
+                       "number")
   activations.get_activation(name, **params)   # validates name and value
   return name, params
 
