@@ -1,6 +1,8 @@
 """Tests for vgrad.io.rundir: whole runs or nothing, no silent overwrite."""
 
 import os
+import signal
+import time
 
 from absl.testing import absltest
 
@@ -51,6 +53,39 @@ class RunDirTest(absltest.TestCase):
     with open(path) as f:
       self.assertIn('"ok"', f.read())
     self.assertEqual(sorted(os.listdir(os.path.dirname(path))), ["r.json"])
+
+  def test_a_killed_writers_stage_goes_on_the_next_run_a_live_one_stays(self):
+    root = self.create_tempdir().full_path
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # the writer: stages a run, then is SIGKILLed mid-run
+      try:
+        os.close(read_end)
+        with rundir.staged_run_dir(os.path.join(root, "killed")) as stage:
+          with open(os.path.join(stage, "half.json"), "w") as f:
+            f.write("{")
+          os.write(write_end, b"x")
+          time.sleep(600)
+      finally:
+        os._exit(1)
+    os.close(write_end)
+    self.assertEqual(os.read(read_end, 1), b"x")
+    os.close(read_end)
+    stages = lambda: sorted(n for n in os.listdir(root) if ".tmp-" in n)
+    try:
+      live = stages()
+      self.assertLen(live, 2)   # the stage and its lock file
+      with rundir.staged_run_dir(os.path.join(root, "a")) as stage:
+        rundir.write_json(os.path.join(stage, "a.json"), {"v": 1})
+      self.assertEqual(stages(), live)   # its writer still lives
+    finally:
+      os.kill(pid, signal.SIGKILL)
+      os.waitpid(pid, 0)
+    self.assertEqual(stages(), live)   # nothing runs after a SIGKILL
+    with rundir.staged_run_dir(os.path.join(root, "b")) as stage:
+      rundir.write_json(os.path.join(stage, "b.json"), {"v": 2})
+    self.assertEqual(sorted(os.listdir(root)), ["a", "b"])
+    self.assertEqual(os.listdir(os.path.join(root, "a")), ["a.json"])
 
   def test_default_run_dirs_are_fresh(self):
     root = self.create_tempdir().full_path

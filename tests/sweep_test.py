@@ -518,9 +518,24 @@ class SweepCommandTest(absltest.TestCase):
     os.remove(os.path.join(out, "sweep.png"))
     # OVERFLOW (ReLU at sigma_w2 = 1e24) overflows float32 at layer 4 (see
     # test_overflow_is_recorded_not_crashed_on): reported, not crashed on.
-    ok, bad, blown = cli_testing.run_cases("experiments.sweep", [
+    # A torn cell file (a copy of the sweep): --replot warns and counts it.
+    torn = os.path.join(cwd, "torn")
+    shutil.copytree(out, torn)
+    torn_cells = os.path.join(torn, sweep.CELLS_DIR)
+    victim = sorted(n for n in os.listdir(torn_cells) if n.endswith(".json"))[0]
+    text = _read(os.path.join(torn_cells, victim))
+    with open(os.path.join(torn_cells, victim), "w") as f:
+      f.write(text[:len(text) // 2])
+    ok, bad, blown, torn_run = cli_testing.run_cases("experiments.sweep", [
         (cwd, [f"--replot={out}"]), (cwd, [f"--replot={out}", "--seeds=3"]),
-        (cwd, _flags(OVERFLOW) + [f"--out_dir={cwd}/blown"])])
+        (cwd, _flags(OVERFLOW) + [f"--out_dir={cwd}/blown"]),
+        (cwd, [f"--replot={torn}"])])
+    self.assertEqual(torn_run.returncode, 0, torn_run.stderr)
+    self.assertIn(f"warning: ignoring {os.path.join(torn_cells, victim)}",
+                  torn_run.stderr)
+    self.assertIn("warning: 1 cell file(s) ignored", torn_run.stderr)
+    self.assertNotIn("Traceback", torn_run.stderr)
+    self.assertNotEqual(_read(os.path.join(torn, "summary.md")), summary)
     self.assertEqual(blown.returncode, 0, blown.stderr)
     self.assertIn("note: 1 of 1 rows overflowed in the forward pass",
                   blown.stdout)

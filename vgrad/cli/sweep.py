@@ -132,14 +132,21 @@ def replot(out_dir: str) -> None:
   if given:
     cli.fail(f"--replot redraws a finished sweep; it takes no other flag "
              f"(got {', '.join(given)})")
+  ignored = []
   try:
-    record, rows = sweep.read_sweep(out_dir)
+    record, rows = sweep.read_sweep(out_dir, ignored.append)
   except ValueError as e:
     cli.fail(f"--replot: {e}")
+  for line in ignored:
+    print(f"warning: {line}", file=sys.stderr)
   if not rows:
     cli.fail(f"--replot: {out_dir} holds no finished cell yet")
   config = sweep.SweepConfig(task=record["settings"]["task"])
   print(f"wrote {', '.join(write_outputs(out_dir, config, rows))}")
+  if ignored:
+    print(f"warning: {len(ignored)} cell file(s) ignored: the summary and "
+          f"the figure leave those cells out; rerun the sweep (without "
+          f"--replot) to recompute them", file=sys.stderr)
 
 
 def run(config: sweep.SweepConfig) -> None:

@@ -63,7 +63,7 @@ def read_cells(directory: str, valid: Callable[[object], bool],
     if valid(record):
       out.append(record)
     elif warn is not None:
-      warn(f"ignoring {path} ({why}); its cell will be recomputed")
+      warn(f"ignoring {path} ({why})")
   return out
 
 

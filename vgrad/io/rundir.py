@@ -5,10 +5,19 @@ renamed into place only when every file is written and synced, so an error
 or Ctrl-C never leaves a half-written run, and an existing run is replaced
 only when the caller asks for it (``overwrite=True``), after the new one is
 complete.
+
+A writer that is killed (SIGKILL, a lost machine) cannot clean up: its
+staging directory stays. Each stage has a lock file beside it
+(``.NAME.tmp-XXXX.lock``) that its writer holds (``flock``) while it
+lives; the kernel releases the lock when the process dies, however it
+dies. The next run into the same folder removes every stage whose lock it
+can take (:func:`remove_stale_stages`): never one a live process still
+writes.
 """
 
 import contextlib
 import datetime
+import fcntl
 import json
 import os
 import shutil
@@ -45,9 +54,56 @@ def _fsync_tree(path: str) -> None:
         os.fsync(f.fileno())
 
 
+_STAGE = ".tmp-"
+_LOCK = ".lock"
+
+
+def _try_lock(path: str):
+  """An open file holding an exclusive ``flock`` on ``path`` (created if
+  missing), or None if another process holds it."""
+  f = open(path, "a")  # closed by the caller, or here on failure
+  try:
+    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError:
+    f.close()
+    return None
+  return f
+
+
+def remove_stale_stages(parent: str) -> list[str]:
+  """Removes the staging directories in ``parent`` whose writer is gone
+  (its lock file free) and lock files whose stage is gone; returns the
+  stages removed. A stage whose writer lives (lock held) is left alone."""
+  removed = []
+  try:
+    names = os.listdir(parent)
+  except OSError:
+    return removed
+  for name in names:
+    if not (name.startswith(".") and _STAGE in name and name.endswith(_LOCK)):
+      continue
+    lock_path = os.path.join(parent, name)
+    stage = lock_path[:-len(_LOCK)]
+    lock = _try_lock(lock_path)
+    if lock is None:
+      continue   # a live writer
+    try:
+      if os.path.isdir(stage):
+        shutil.rmtree(stage, ignore_errors=True)
+        removed.append(stage)
+      os.remove(lock_path)
+    except OSError:
+      pass
+    finally:
+      lock.close()
+  return removed
+
+
 @contextlib.contextmanager
 def staged_run_dir(path: str, overwrite: bool = False):
   """Yields a staging directory that becomes ``path`` on a clean exit.
+  Stages that killed writers left in the same folder are removed first
+  (:func:`remove_stale_stages`).
 
   Raises:
     RunDirExistsError: ``path`` exists and ``overwrite`` is False.
@@ -55,8 +111,10 @@ def staged_run_dir(path: str, overwrite: bool = False):
   check_writable(path, overwrite)
   parent = os.path.dirname(os.path.abspath(path))
   os.makedirs(parent, exist_ok=True)
-  stage = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-",
+  remove_stale_stages(parent)
+  stage = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}{_STAGE}",
                            dir=parent)
+  lock = _try_lock(stage + _LOCK)
   try:
     yield stage
     _fsync_tree(stage)
@@ -72,6 +130,11 @@ def staged_run_dir(path: str, overwrite: bool = False):
   except BaseException:
     shutil.rmtree(stage, ignore_errors=True)
     raise
+  finally:
+    with contextlib.suppress(OSError):
+      os.remove(stage + _LOCK)
+    if lock is not None:
+      lock.close()
 
 
 def write_text(path: str, text: str) -> None:

@@ -530,9 +530,11 @@ def _check_sweep_file(out_dir: str, config: SweepConfig,
   rundir.write_json(path, record)
 
 
-def read_sweep(out_dir: str) -> tuple[dict, list[dict]]:
+def read_sweep(out_dir: str, warn: Callable[[str], None] | None = None
+               ) -> tuple[dict, list[dict]]:
   """``(sweep.json, rows of every finished cell)`` of a sweep directory,
-  from the saved files alone.
+  from the saved files alone; a cell file that cannot be read or does not
+  belong to the sweep is left out and reported through ``warn``.
 
   Raises:
     ValueError: ``out_dir`` holds no readable sweep.
@@ -545,7 +547,8 @@ def read_sweep(out_dir: str) -> tuple[dict, list[dict]]:
     raise ValueError(f"cannot read {path}: {e}") from None
   record = schemas.check_schema(record, SCHEMA, path)
   settings = record["settings"]
-  return record, rows_of(read_cells(out_dir, settings), settings["task"])
+  return record, rows_of(read_cells(out_dir, settings, warn),
+                         settings["task"])
 
 
 def rows_of(records: dict, task: str) -> list[dict]:
@@ -717,7 +720,9 @@ def _done_mask(out_dir: str, grid: list[Cell], settings: dict,
   broadcast, so every process computes the same remaining cells."""
   done = np.zeros(len(grid), np.int32)
   if jax.process_index() == 0:
-    finished = read_cells(out_dir, settings, warn)
+    finished = read_cells(
+        out_dir, settings,
+        lambda line: warn(f"{line}; its cell will be recomputed"))
     done = np.array([cell.id in finished for cell in grid], np.int32)
   if jax.process_count() > 1:
     done = np.asarray(multihost_utils.broadcast_one_to_all(done))
