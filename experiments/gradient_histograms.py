@@ -77,7 +77,9 @@ def main(argv):
   try:
     rundir.check_writable(out_dir, FLAGS.overwrite)
     dataset = data.load_dataset(config.dataset)
-  except (rundir.RunDirExistsError, data.DatasetUnavailableError) as e:
+  except rundir.RunDirError as e:
+    cli.fail(f"--out_dir: {e}")
+  except data.DatasetUnavailableError as e:
     cli.fail(e)
   if config.num_examples > dataset.x_train.shape[0]:
     cli.fail(f"--num_examples must be <= {dataset.x_train.shape[0]} (the "

@@ -107,8 +107,8 @@ def main(argv):
                                                     name)
   try:
     rundir.check_writable(out_dir, FLAGS.overwrite)
-  except rundir.RunDirExistsError as e:
-    cli.fail(e)
+  except OSError as e:   # rundir.RunDirError, or a write that failed
+    cli.fail(f"--out_dir: {e}")
   if config.dtype == "float64":
     jax.config.update("jax_enable_x64", True)
 
@@ -133,8 +133,8 @@ def main(argv):
   print(f"verdict: {spectrum_study.verdict(results)}")
   try:
     spectrum_cli.write_run(out_dir, results, FLAGS.overwrite)
-  except rundir.RunDirExistsError as e:
-    cli.fail(e)
+  except OSError as e:   # rundir.RunDirError, or a write that failed
+    cli.fail(f"--out_dir: {e}")
   print(f"probe took {seconds:.2f} s on {jax.devices()[0].platform}; wrote "
         f"{out_dir}/{{config.json,results.json,spectrum.png,spectrum.pdf}}")
 

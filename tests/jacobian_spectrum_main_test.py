@@ -333,6 +333,10 @@ BAD_INPUTS = (
       (["--init=gaussian", "--sigma_w2=inf"],
        ["--sigma_w2 must be a finite number, got inf"]),
       (["--act=elu", "--elu_alpha=nan"], ["--elu_alpha", "finite", "nan"]),
+      # An output folder that cannot be made: refused before any work.
+      (["--out_dir=/dev/null/run"],
+       ["--out_dir: cannot create run directory /dev/null/run: /dev/null is "
+        "not a folder"]),
       (["--act=swish", "--swish_beta=-inf"], ["--swish_beta", "finite"]),
 )
 
@@ -348,7 +352,9 @@ class BadInputTest(parameterized.TestCase):
     cls.cwds = {tuple(a): tempfile.mkdtemp(dir=root) for a, _ in BAD_INPUTS}
     cls.procs = dict(zip(cls.cwds, cli_testing.run_cases(
         "experiments.jacobian_spectrum",
-        [(cwd, [*a, f"--out_dir={cwd}/run"]) for a, cwd in cls.cwds.items()])))
+        [(cwd, [*a] if any(x.startswith("--out_dir") for x in a)
+          else [*a, f"--out_dir={cwd}/run"])
+         for a, cwd in cls.cwds.items()])))
 
   @parameterized.parameters(*BAD_INPUTS)
   def test_one_line_error_and_nothing_written(self, args, needles):

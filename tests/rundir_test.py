@@ -1,8 +1,10 @@
 """Tests for vgrad.io.rundir: whole runs or nothing, no silent overwrite."""
 
 import os
-import signal
-import time
+import subprocess
+import sys
+import textwrap
+from unittest import mock
 
 from absl.testing import absltest
 
@@ -56,36 +58,60 @@ class RunDirTest(absltest.TestCase):
 
   def test_a_killed_writers_stage_goes_on_the_next_run_a_live_one_stays(self):
     root = self.create_tempdir().full_path
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:   # the writer: stages a run, then is SIGKILLed mid-run
-      try:
-        os.close(read_end)
-        with rundir.staged_run_dir(os.path.join(root, "killed")) as stage:
-          with open(os.path.join(stage, "half.json"), "w") as f:
-            f.write("{")
-          os.write(write_end, b"x")
-          time.sleep(600)
-      finally:
-        os._exit(1)
-    os.close(write_end)
-    self.assertEqual(os.read(read_end, 1), b"x")
-    os.close(read_end)
+    # The writer: another process (rundir.py alone, no JAX) that stages a
+    # run, says so, and waits to be SIGKILLed mid-run.
+    writer = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent("""
+            import importlib.util, os, sys, time
+            spec = importlib.util.spec_from_file_location("rundir", sys.argv[1])
+            rundir = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(rundir)
+            with rundir.staged_run_dir(os.path.join(sys.argv[2], "killed")) as stage:
+              with open(os.path.join(stage, "half.json"), "w") as f:
+                f.write("{")
+              print("staged", flush=True)
+              time.sleep(600)
+            """), rundir.__file__, root],
+        stdout=subprocess.PIPE, text=True)
     stages = lambda: sorted(n for n in os.listdir(root) if ".tmp-" in n)
     try:
+      self.assertEqual(writer.stdout.readline().strip(), "staged")
       live = stages()
       self.assertLen(live, 2)   # the stage and its lock file
       with rundir.staged_run_dir(os.path.join(root, "a")) as stage:
         rundir.write_json(os.path.join(stage, "a.json"), {"v": 1})
       self.assertEqual(stages(), live)   # its writer still lives
     finally:
-      os.kill(pid, signal.SIGKILL)
-      os.waitpid(pid, 0)
-    self.assertEqual(stages(), live)   # nothing runs after a SIGKILL
+      writer.kill()   # SIGKILL: nothing runs after it
+      writer.wait()
+      writer.stdout.close()
+    self.assertEqual(stages(), live)
     with rundir.staged_run_dir(os.path.join(root, "b")) as stage:
       rundir.write_json(os.path.join(stage, "b.json"), {"v": 2})
     self.assertEqual(sorted(os.listdir(root)), ["a", "b"])
     self.assertEqual(os.listdir(os.path.join(root, "a")), ["a.json"])
+
+  def test_an_unwritable_folder_is_refused_before_any_work(self):
+    root = self.create_tempdir().full_path
+    a_file = os.path.join(root, "notes.txt")
+    with open(a_file, "w") as f:
+      f.write("x")
+    for path in (os.path.join(a_file, "run"),
+                 os.path.join(a_file, "deeper", "run")):
+      with self.assertRaisesRegex(rundir.RunDirNotWritableError,
+                                  f"{a_file} is not a folder"):
+        rundir.check_writable(path)
+    # A read-only folder (os.access says so: root passes permission bits,
+    # a read-only mount does not).
+    with mock.patch.object(os, "access", lambda path, mode: False):
+      with self.assertRaisesRegex(rundir.RunDirNotWritableError,
+                                  f"{root} is not writable"):
+        rundir.check_writable(os.path.join(root, "new", "run"))
+      with self.assertRaises(rundir.RunDirError):
+        with rundir.staged_run_dir(os.path.join(root, "run")):
+          self.fail("the body ran")
+    rundir.check_writable(os.path.join(root, "new", "run"))  # fine
+    self.assertEqual(os.listdir(root), ["notes.txt"])
 
   def test_default_run_dirs_are_fresh(self):
     root = self.create_tempdir().full_path

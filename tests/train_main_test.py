@@ -476,6 +476,8 @@ TRAIN_BAD_INPUTS = (
       ("zero_seeds", ["--seeds=0"], ["--seeds", ">= 1"]),
       ("zero_lr", ["--lr=0"], ["--lr", "> 0"]),
       ("infinite_lr", ["--lr=inf"], ["--lr must be a finite number, got inf"]),
+      ("out_dir_in_a_file", ["--out_dir=/dev/null/run"],
+       ["--out_dir: cannot create run directory", "/dev/null is not a folder"]),
       ("nan_clip_norm", ["--clip_norm=nan"], ["--clip_norm", "finite", "nan"]),
       ("dropout_one", ["--dropout=1"], ["--dropout", "[0, 1)"]),
       ("negative_batch_size", ["--batch_size=-1"], ["--batch_size", ">= 0"]),
@@ -499,6 +501,8 @@ LECTURE_BAD_INPUTS = (
       ("no_preset", [], ["--preset"] + sorted(presets.PRESETS)),
       ("unknown_preset", ["--preset=nope"], ["--preset", "nope", "xor_deep"]),
       ("zero_seeds", ["--preset=xor_deep", "--seeds=0"], ["--seeds", ">= 1"]),
+      ("out_dir_in_a_file", ["--preset=xor_deep", "--out_dir=/dev/null/x"],
+       ["--out_dir: cannot create run directory", "/dev/null is not a folder"]),
       ("arm_out_of_range", ["--preset=digits_deep", "--arms=2,5"],
        ["--arms=2,5", "1-4", "2 = relu"]),
       ("arm_not_a_number", ["--preset=xor_deep", "--arms=relu"],
@@ -531,8 +535,10 @@ class BadInputTest(parameterized.TestCase):
       for name, mod, args, _ in BAD_INPUTS:
         if mod == module:
           cwd, data = tempfile.mkdtemp(dir=root), tempfile.mkdtemp(dir=root)
-          runs[name] = (cwd, data, [a.format(data_dir=data) for a in args]
-                        + [f"--out_dir={cwd}/run"])
+          given = [a.format(data_dir=data) for a in args]
+          runs[name] = (cwd, data, given if any(
+              a.startswith("--out_dir") for a in given)
+                        else given + [f"--out_dir={cwd}/run"])
       procs = cli_testing.run_cases(module, [(cwd, args) for cwd, _, args
                                              in runs.values()])
       for (name, (cwd, data, _)), proc in zip(runs.items(), procs):

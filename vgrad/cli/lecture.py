@@ -89,8 +89,8 @@ def run_preset(preset: presets.Preset, ds: data.Dataset,
             "mnist_deep", f"mnist_deep: {extra.question}", mnist_arms, mnist,
             sub)
         training_run.write_run(sub, record, mnist_metrics)
-  except rundir.RunDirExistsError as e:
-    cli.fail(e)
+  except OSError as e:   # rundir.RunDirError, or a write that failed
+    cli.fail(f"--out_dir: {e}")
   training_run.report(metrics, out_dir)
   if mnist is not None:
     training_run.report(mnist_metrics, os.path.join(out_dir, "mnist"))

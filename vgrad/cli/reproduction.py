@@ -80,8 +80,8 @@ def write_outputs(directory: str, results: dict) -> list[str]:
 def check_out_dir(out_dir: str, overwrite: bool) -> None:
   try:
     rundir.check_writable(out_dir, overwrite)
-  except rundir.RunDirExistsError as e:
-    cli.fail(e)
+  except OSError as e:   # rundir.RunDirError, or a write that failed
+    cli.fail(f"--out_dir: {e}")
 
 
 def write_run(out_dir: str, results: dict, overwrite: bool) -> None:
@@ -97,8 +97,8 @@ def write_run(out_dir: str, results: dict, overwrite: bool) -> None:
       rundir.write_json(os.path.join(stage, "config.json"), results["config"])
       rundir.write_json(os.path.join(stage, "results.json"), results)
       write_outputs(stage, results)
-  except rundir.RunDirExistsError as e:
-    cli.fail(e)
+  except OSError as e:   # rundir.RunDirError, or a write that failed
+    cli.fail(f"--out_dir: {e}")
 
 
 def redraw(run_dir: str, flag: str = "--run_dir") -> list[str]:

@@ -66,8 +66,8 @@ def out_dir_for(root: str, name: str) -> str:
   out_dir = FLAGS.out_dir or rundir.default_run_dir(root, name)
   try:
     rundir.check_writable(out_dir, FLAGS.overwrite)
-  except rundir.RunDirExistsError as e:
-    cli.fail(e)
+  except OSError as e:   # rundir.RunDirError, or a write that failed
+    cli.fail(f"--out_dir: {e}")
   return out_dir
 
 
@@ -169,7 +169,7 @@ def run_arms(name: str, title: str, configs, ds: data.Dataset, out_dir: str,
     with rundir.staged_run_dir(out_dir, overwrite=FLAGS.overwrite) as stage:
       metrics = train_arms(name, title, configs, ds, stage)
       write_run(stage, record, metrics)
-  except rundir.RunDirExistsError as e:
-    cli.fail(e)
+  except OSError as e:   # rundir.RunDirError, or a write that failed
+    cli.fail(f"--out_dir: {e}")
   report(metrics, out_dir)
   return metrics

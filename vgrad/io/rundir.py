@@ -24,8 +24,17 @@ import shutil
 import tempfile
 
 
-class RunDirExistsError(FileExistsError):
+class RunDirError(OSError):
+  """A run directory that cannot be written (the entry points end with its
+  message as one line)."""
+
+
+class RunDirExistsError(RunDirError, FileExistsError):
   """The destination run directory exists and overwriting was not asked."""
+
+
+class RunDirNotWritableError(RunDirError, PermissionError):
+  """The run directory's folder cannot be created or written."""
 
 
 def default_run_dir(root: str, name: str) -> str:
@@ -40,11 +49,23 @@ def default_run_dir(root: str, name: str) -> str:
 
 
 def check_writable(path: str, overwrite: bool = False) -> None:
-  """Raises RunDirExistsError if ``path`` exists and may not be replaced."""
+  """Raises RunDirExistsError if ``path`` exists and may not be replaced,
+  RunDirNotWritableError if its nearest existing folder is not a folder or
+  cannot be written (a read-only file system, no permission): before any
+  work, not after it."""
   if os.path.lexists(path) and not overwrite:
     raise RunDirExistsError(
         f"run directory {path} already exists; choose another --out_dir or "
         f"pass --overwrite to replace it")
+  ancestor = os.path.dirname(os.path.abspath(path))
+  while not os.path.lexists(ancestor):
+    ancestor = os.path.dirname(ancestor)
+  if not os.path.isdir(ancestor):
+    raise RunDirNotWritableError(
+        f"cannot create run directory {path}: {ancestor} is not a folder")
+  if not os.access(ancestor, os.W_OK | os.X_OK):
+    raise RunDirNotWritableError(
+        f"cannot create run directory {path}: {ancestor} is not writable")
 
 
 def _fsync_tree(path: str) -> None:
