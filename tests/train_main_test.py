@@ -8,6 +8,7 @@ compile) and take as few steps as their assertions need.
 """
 
 import csv
+import gzip
 import json
 import os
 import shutil
@@ -497,6 +498,40 @@ TRAIN_BAD_INPUTS = (
        ["--sigma_b was renamed: pass --sigma_b2 (the bias variance, "
         "sigma_b^2 = 0.3^2 = 0.09 for --sigma_b=0.3)"]),
 )
+# Corrupt MNIST files (written into the case's --data_dir before it runs):
+# file -> how it is broken.
+CORRUPT_MNIST = {
+    "truncated": ("train-images-idx3-ubyte", lambda raw: raw[:len(raw) // 2]),
+    "half_gz": ("train-images-idx3-ubyte.gz",
+                lambda raw: gzip.compress(raw)[:200]),
+    "bad_magic": ("t10k-labels-idx1-ubyte", lambda raw: b"\x01\x02" + raw[2:]),
+    "label_200": ("train-labels-idx1-ubyte",
+                  lambda raw: raw[:-1] + bytes([200])),
+}
+
+
+def _write_corrupt_mnist(directory: str, how: str) -> None:
+  """Small valid MNIST files in ``directory``, one broken as ``how``."""
+  rng = np.random.default_rng(0)
+  arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (12, 28, 28)),
+            "train-labels-idx1-ubyte": np.arange(12) % 10,
+            "t10k-images-idx3-ubyte": rng.integers(0, 256, (5, 28, 28)),
+            "t10k-labels-idx1-ubyte": np.arange(5) % 10}
+  broken, damage = CORRUPT_MNIST[how]
+  for name, array in arrays.items():
+    path = os.path.join(directory, name)
+    data.write_idx(path, array.astype(np.uint8))
+    if broken.startswith(name):
+      with open(path, "rb") as f:
+        raw = f.read()
+      os.remove(path)
+      with open(os.path.join(directory, broken), "wb") as f:
+        f.write(damage(raw))
+
+
+TRAIN_BAD_INPUTS += tuple(
+    (f"mnist_{how}", ["--dataset=mnist", "--data_dir={data_dir}"],
+     ["--data_dir", "{data_dir}"]) for how in CORRUPT_MNIST)
 LECTURE_BAD_INPUTS = (
       ("no_preset", [], ["--preset"] + sorted(presets.PRESETS)),
       ("unknown_preset", ["--preset=nope"], ["--preset", "nope", "xor_deep"]),
@@ -509,6 +544,8 @@ LECTURE_BAD_INPUTS = (
        ["--arms=relu", "1-7", "1 = sigmoid, U(-1,1)"]),
       ("arm_repeated", ["--preset=xor_deep", "--arms=3,3"],
        ["--arms=3,3", "repeats"]),
+      ("mnist_truncated", ["--preset=digits_deep", "--arms=4",
+                           "--data_dir={data_dir}"], ["--data_dir"]),
 )
 
 
@@ -529,12 +566,16 @@ class BadInputTest(parameterized.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     root = absltest.get_default_test_tmpdir()
-    cls.runs = {}
+    cls.runs, cls.before = {}, {}
     for module in ("experiments.train", "experiments.lecture"):
       runs = {}
       for name, mod, args, _ in BAD_INPUTS:
         if mod == module:
           cwd, data = tempfile.mkdtemp(dir=root), tempfile.mkdtemp(dir=root)
+          how = name.partition("_mnist_")[2]   # train_mnist_truncated: ...
+          if how in CORRUPT_MNIST:
+            _write_corrupt_mnist(data, how)
+          cls.before[name] = sorted(os.listdir(data))
           given = [a.format(data_dir=data) for a in args]
           runs[name] = (cwd, data, given if any(
               a.startswith("--out_dir") for a in given)
@@ -543,6 +584,7 @@ class BadInputTest(parameterized.TestCase):
                                              in runs.values()])
       for (name, (cwd, data, _)), proc in zip(runs.items(), procs):
         cls.runs[name] = (cwd, data, proc)
+
 
   @parameterized.named_parameters(*BAD_INPUTS)
   def test_one_line_error(self, module, args, needles):
@@ -558,7 +600,7 @@ class BadInputTest(parameterized.TestCase):
       self.assertIn(needle.format(data_dir=data_dir), lines[0])
     self.assertEqual(proc.stdout, "")
     self.assertEqual(os.listdir(cwd), [])
-    self.assertEqual(os.listdir(data_dir), [])
+    self.assertEqual(sorted(os.listdir(data_dir)), self.before[name])
 
 
 if __name__ == "__main__":

@@ -64,6 +64,8 @@ def mnist_or_none():
   except data.DatasetUnavailableError as e:
     print(f"MNIST part skipped: {' '.join(str(e).split())}")
     return None
+  except ValueError as e:   # files present but corrupt
+    cli.fail(f"--data_dir: {e}")
 
 
 def run_preset(preset: presets.Preset, ds: data.Dataset,

@@ -60,6 +60,8 @@ def load(name: str) -> data.Dataset:
                              download=FLAGS.download)
   except data.DatasetUnavailableError as e:
     cli.fail(f"--dataset={name}: {e}")
+  except ValueError as e:   # files present but corrupt (MNIST's IDX files)
+    cli.fail(f"--data_dir: {e}")
 
 
 def out_dir_for(root: str, name: str) -> str:

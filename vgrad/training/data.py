@@ -368,8 +368,9 @@ def mnist(data_dir: str | None = None, download: bool = False,
     _download(mirror + name + ".gz", os.path.join(data_dir, name + ".gz"),
               checksums[name + ".gz"])
   arrays = [read_idx(_find(data_dir, n)) for n in MNIST_FILES]
-  x_train, y_train = _mnist_split(arrays[0], arrays[1], "train")
-  x_test, y_test = _mnist_split(arrays[2], arrays[3], "test")
+  x_train, y_train = _mnist_split(arrays[0], arrays[1],
+                                  f"train ({data_dir})")
+  x_test, y_test = _mnist_split(arrays[2], arrays[3], f"test ({data_dir})")
   x_train, x_test = standardize(x_train, x_test)
   return Dataset(
       "mnist", "multiclass", x_train, y_train, x_test, y_test, 10,
