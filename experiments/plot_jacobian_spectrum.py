@@ -35,12 +35,17 @@ def main(argv):
   except ValueError as e:
     cli.fail(f"--run_dir: {e}")
   stem = FLAGS.out_stem or os.path.join(FLAGS.run_dir, "spectrum")
+  flag = "--out_stem" if FLAGS.out_stem else "--run_dir"
+  cli.check_output_folder(flag, os.path.dirname(stem))
   try:
     fig = plotting.plot_jacobian_spectrum(results)
   except (KeyError, TypeError, IndexError) as e:
     cli.fail(f"--run_dir: {path} is not a jacobian_spectrum results file "
              f"(missing or malformed field {e})")
-  paths = style.save_figure(fig, stem)
+  try:
+    paths = style.save_figure(fig, stem)
+  except OSError as e:
+    cli.fail(f"{flag}: cannot write the figure: {e}")
   print(f"wrote {', '.join(paths)}")
 
 

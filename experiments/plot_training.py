@@ -30,9 +30,12 @@ def main(argv):
     metrics = schemas.check_schema(metrics, schemas.TRAIN, path)
   except ValueError as e:
     cli.fail(f"--run_dir: {e}")
+  cli.check_output_folder("--run_dir", FLAGS.run_dir)
   try:
     paths = training_plots.write_figures(metrics, FLAGS.run_dir)
     paths += training_run.write_tables(metrics, FLAGS.run_dir)
+  except OSError as e:
+    cli.fail(f"--run_dir: cannot write the figures and tables: {e}")
   except (KeyError, TypeError, IndexError, ValueError) as e:
     cli.fail(f"--run_dir: {path} is not a training metrics file (missing or "
              f"malformed field {e})")

@@ -105,9 +105,24 @@ class MainTest(absltest.TestCase):
         record["input_output"] = record["layers"][-1]
       with open(os.path.join(run_dir, "results.json"), "w") as f:
         json.dump(record, f)
-    done, upgraded, newer = cli_testing.run_cases(
+    # A run whose figure cannot be written (spectrum.png is a folder) and
+    # an --out_stem in a folder that does not exist: one line each.
+    blocked = os.path.join(cwd, "blocked")
+    shutil.copytree(out, blocked)   # out's spectrum.png is removed above
+    os.makedirs(os.path.join(blocked, "spectrum.png"))
+    missing = os.path.join(cwd, "missing", "fig")
+    done, upgraded, newer, unwritable, nowhere = cli_testing.run_cases(
         "experiments.plot_jacobian_spectrum",
-        [(cwd, [f"--run_dir={d}"]) for d in (out, old, future)])
+        [(cwd, [f"--run_dir={d}"]) for d in (out, old, future, blocked)]
+        + [(cwd, [f"--run_dir={out}", f"--out_stem={missing}"])])
+    for proc, needle in ((unwritable, "--run_dir: cannot write the figure"),
+                         (nowhere, f"--out_stem: folder {cwd}/missing does "
+                                   f"not exist")):
+      self.assertEqual(proc.returncode, 2, proc.stderr)
+      self.assertNotIn("Traceback", proc.stderr)
+      self.assertLen(proc.stderr.strip().splitlines(), 1, proc.stderr)
+      self.assertIn(needle, proc.stderr)
+    self.assertFalse(os.path.exists(os.path.dirname(missing)))
     self.assertEqual(done.returncode, 0, done.stderr)
     self.assertTrue(os.path.exists(os.path.join(out, "spectrum.png")))
     self.assertEqual(upgraded.returncode, 0, upgraded.stderr)

@@ -171,6 +171,16 @@ class CommandLineTest(absltest.TestCase):
     r = cli_testing.run_module("experiments.replot", f"--run_dir={out}", cwd=tmp)
     self.assertEqual(r.returncode, 0, r.stderr)
     self.assertTrue(os.path.exists(os.path.join(out, "phase_diagram.png")))
+    # A figure that cannot be written (its name taken by a folder): one
+    # line naming --run_dir.
+    os.remove(os.path.join(out, "phase_diagram.png"))
+    os.makedirs(os.path.join(out, "phase_diagram.png"))
+    r = cli_testing.run_module("experiments.replot", f"--run_dir={out}",
+                               cwd=tmp)
+    self.assertEqual(r.returncode, 2, r.stderr)
+    self.assertLen(r.stderr.strip().splitlines(), 1, r.stderr)
+    self.assertIn("--run_dir: cannot write the figure and report", r.stderr)
+    os.rmdir(os.path.join(out, "phase_diagram.png"))
     # An existing run directory is never replaced silently.
     r = cli_testing.run_module("experiments.phase_diagram", "--sigma_w2=1", "--depths=2",
              "--width=4", "--steps=2", "--seeds=1", f"--out_dir={out}",

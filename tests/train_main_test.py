@@ -259,6 +259,17 @@ class XorRunTest(absltest.TestCase):
     self.assertEqual(_read(os.path.join(out, "table.csv")),
                      _read(os.path.join(self.out, "table.csv")))
     self.assertEqual(sorted(os.listdir(out)), sorted(RUN_FILES + ["tb"]))
+    # A figure that cannot be written (its name taken by a folder): one
+    # line naming --run_dir, no traceback.
+    os.remove(os.path.join(out, "curves.png"))
+    os.makedirs(os.path.join(out, "curves.png"))
+    proc = cli_testing.run_module("experiments.plot_training",
+                                  f"--run_dir={out}", cwd=parent)
+    self.assertEqual(proc.returncode, 2, proc.stderr)
+    self.assertNotIn("Traceback", proc.stderr)
+    self.assertLen(proc.stderr.strip().splitlines(), 1, proc.stderr)
+    self.assertIn("--run_dir: cannot write the figures and tables",
+                  proc.stderr)
 
   def test_existing_run_is_never_overwritten_silently(self):
     parent, out = self._copy_run()

@@ -79,6 +79,18 @@ def define_run_dir_flags():
                     "the new run is complete.")
 
 
+def check_output_folder(flag: str, folder: str) -> None:
+  """One line naming ``flag`` unless ``folder`` (``""``: the working
+  folder) exists, is a folder and can be written: before any drawing."""
+  folder = folder or "."
+  if not os.path.exists(folder):
+    fail(f"{flag}: folder {folder} does not exist")
+  if not os.path.isdir(folder):
+    fail(f"{flag}: {folder} is not a folder")
+  if not os.access(folder, os.W_OK | os.X_OK):
+    fail(f"{flag}: cannot write in {folder} (read-only)")
+
+
 def read_run_file(run_dir: str, name: str) -> dict:
   """``run_dir/name`` parsed as JSON, or a one-line error naming --run_dir."""
   path = os.path.join(run_dir, name)

@@ -109,7 +109,10 @@ def redraw(run_dir: str, flag: str = "--run_dir") -> list[str]:
         results, REPORTS, f"{os.path.join(run_dir, 'results.json')}")
   except ValueError as e:
     cli.fail(f"{flag}: {e}")
+  cli.check_output_folder(flag, run_dir)
   try:
     return write_outputs(run_dir, results)
+  except OSError as e:
+    cli.fail(f"{flag}: cannot write the figure and report: {e}")
   except (KeyError, TypeError, IndexError, ValueError) as e:
     cli.fail(f"{flag}: {run_dir}/results.json is malformed (field {e})")
