@@ -71,7 +71,7 @@ def main(argv):
   out_dir = FLAGS.out_dir or rundir.default_run_dir("runs/phase_diagram",
                                                     config.act)
   reproduction.check_out_dir(out_dir, FLAGS.overwrite)
-  dataset = training_run.load(config.dataset)
+  dataset = training_run.load(config.dataset, config.batch_size)
 
   start = time.perf_counter()
   theory = phase_diagram.theory(config)

@@ -159,7 +159,7 @@ def run(config: sweep.SweepConfig) -> None:
              f"devices JAX sees), got {FLAGS.devices}")
   dataset = None
   if config.task == "train":
-    dataset = training_run.load(config.dataset)
+    dataset = training_run.load(config.dataset, config.batch_size)
   total = len(sweep.cells(config))
   try:
     result = sweep.run_sweep(config, out_dir,

@@ -53,15 +53,28 @@ def flag_record() -> dict:
           for f in fs} | {"command": cli.command_line()}
 
 
-def load(name: str) -> data.Dataset:
-  """The dataset, or a one-line error saying how to get it."""
+def load(name: str, batch_size: int | None = None) -> data.Dataset:
+  """The dataset, or a one-line error saying how to get it; with the
+  run's ``batch_size``, a one-line error when a given ``--batch_size``
+  exceeds the training set (the step would silently train full-batch),
+  a note when the default does."""
   try:
-    return data.load_dataset(name, data_dir=FLAGS.data_dir,
-                             download=FLAGS.download)
+    ds = data.load_dataset(name, data_dir=FLAGS.data_dir,
+                           download=FLAGS.download)
   except data.DatasetUnavailableError as e:
     cli.fail(f"--dataset={name}: {e}")
   except ValueError as e:   # files present but corrupt (MNIST's IDX files)
     cli.fail(f"--data_dir: {e}")
+  n = ds.x_train.shape[0]
+  if batch_size is not None and batch_size > n:
+    if "batch_size" in FLAGS and FLAGS["batch_size"].present:
+      cli.fail(f"--batch_size={batch_size} exceeds the {n} training "
+               f"examples of --dataset={name}; use 0 for full-batch "
+               f"gradient descent, or at most {n}")
+    print(f"note: the default --batch_size={batch_size} exceeds the {n} "
+          f"training examples of --dataset={name}: every step is "
+          f"full-batch")
+  return ds
 
 
 def out_dir_for(root: str, name: str) -> str:
