@@ -28,7 +28,6 @@ it) and ``spectrum.png``/``.pdf`` into a fresh run directory
 ``runs/jacobian_spectrum/<time>_<act>_<init>_L<depth>_N<width>``).
 """
 
-import json
 import time
 
 from absl import flags
@@ -37,6 +36,7 @@ import jax
 from vgrad.cli import app as cli
 from vgrad.cli import jacobian_spectrum as spectrum_cli
 from vgrad.io import rundir
+from vgrad.plots import spectrum_plots
 from vgrad.probes import block_lanczos
 from vgrad.probes import log_spectrum
 from vgrad.studies import model_spectra
@@ -124,7 +124,9 @@ def main(argv):
   seconds = time.perf_counter() - start
   results["config"] |= {"out_dir": out_dir, "overwrite": FLAGS.overwrite}
   results["command"] = cli.command_line()
-  print(f"Jacobian spectra: {json.dumps(results['config'])}")
+  network = spectrum_plots.network_description(results["config"], tex=False)
+  print(f"network: {network}")
+  print(f"run directory: {out_dir} (config.json records every setting)")
   print(f"method: {spectrum_study.method_line(results)}")
   print(spectrum_study.format_table(results))
   note = spectrum_study.precision_note(results)

@@ -48,6 +48,12 @@ class MainTest(absltest.TestCase):
     out = os.path.join(cwd, "run")
     self.assertEqual(proc.returncode, 0, proc.stderr)
     self.assertIn("verdict:", proc.stdout)
+    # A two-line header: the network in words (not a JSON dump) and where
+    # the run goes.
+    self.assertStartsWith(proc.stdout, (
+        "network: tanh net, glorot_uniform init: depth 3, width 8, 2 inputs, "
+        f"float32\nrun directory: {out} (config.json records every "
+        "setting)\nmethod: "))
     # A 3-layer tanh net of width 8 fits float32: auto keeps dense.
     self.assertIn("\nmethod: auto chose dense: float32 resolves",
                   proc.stdout)

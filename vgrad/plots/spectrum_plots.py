@@ -47,10 +47,17 @@ def _layer_quantiles(records, qs) -> np.ndarray:
 
 
 def _title(results: dict) -> str:
-  c = results["config"]
+  return network_description(results["config"])
+
+
+def network_description(c: dict, tex: bool = True) -> str:
+  """The network of a run's config in one line (the figure's title; with
+  ``tex=False`` plain text, the command's first line)."""
   params = "".join(f", {k}={v}" for k, v in sorted(c.get("act_params",
                                                           {}).items()))
-  scale = "".join(f", $\\sigma_{k[-2]}^2$={c[k]:g}"
+  symbol = (lambda k: f"$\\sigma_{k[-2]}^2$") if tex else (
+      lambda k: f"sigma_{k[-2]}^2")
+  scale = "".join(f", {symbol(k)}={c[k]:g}"
                   for k in ("sigma_w2", "sigma_b2") if c.get(k) is not None)
   model = c.get("model", "mlp")
   if model == "mlp":
