@@ -60,7 +60,7 @@ def main(argv):
   config = isometry_cli.make_config()
   out_dir = FLAGS.out_dir or rundir.default_run_dir(
       "runs/dynamical_isometry", f"N{config.width}")
-  reproduction.check_out_dir(out_dir, FLAGS.overwrite)
+  cli.check_out_dir(out_dir, FLAGS.overwrite)
   if config.dtype == "float64":
     jax.config.update("jax_enable_x64", True)
   start = time.perf_counter()

@@ -74,11 +74,9 @@ def main(argv):
   config = histograms_cli.make_config()
   out_dir = FLAGS.out_dir or rundir.default_run_dir(
       "runs/gradient_histograms", f"L{config.depth}_N{config.width}")
+  cli.check_out_dir(out_dir, FLAGS.overwrite)
   try:
-    rundir.check_writable(out_dir, FLAGS.overwrite)
     dataset = data.load_dataset(config.dataset)
-  except rundir.RunDirError as e:
-    cli.fail(f"--out_dir: {e}")
   except data.DatasetUnavailableError as e:
     cli.fail(e)
   if config.num_examples > dataset.x_train.shape[0]:

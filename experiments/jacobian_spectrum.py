@@ -105,10 +105,7 @@ def main(argv):
     name = f"{config.model}_{name}"
   out_dir = FLAGS.out_dir or rundir.default_run_dir("runs/jacobian_spectrum",
                                                     name)
-  try:
-    rundir.check_writable(out_dir, FLAGS.overwrite)
-  except OSError as e:   # rundir.RunDirError, or a write that failed
-    cli.fail(f"--out_dir: {e}")
+  cli.check_out_dir(out_dir, FLAGS.overwrite)
   if config.dtype == "float64":
     jax.config.update("jax_enable_x64", True)
 
@@ -133,10 +130,8 @@ def main(argv):
   if note:
     print(f"note: {note}")
   print(f"verdict: {spectrum_study.verdict(results)}")
-  try:
+  with cli.out_dir_errors():
     spectrum_cli.write_run(out_dir, results, FLAGS.overwrite)
-  except OSError as e:   # rundir.RunDirError, or a write that failed
-    cli.fail(f"--out_dir: {e}")
   print(f"probe took {seconds:.2f} s on {jax.devices()[0].platform}; wrote "
         f"{out_dir}/{{config.json,results.json,spectrum.png,spectrum.pdf}}")
 

@@ -70,7 +70,7 @@ def main(argv):
   config = phase_cli.make_config()
   out_dir = FLAGS.out_dir or rundir.default_run_dir("runs/phase_diagram",
                                                     config.act)
-  reproduction.check_out_dir(out_dir, FLAGS.overwrite)
+  cli.check_out_dir(out_dir, FLAGS.overwrite)
   dataset = training_run.load(config.dataset, config.batch_size)
 
   start = time.perf_counter()

@@ -7,6 +7,7 @@ variance) ends the same way, with a line naming the new flag and how to
 convert the old value.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -18,6 +19,7 @@ from absl import flags
 from absl import logging
 
 from vgrad.io import records
+from vgrad.io import rundir
 from vgrad.nn import activations
 from vgrad.nn import config as nn_config
 from vgrad.nn import initializers
@@ -77,6 +79,24 @@ def define_run_dir_flags():
                       "exist unless --overwrite).")
   flags.DEFINE_bool("overwrite", False, "Replace an existing --out_dir once "
                     "the new run is complete.")
+
+
+@contextlib.contextmanager
+def out_dir_errors():
+  """A run directory that cannot be created or written (a
+  :class:`vgrad.io.rundir.RunDirError` before the work, any ``OSError``
+  while the run is written) ends in one line naming --out_dir."""
+  try:
+    yield
+  except OSError as e:
+    fail(f"--out_dir: {e}")
+
+
+def check_out_dir(out_dir: str, overwrite: bool) -> None:
+  """:func:`vgrad.io.rundir.check_writable` before any work, its refusal
+  as one line naming --out_dir."""
+  with out_dir_errors():
+    rundir.check_writable(out_dir, overwrite)
 
 
 def check_output_folder(flag: str, folder: str) -> None:
@@ -163,12 +183,10 @@ def non_finite_flag_error(flag_values=FLAGS) -> str | None:
 
 
 def finite_float(flag: str, text: str) -> float:
-  """``float(text)`` for an item of a list flag, or a one-line error naming
-  ``flag`` when it is not a finite number."""
-  try:
-    value = float(text)
-  except ValueError:
-    fail(f"--{flag}: {text!r} is not a number")
+  """``float(text)`` for an item of a list flag (ValueError when it is not
+  a number: the caller says what the flag takes), or a one-line error
+  naming ``flag`` when it is NaN or Inf."""
+  value = float(text)
   if not math.isfinite(value):
     fail(f"--{flag} must hold finite numbers, got {text}")
   return value

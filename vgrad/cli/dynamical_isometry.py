@@ -17,15 +17,14 @@ ELEMENTWISE = sorted(set(activations.ACTIVATIONS) - {"maxout"})
 
 
 def _numbers(flag: str, kind=float) -> tuple:
+  parse = (lambda v: cli.finite_float(flag, v)) if kind is float else kind
   try:
-    values = tuple(kind(v) for v in FLAGS[flag].value)
+    values = tuple(parse(v) for v in FLAGS[flag].value)
   except ValueError:
     cli.fail(f"--{flag} must be comma-separated numbers, got "
              f"{','.join(FLAGS[flag].value)}")
   if not values:
     cli.fail(f"--{flag} needs at least one value")
-  if kind is float:
-    values = tuple(cli.finite_float(flag, v) for v in FLAGS[flag].value)
   return values
 
 

@@ -76,23 +76,21 @@ def run_preset(preset: presets.Preset, ds: data.Dataset,
   record = training_run.flag_record() | {
       "arms": [dataclasses.asdict(a) for a in arms(preset)]}
   title = f"{preset.name} (lecture {preset.lecture}): {preset.question}"
-  try:
-    with rundir.staged_run_dir(out_dir, overwrite=FLAGS.overwrite) as stage:
-      metrics = training_run.train_arms(preset.name, title, arms(preset), ds,
-                                        stage)
-      training_run.write_run(stage, record, metrics)
-      if mnist is not None:
-        extra = presets.get_preset("mnist_deep")
-        sub = os.path.join(stage, "mnist")
-        os.makedirs(sub)
-        mnist_arms = [dataclasses.replace(a, dataset="mnist")
-                      for a in arms(extra)]
-        mnist_metrics = training_run.train_arms(
-            "mnist_deep", f"mnist_deep: {extra.question}", mnist_arms, mnist,
-            sub)
-        training_run.write_run(sub, record, mnist_metrics)
-  except OSError as e:   # rundir.RunDirError, or a write that failed
-    cli.fail(f"--out_dir: {e}")
+  with cli.out_dir_errors(), rundir.staged_run_dir(
+      out_dir, overwrite=FLAGS.overwrite) as stage:
+    metrics = training_run.train_arms(preset.name, title, arms(preset), ds,
+                                      stage)
+    training_run.write_run(stage, record, metrics)
+    if mnist is not None:
+      extra = presets.get_preset("mnist_deep")
+      sub = os.path.join(stage, "mnist")
+      os.makedirs(sub)
+      mnist_arms = [dataclasses.replace(a, dataset="mnist")
+                    for a in arms(extra)]
+      mnist_metrics = training_run.train_arms(
+          "mnist_deep", f"mnist_deep: {extra.question}", mnist_arms, mnist,
+          sub)
+      training_run.write_run(sub, record, mnist_metrics)
   training_run.report(metrics, out_dir)
   if mnist is not None:
     training_run.report(mnist_metrics, os.path.join(out_dir, "mnist"))

@@ -77,13 +77,6 @@ def write_outputs(directory: str, results: dict) -> list[str]:
   return [report] + style.save_figure(fig, os.path.join(directory, spec.stem))
 
 
-def check_out_dir(out_dir: str, overwrite: bool) -> None:
-  try:
-    rundir.check_writable(out_dir, overwrite)
-  except OSError as e:   # rundir.RunDirError, or a write that failed
-    cli.fail(f"--out_dir: {e}")
-
-
 def write_run(out_dir: str, results: dict, overwrite: bool) -> None:
   """The whole run directory, staged and renamed into place.
 
@@ -92,13 +85,11 @@ def write_run(out_dir: str, results: dict, overwrite: bool) -> None:
   """
   if "command" not in results:
     results = results | {"command": cli.command_line()}
-  try:
-    with rundir.staged_run_dir(out_dir, overwrite=overwrite) as stage:
-      rundir.write_json(os.path.join(stage, "config.json"), results["config"])
-      rundir.write_json(os.path.join(stage, "results.json"), results)
-      write_outputs(stage, results)
-  except OSError as e:   # rundir.RunDirError, or a write that failed
-    cli.fail(f"--out_dir: {e}")
+  with cli.out_dir_errors(), rundir.staged_run_dir(
+      out_dir, overwrite=overwrite) as stage:
+    rundir.write_json(os.path.join(stage, "config.json"), results["config"])
+    rundir.write_json(os.path.join(stage, "results.json"), results)
+    write_outputs(stage, results)
 
 
 def redraw(run_dir: str, flag: str = "--run_dir") -> list[str]:

@@ -79,10 +79,7 @@ def load(name: str, batch_size: int | None = None) -> data.Dataset:
 
 def out_dir_for(root: str, name: str) -> str:
   out_dir = FLAGS.out_dir or rundir.default_run_dir(root, name)
-  try:
-    rundir.check_writable(out_dir, FLAGS.overwrite)
-  except OSError as e:   # rundir.RunDirError, or a write that failed
-    cli.fail(f"--out_dir: {e}")
+  cli.check_out_dir(out_dir, FLAGS.overwrite)
   return out_dir
 
 
@@ -180,11 +177,9 @@ def report(metrics: dict, out_dir: str) -> None:
 def run_arms(name: str, title: str, configs, ds: data.Dataset, out_dir: str,
              record: dict) -> dict:
   """Trains, writes the run directory atomically and prints the report."""
-  try:
-    with rundir.staged_run_dir(out_dir, overwrite=FLAGS.overwrite) as stage:
-      metrics = train_arms(name, title, configs, ds, stage)
-      write_run(stage, record, metrics)
-  except OSError as e:   # rundir.RunDirError, or a write that failed
-    cli.fail(f"--out_dir: {e}")
+  with cli.out_dir_errors(), rundir.staged_run_dir(
+      out_dir, overwrite=FLAGS.overwrite) as stage:
+    metrics = train_arms(name, title, configs, ds, stage)
+    write_run(stage, record, metrics)
   report(metrics, out_dir)
   return metrics

@@ -1033,7 +1033,7 @@ def _prepare(flat, skip=None):
     m, e = args[0], args[1]
     k = m.shape[0]
     return (jnp.full((k,), jnp.nan, m.dtype), jnp.full((), jnp.nan, m.dtype),
-            jnp.array(True), jnp.zeros((k, k), m.dtype), e[:k],
+            jnp.array(True), jnp.zeros((k, k), m.dtype), e,
             jnp.zeros((), m.dtype))
 
   return _one_at_a_time(
