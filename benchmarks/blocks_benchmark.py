@@ -80,6 +80,7 @@ def run_case(width: int, depth: int, method: str, args) -> dict:
 def markdown(rows, args) -> str:
   head = (f"{args.act}, Glorot normal, {args.inputs} inputs, float32; "
           f"{platform.machine()} {provenance.cpu_model()}; "
+          f"{provenance.device_line()}; "
           f"{provenance.code_version(blocks_lib)}; "
           f"medians of {args.repeats} interleaved repeats after a warm-up")
   body = [[f"{r['width']} x {r['depth']}", r["method"], f"{r['fast']:.3g}",

@@ -121,6 +121,7 @@ def main(argv=None):
   jax.config.update("jax_default_matmul_precision", "highest")
   lines = ["# Issue 12 item 3 targets", "",
            f"{provenance.cpu_model()}, {os.cpu_count()} CPUs; "
+           f"{provenance.device_line()}; "
            f"{provenance.code_version(log_spectrum)}; "
            f"{provenance.load_line('at start')}", "",
            "| comparison | method s | peer s | method / peer | target |",

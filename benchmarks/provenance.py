@@ -5,6 +5,8 @@ import os
 import platform
 import subprocess
 
+import jax
+
 
 def cpu_model() -> str:
   """The CPU's model name from /proc/cpuinfo (or platform's guess)."""
@@ -16,6 +18,14 @@ def cpu_model() -> str:
   except OSError:
     pass
   return platform.processor() or "unknown"
+
+
+def device_line() -> str:
+  """JAX's backend and its first device (``gpu: NVIDIA H200``, ``cpu: cpu``)
+  with the JAX version: where the timed programs ran."""
+  device = jax.devices()[0]
+  return (f"JAX {jax.__version__} on {jax.default_backend()}: "
+          f"{device.device_kind} x {jax.device_count()}")
 
 
 def code_version(module) -> str:
