@@ -57,10 +57,12 @@ cli.define_run_dir_flags()
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments {' '.join(argv[1:])}")
-  config = isometry_cli.make_config()
+  config, notes = isometry_cli.make_config()
   out_dir = FLAGS.out_dir or rundir.default_run_dir(
       "runs/dynamical_isometry", f"N{config.width}")
   cli.check_out_dir(out_dir, FLAGS.overwrite)
+  for note in notes:
+    print(note, file=sys.stderr)
   if config.dtype == "float64":
     jax.config.update("jax_enable_x64", True)
   start = time.perf_counter()

@@ -106,6 +106,7 @@ def main(argv):
   out_dir = FLAGS.out_dir or rundir.default_run_dir("runs/jacobian_spectrum",
                                                     name)
   cli.check_out_dir(out_dir, FLAGS.overwrite)
+  cli.check_memory(spectrum_cli.memory_terms(config))
   if config.dtype == "float64":
     jax.config.update("jax_enable_x64", True)
 

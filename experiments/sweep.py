@@ -65,6 +65,7 @@ flags.DEFINE_string("out_dir", None, "Sweep directory (default runs/sweep/"
 flags.DEFINE_string("replot", None, "Redraw summary.md and sweep.png/pdf of "
                     "this sweep directory from its saved cells; computes "
                     "nothing.")
+cli.define_memory_flag()
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() "
                   "first (multi-host: run the same command on every host).")
 flags.DEFINE_string("coordinator_address", None, "--distributed: host:port "
@@ -82,6 +83,7 @@ def main(argv):
   config = sweep_cli.make_config()
   if FLAGS.distributed:
     sweep_cli.initialize_distributed()
+  sweep_cli.check_memory(config)
   sweep_cli.run(config)
 
 

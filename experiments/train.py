@@ -62,6 +62,7 @@ def main(argv):
     cli.fail(f"unexpected arguments {' '.join(argv[1:])}; flags look like "
              f"--act=sigmoid")
   configs = train_cli.make_configs()
+  training_run.check_memory(configs)
   ds = training_run.load(FLAGS.dataset, FLAGS.batch_size)
   if FLAGS.loss is not None:
     try:

@@ -12,6 +12,7 @@ from vgrad.io import rundir
 from vgrad.plots import activation_table_plots
 from vgrad.plots import style
 from vgrad.studies import activation_table
+from vgrad.studies import footprint
 from vgrad.studies import sweep
 from vgrad.training import data
 from vgrad.training import train
@@ -67,6 +68,9 @@ def define_flags(fv: flags.FlagValues = FLAGS) -> None:
                       "heatmap.png/pdf of this dataset directory (e.g. OUT/"
                       "digits) from its table.json; computes nothing.",
                       flag_values=fv)
+  flags.DEFINE_float("memory_gb", None, "Memory in GB this run may use "
+                     "(default: this machine's); a run whose estimate exceeds "
+                     "it is refused before it starts.", flag_values=fv)
   flags.DEFINE_string("data_dir", None, "Directory holding the MNIST IDX "
                       "files (default $VGRAD_DATA_DIR/mnist or "
                       "~/.cache/vgrad/mnist); never downloaded.",
@@ -92,6 +96,8 @@ def make_config(fv: flags.FlagValues = FLAGS,
     cli.fail(non_finite)
   if not fv.lr > 0:
     cli.fail(f"--lr must be > 0, got {fv.lr}")
+  if "memory_gb" in fv and fv.memory_gb is not None and not fv.memory_gb > 0:
+    cli.fail(f"--memory_gb must be > 0, got {fv.memory_gb:g}")
   if not 0 <= fv.momentum < 1:
     cli.fail(f"--momentum must be in [0, 1), got {fv.momentum}")
   if fv["momentum"].present and fv.optimizer != "momentum":
@@ -211,6 +217,7 @@ def run() -> None:
   dataset's sweep run or resumed, its table written and printed."""
   import jax  # pylint: disable=import-outside-toplevel
   configs = {"digits": make_config(FLAGS, "digits")}
+  cli.check_memory(footprint.sweep(configs["digits"]))
   if FLAGS.devices > len(jax.devices()):
     cli.fail(f"--devices must be in [0, {len(jax.devices())}] (0 = all "
              f"devices JAX sees), got {FLAGS.devices}")
@@ -219,6 +226,7 @@ def run() -> None:
   mnist = load_mnist(FLAGS.data_dir)
   if mnist is not None:
     configs["mnist"] = make_config(FLAGS, "mnist")
+    cli.check_memory(footprint.sweep(configs["mnist"]))
     datasets["mnist"] = mnist
   command = cli.command_line()
   for name, config in configs.items():

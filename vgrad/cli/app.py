@@ -23,6 +23,7 @@ from vgrad.io import rundir
 from vgrad.nn import activations
 from vgrad.nn import config as nn_config
 from vgrad.nn import initializers
+from vgrad.studies import footprint
 
 FLAGS = flags.FLAGS
 
@@ -79,6 +80,73 @@ def define_run_dir_flags():
                       "exist unless --overwrite).")
   flags.DEFINE_bool("overwrite", False, "Replace an existing --out_dir once "
                     "the new run is complete.")
+  define_memory_flag()
+
+
+def define_memory_flag():
+  """--memory_gb: the memory a run may use. Runs whose lower-bound
+  estimate (:mod:`vgrad.studies.footprint`) exceeds it are refused before
+  any work."""
+  flags.DEFINE_float("memory_gb", None, "Memory in GB this run may use "
+                     "(default: this machine's, or the accelerator's). A run "
+                     "whose estimate exceeds it is refused before it starts; "
+                     "give a larger value to run it anyway.")
+  flags.register_validator("memory_gb", lambda v: v is None or v > 0,
+                           message="--memory_gb must be > 0")
+
+
+def machine_memory() -> tuple[float, str]:
+  """``(bytes, where)``: the memory a run may use here. On an accelerator
+  its memory (JAX's ``bytes_limit``); on CPU the physical memory or the
+  cgroup's limit where one is set (containers, CI), whichever is smaller;
+  ``math.inf`` where none can be read."""
+  import jax  # pylint: disable=g-import-not-at-top  (the backend, once)
+  if jax.default_backend() != "cpu":
+    stats = jax.devices()[0].memory_stats() or {}
+    if stats.get("bytes_limit"):
+      return float(stats["bytes_limit"]), f"the {jax.devices()[0].device_kind}"
+  limits = []
+  try:
+    limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+  except (ValueError, OSError, AttributeError):
+    pass
+  for path in ("/sys/fs/cgroup/memory.max",
+               "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+    try:
+      with open(path) as f:
+        text = f.read().strip()
+      if text.isdigit() and int(text) < 2 ** 60:
+        limits.append(int(text))
+    except OSError:
+      pass
+  return (float(min(limits)) if limits else math.inf), "this machine"
+
+
+def check_memory(terms: list[footprint.Term], names=None,
+                 fv: flags.FlagValues = FLAGS) -> None:
+  """One line naming the flag of the largest term when the run's memory
+  (a lower bound, :mod:`vgrad.studies.footprint`) exceeds --memory_gb or,
+  without it, the machine's memory; before any work. ``names``: the flag
+  of a term's setting where it differs (``{"width": "widths"}``)."""
+  need = footprint.total(terms)
+  given = fv["memory_gb"].value if "memory_gb" in fv else None
+  if given is not None:
+    have = given * footprint.GB
+    limit, advice = f"--memory_gb={given:g}", "raise --memory_gb"
+  else:
+    have, where = machine_memory()
+    limit = f"the {have / footprint.GB:.3g} GB of memory {where} has"
+    advice = f"pass --memory_gb={math.ceil(need / footprint.GB)}"
+  if need <= have:
+    return
+  flag = footprint.largest(terms).setting
+  flag = (names or {}).get(flag, flag)
+  value = fv[flag].value if flag in fv else None
+  if isinstance(value, list):
+    value = ",".join(map(str, value))
+  shown = f"--{flag}" + ("" if value is None else f"={value}")
+  fail(f"{shown}: this run needs {footprint.describe(terms)}, more than "
+       f"{limit}; lower it, or {advice} to try anyway")
 
 
 @contextlib.contextmanager
@@ -111,15 +179,15 @@ def check_output_folder(flag: str, folder: str) -> None:
     fail(f"{flag}: cannot write in {folder} (read-only)")
 
 
-def read_run_file(run_dir: str, name: str) -> dict:
-  """``run_dir/name`` parsed as JSON, or a one-line error naming --run_dir."""
+def read_run_file(run_dir: str, name: str, flag: str = "--run_dir") -> dict:
+  """``run_dir/name`` parsed as JSON, or a one-line error naming ``flag``."""
   path = os.path.join(run_dir, name)
   try:
     with open(path) as f:
       # Files written before the variance convention read as now.
       return records.upgrade_keys(json.load(f))
   except (OSError, json.JSONDecodeError) as e:
-    fail(f"--run_dir: cannot read {path}: {e}")
+    fail(f"{flag}: cannot read {path}: {e}")
 
 
 def _squared(what: str, symbol: str):

@@ -1,11 +1,10 @@
 """The config ``experiments.dynamical_isometry`` builds from its flags."""
 
-import sys
-
 from absl import flags
 
 from vgrad.cli import app as cli
 from vgrad.nn import activations
+from vgrad.studies import footprint
 from vgrad.studies import isometry_study
 from vgrad.theory import free_probability
 
@@ -69,19 +68,20 @@ def make_arms() -> tuple[tuple[isometry_study.Arm, ...], list[str]]:
   return tuple(arms), notes
 
 
-def make_config() -> isometry_study.IsometryConfig:
-  """The validated config; sizes are checked before the arms' fixed points
-  are solved for, and the arms' notes are printed only for a valid run."""
+def make_config() -> tuple[isometry_study.IsometryConfig, list[str]]:
+  """The validated config and the arms' notes (for the caller to print once
+  the whole command line is valid); sizes are checked before the arms'
+  fixed points are solved for."""
   depths = tuple(sorted(set(_numbers("depths", int))))
   sizes = dict(depths=depths, width=FLAGS.width, seeds=FLAGS.seeds,
                seed=FLAGS.seed, dtype=FLAGS.dtype)
   try:
     isometry_study.check_config(isometry_study.IsometryConfig(**sizes))
+    cli.check_memory(footprint.isometry(depths, FLAGS.width, FLAGS.seeds,
+                                        FLAGS.dtype))
     arms, notes = make_arms()
     config = isometry_study.IsometryConfig(arms=arms, **sizes)
     isometry_study.check_config(config)
   except ValueError as e:
     cli.fail(f"--{e}")
-  for note in notes:
-    print(note, file=sys.stderr)
-  return config
+  return config, notes

@@ -13,6 +13,7 @@ import sys
 from vgrad.cli import app as cli
 from vgrad.cli import reproduction
 from vgrad.io import records
+from vgrad.io import rundir
 from vgrad.io import schemas
 from vgrad.plots import activation_table_plots
 from vgrad.plots import gallery
@@ -160,6 +161,12 @@ def generate(runs_dir: str, out_dir: str,
   if not os.path.isdir(runs_dir):
     cli.fail(f"--runs_dir: {runs_dir!r} is not a directory; pass the folder "
              f"that holds the run directories (default runs)")
+  # The output folder is checked before the runs are read and drawn.
+  if os.path.isdir(out_dir):
+    cli.check_output_folder("--out_dir", out_dir)
+  else:
+    with cli.out_dir_errors():
+      rundir.check_writable(out_dir, overwrite=True)
   runs, skipped = gallery.find_runs(runs_dir, kinds, skip=(out_dir,))
   for line in skipped:
     _warn(line)

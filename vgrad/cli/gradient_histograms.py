@@ -5,6 +5,7 @@ from absl import flags
 
 from vgrad.cli import app as cli
 from vgrad.cli import reproduction
+from vgrad.studies import footprint
 from vgrad.studies import gradient_histograms as gh
 
 FLAGS = flags.FLAGS
@@ -24,7 +25,11 @@ def replot(run_dir: str):
 
 
 def make_config() -> gh.HistogramConfig:
-  return gh.HistogramConfig(
+  config = gh.HistogramConfig(
       acts=tuple(FLAGS.acts), inits=tuple(FLAGS.inits), depth=FLAGS.depth,
       width=FLAGS.width, num_examples=FLAGS.num_examples,
       num_bins=FLAGS.num_bins, seed=FLAGS.seed)
+  cli.check_memory(footprint.training(config.depth, config.width,
+                                      config.dataset, config.num_examples,
+                                      seeds=1))
+  return config

@@ -12,6 +12,7 @@ from vgrad.plots import spectrum_plots as plotting
 from vgrad.plots import style
 from vgrad.probes import block_lanczos
 from vgrad.probes import log_spectrum
+from vgrad.studies import footprint
 from vgrad.studies import model_spectra
 from vgrad.studies import spectrum_study
 
@@ -55,6 +56,19 @@ def make_config() -> spectrum_study.SpectrumConfig:
       sigma_w2=FLAGS.sigma_w2, sigma_b2=FLAGS.sigma_b2,
       num_inputs=FLAGS.num_inputs, seed=FLAGS.seed, dtype=FLAGS.dtype,
       act_params=cli.activation_params(), method=FLAGS.method, **qr_flags())
+
+
+def memory_terms(config) -> list[footprint.Term]:
+  """The run's memory (a lower bound, :mod:`vgrad.studies.footprint`):
+  under ``auto`` that of ``dense``, which ``auto`` may choose."""
+  if getattr(config, "model", "mlp") != "mlp":
+    return footprint.zoo_model(config.model, config.depth, config.width,
+                               config.num_inputs, config.image_size,
+                               config.dtype, config.method)
+  targets = (len(spectrum_study.qr_layers(config)) if config.method == "qr"
+             else config.depth)
+  return footprint.spectrum(config.depth, config.width, config.num_inputs,
+                            config.dtype, config.method, targets)
 
 
 def write_run(out_dir: str, results: dict, overwrite: bool) -> str:

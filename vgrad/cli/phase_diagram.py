@@ -5,6 +5,7 @@ import numpy as np
 
 from vgrad.cli import app as cli
 from vgrad.nn import activations
+from vgrad.studies import footprint
 from vgrad.studies import phase_diagram
 
 FLAGS = flags.FLAGS
@@ -45,4 +46,7 @@ def make_config() -> phase_diagram.PhaseConfig:
     cli.fail(f"--{e}")
   if FLAGS.lr <= 0:
     cli.fail("--lr must be > 0")
+  cli.check_memory(footprint.training(
+      max(config.depths), config.width, config.dataset, config.batch_size,
+      config.seeds, config.optimizer, networks=len(config.sigma_w2)))
   return config

@@ -94,7 +94,7 @@ def write_run(out_dir: str, results: dict, overwrite: bool) -> None:
 
 def redraw(run_dir: str, flag: str = "--run_dir") -> list[str]:
   """Rewrites a run's figure and report from its results.json."""
-  results = cli.read_run_file(run_dir, "results.json")
+  results = cli.read_run_file(run_dir, "results.json", flag)
   try:
     results = schemas.check_schema(
         results, REPORTS, f"{os.path.join(run_dir, 'results.json')}")

@@ -12,6 +12,7 @@ from vgrad.cli import training_run
 from vgrad.io import rundir
 from vgrad.plots import style
 from vgrad.plots import sweep_plots
+from vgrad.studies import footprint
 from vgrad.studies import sweep
 
 FLAGS = flags.FLAGS
@@ -68,6 +69,14 @@ def make_config() -> sweep.SweepConfig:
     flag = _flag_of(str(e))
     cli.fail(f"--{flag}: {str(e).removeprefix(f'{flag}: ')}" if flag else e)
   return config
+
+
+def check_memory(config: sweep.SweepConfig) -> None:
+  """The largest batch against the memory (:func:`cli.check_memory`); after
+  ``jax.distributed.initialize``, which must come before JAX's backend
+  starts (the check asks it for the device's memory)."""
+  cli.check_memory(footprint.sweep(config), footprint.SWEEP_FLAGS)
+
 
 
 def _flag_of(message: str) -> str | None:

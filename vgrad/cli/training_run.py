@@ -19,6 +19,7 @@ from vgrad.cli import progress as progress_lib
 from vgrad.io import rundir
 from vgrad.io import schemas
 from vgrad.plots import training_plots
+from vgrad.studies import footprint
 from vgrad.studies import training_report
 from vgrad.studies import training_study
 from vgrad.training import data
@@ -75,6 +76,17 @@ def load(name: str, batch_size: int | None = None) -> data.Dataset:
           f"training examples of --dataset={name}: every step is "
           f"full-batch")
   return ds
+
+
+def check_memory(configs, dataset: str | None = None) -> None:
+  """:func:`vgrad.cli.app.check_memory` of the largest of the arms
+  ``configs`` (:class:`vgrad.studies.training_study.TrainConfig`, trained
+  one after another, each arm's seeds at once) on ``dataset`` (default
+  each arm's own), before any data is read."""
+  terms = [footprint.training(c.depth, c.width, dataset or c.dataset,
+                              c.batch_size, c.seeds, c.optimizer)
+           for c in configs]
+  cli.check_memory(max(terms, key=footprint.total))
 
 
 def out_dir_for(root: str, name: str) -> str:
