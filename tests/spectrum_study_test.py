@@ -50,14 +50,38 @@ class VerdictTest(parameterized.TestCase):
                               depth=10), "vanishing"),
       ("relu_large", dict(act="relu", init="large_normal", depth=10),
        "exploding"),
+      # sigma_w^2 = 1, sigma_b^2 = 0 is tanh's critical point, but the
+      # gain still decays like a power of depth: 0.116 at depth 20.
       ("tanh_critical", dict(act="tanh", init="gaussian", sigma_w2=1.0,
-                             depth=20), "norm-preserving on average"),
+                             depth=20), "shrinking: input-output gain 0.116"),
       ("relu_he", dict(act="relu", init="he_normal", depth=10),
        "norm-preserving on average but not isometric"),
   )
   def test_verdicts(self, config, expected):
     results = _study(**config)
     self.assertStartsWith(spectrum_study.verdict(results), expected)
+
+  @parameterized.parameters(
+      (0.099, None, None, "vanishing"), (0.1, None, None, "shrinking"),
+      (0.49, None, None, "shrinking"),
+      (0.5, None, None, "norm-preserving on average but not isometric"),
+      (1.0, 0.01, 1.5, "norm-preserving on average but not isometric"),
+      (1.0, 0.5, 2.0, "near-isometric"), (0.3, 0.25, 0.4, "shrinking"),
+      (2.0, None, None, "norm-preserving on average but not isometric"),
+      (2.01, None, None, "growing"), (10.0, None, None, "growing"),
+      (10.01, None, None, "exploding"))
+  def test_words_follow_the_thresholds(self, g, lo, hi, words):
+    log = lambda v: None if v is None else math.log(v)
+    self.assertEqual(spectrum_study.verdict_words(log(g), log(lo), log(hi)),
+                     words)
+
+  def test_shrinking_says_when_it_vanishes(self):
+    results = _study(act="tanh", init="orthogonal", depth=10)
+    rate = spectrum_study.gain(results["input_output"]) ** (1 / 10)
+    layer = math.ceil(math.log(0.1) / math.log(rate))
+    self.assertIn(f"vanishing, below 0.1 from layer {layer}",
+                  spectrum_study.verdict(results))
+    self.assertStartsWith(spectrum_study.verdict(results), "shrinking")
 
   def test_sigmoid_glorot_gain_per_layer_is_below_a_quarter(self):
     # Glorot keeps Var(W) = 1/N, so each layer multiplies ||v||^2 by
@@ -90,11 +114,13 @@ class VerdictTest(parameterized.TestCase):
     schemas.validate(results)
     # 60 layers: the table shows about 12, first and last included.
     lines = spectrum_study.format_table(results).splitlines()
-    rows = [int(line.split()[0]) for line in lines[2:-1]]
+    rows = [int(line.split()[0]) for line in lines[2:]
+            if line.split()[0].isdigit()]
     self.assertEqual((rows[0], rows[-1]), (1, 60))
     self.assertBetween(len(rows), 10, 12)
-    self.assertEqual(lines[-1], f"({len(rows)} of 60 layers shown; "
-                     f"results.json holds every one)")
+    self.assertEqual(lines[2 + len(rows)],
+                     f"({len(rows)} of 60 layers shown; results.json holds "
+                     f"every one)")
 
   def test_results_schema_and_table(self):
     results = _study(act="maxout", init="glorot_uniform",
@@ -122,8 +148,15 @@ class VerdictTest(parameterized.TestCase):
             self.assertIsNone(b)
     self.assertEqual([r["layer"] for r in results["layers"]], list(
         range(1, 7)))
-    table = spectrum_study.format_table(results)
-    self.assertLen(table.splitlines(), 2 + 6)
+    table = spectrum_study.format_table(results).splitlines()
+    self.assertEqual([int(line.split()[0]) for line in table[2:8]],
+                     list(range(1, 7)))
+    # Under the rows, a legend says what every column means.
+    legend = " ".join(table[8:])
+    self.assertStartsWith(legend, "columns: singular values (sv)")
+    for column in table[0].split()[1:]:
+      if column not in ("sv", "gain"):
+        self.assertIn(column, legend)
 
   @pytest.mark.slow
   def test_lsuv_is_fitted_to_the_probe_inputs(self):
@@ -334,8 +367,12 @@ class MethodTest(parameterized.TestCase):
       self.assertLen(lyap["partial_sums"][key], 12)
     self.assertLen(lyap["exponents"], 3)
     self.assertIn("rank-deficient", spectrum_study.verdict(results))
-    table = spectrum_study.format_table(results)
-    self.assertLen(table.splitlines(), 2 + 3)
+    table = spectrum_study.format_table(results).splitlines()
+    self.assertEqual([int(line.split()[0]) for line in table[2:5]],
+                     [1, 3, 12])
+    self.assertStartsWith(table[5], "(layers 1, 3, 12 of 12 computed, as "
+                          "--qr_layers asked")
+    self.assertIn("in nats", " ".join(table[6:]))
     self.assertIsNone(spectrum_study.precision_note(results))
     fig = plotting.plot_jacobian_spectrum(results)
     left, right = fig.axes

@@ -24,6 +24,7 @@ linear and log values and statistics, :func:`dense_record` and
 
 import dataclasses
 import math
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -43,12 +44,36 @@ from vgrad.studies import lanczos_spectra
 
 METHODS = ("auto", "dense", "qr", "lanczos")
 
-# |gain| beyond these factors (a 10x change of a vector's norm through the
-# whole net) is called vanishing / exploding; inside, a spectrum whose
-# singular values all lie within ISOMETRY_BAND of 1 is near-isometric.
+# The verdict's words and the numbers they stand for (g: the input-output
+# rms gain, the factor by which the whole net scales a random direction's
+# norm on average; verdict_words):
+#   g < VANISHING_GAIN (a 10x loss)                  vanishing
+#   g > EXPLODING_GAIN (a 10x gain)                  exploding
+#   every singular value inside ISOMETRY_BAND        near-isometric
+#   g inside ISOMETRY_BAND                           norm-preserving on average
+#   VANISHING_GAIN <= g < ISOMETRY_BAND[0]           shrinking
+#   ISOMETRY_BAND[1] < g <= EXPLODING_GAIN           growing
 VANISHING_GAIN = 0.1
 EXPLODING_GAIN = 10.0
 ISOMETRY_BAND = (0.5, 2.0)
+
+
+def verdict_words(log_gain_io: float, log_lo: float | None = None,
+                  log_hi: float | None = None) -> str:
+  """The verdict's first words for the input-output rms gain
+  ``exp(log_gain_io)`` and, when known, the smallest and largest singular
+  values ``exp(log_lo)``, ``exp(log_hi)`` (the table above)."""
+  if log_gain_io < math.log(VANISHING_GAIN):
+    return "vanishing"
+  if log_gain_io > math.log(EXPLODING_GAIN):
+    return "exploding"
+  low, high = (math.log(b) for b in ISOMETRY_BAND)
+  if log_lo is not None and log_hi is not None and (
+      low <= log_lo and log_hi <= high):
+    return "near-isometric"
+  if low <= log_gain_io <= high:
+    return "norm-preserving on average but not isometric"
+  return "shrinking" if log_gain_io < low else "growing"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,8 +285,9 @@ def choose_method(partial_sums, dtype) -> tuple[str, str]:
     first = lost[0]
     reasons.append(f"{name} resolves singular values within a factor "
                    f"{math.exp(resolved[0]):.2g} of the largest (less with "
-                   f"each product); the Lyapunov estimates predict a spread "
-                   f"of e^{widest.max():.0f} at layer {layer} (beyond "
+                   f"each product), and the forward pass's estimate (the "
+                   f"Lyapunov sums) puts the largest over the smallest at "
+                   f"e^{widest.max():.0f} by layer {layer} (beyond "
                    f"e^{resolved[first]:.1f} from layer {first + 1})")
   if reasons:
     return "qr", "; ".join(reasons)
@@ -593,15 +619,19 @@ def verdict(results: dict) -> str:
     spread = "" if error is None else f" +- {error:.2g} nats"
     head = (f"input-output gain ~{format_power(g)}{spread} (SLQ estimate; "
             f"x{rate:.3g} per layer)")
-  if g < math.log(VANISHING_GAIN):
-    return f"vanishing: {head}"
-  if g > math.log(EXPLODING_GAIN):
-    return f"exploding: {head}"
   lo, hi, log_cond = _log_extremes(io)
-  if (lo is not None and math.log(ISOMETRY_BAND[0]) <= lo
-      and hi <= math.log(ISOMETRY_BAND[1])):
+  words = verdict_words(g, lo, hi)
+  if words in ("vanishing", "exploding"):
+    return f"{words}: {head}"
+  if words == "near-isometric":
     return (f"near-isometric: {head}, singular values in "
             f"[{format_power(lo)}, {format_power(hi)}]")
+  if words in ("shrinking", "growing"):
+    limit = VANISHING_GAIN if words == "shrinking" else EXPLODING_GAIN
+    reach = math.ceil(math.log(limit) / math.log(rate))
+    fate = ("vanishing, below" if words == "shrinking"
+            else "exploding, above")
+    head += f"; at this rate {fate} {limit:g} from layer {reach}"
   if max(io["num_exact_zeros"]):
     spread = (f"rank-deficient: up to {max(io['num_exact_zeros'])} of "
               f"{io['num_singular_values']} singular values exactly zero "
@@ -613,7 +643,7 @@ def verdict(results: dict) -> str:
               f"{io['slq']['steps']} Lanczos steps")
   else:
     spread = "smallest singular values below resolution"
-  return (f"norm-preserving on average but not isometric: {head}, {spread}")
+  return f"{words}: {head}, {spread}"
 
 
 def _fmt(value: float | None) -> str:
@@ -651,8 +681,8 @@ def format_table(results: dict) -> str:
   if is_lanczos(results):
     return _format_lanczos_table(results)
   head = (f"{'l':>4} {'rms gain':>10} {'min sv':>10} {'median sv':>10} "
-          f"{'max sv':>10} {'cond':>10} {'layer gain':>10} {'resolved':>9} "
-          f"{'zeros':>5}")
+          f"{'max sv':>10} {'max/min':>10} {'layer gain':>10} "
+          f"{'resolved':>9} {'zeros':>5}")
   lines = [head, "-" * len(head)]
   own = {r["layer"]: r for r in results["per_layer"]}
   for cum in _shown(results["layers"]):
@@ -665,7 +695,24 @@ def format_table(results: dict) -> str:
         f"{_fmt(cum['condition_number']):>10} {_fmt(gain(one)):>10} "
         f"{min(cum['num_resolved']):>4}/{cum['num_singular_values']:<4} "
         f"{max(cum['num_exact_zeros']):>5}")
-  return "\n".join(lines + _more(results["layers"]))
+  return "\n".join(lines + _more(results["layers"]) + _skipped(results)
+                   + _legend(
+      "layer gain: layer l's own rms gain; resolved: the values float32 "
+      "measures at the worst input (the rest are below its rounding, not "
+      "reported)."))
+
+
+# What every table's columns mean, in words (printed under the table).
+_LEGEND = ("columns: singular values (sv) of the Jacobian from the input to "
+           "layer l, each a gain (output norm / input norm, no unit); rms "
+           "gain = sqrt(mean sv^2); max/min = the condition number ('-': "
+           "infinite or not measured); zeros: exact zeros (inactive units) at "
+           "the input with most, counted in min and median sv as 0;")
+
+
+def _legend(more: str) -> list[str]:
+  """The table's legend: the shared columns and ``more``, wrapped."""
+  return textwrap.wrap(f"{_LEGEND} {more}", width=88)
 
 
 # Tables show every layer up to this many, else about 12 log-spaced ones.
@@ -677,6 +724,17 @@ def _shown(records: list) -> list:
     return records
   picks = {round(float(v)) - 1 for v in np.geomspace(1, len(records), 12)}
   return [records[i] for i in sorted(picks)]
+
+
+def _skipped(results: dict) -> list[str]:
+  """A line naming the layers not computed (``--qr_layers``), if any."""
+  depth = results["config"]["depth"]
+  done = [r["layer"] for r in results["layers"]]
+  if len(done) >= depth:
+    return []
+  shown = ", ".join(map(str, done))
+  return [f"(layers {shown} of {depth} computed, as --qr_layers asked; the "
+          f"others are in neither this table nor results.json)"]
 
 
 def _more(records: list) -> list[str]:
@@ -691,8 +749,8 @@ def _more(records: list) -> list[str]:
 def _format_qr_table(results: dict) -> str:
   w = 12
   head = (f"{'l':>5} {'rms gain':>{w}} {'min sv':>{w}} {'median sv':>{w}} "
-          f"{'max sv':>{w}} {'cond':>{w}} {'Lyapunov max':>{w + 1}} "
-          f"{'bound':>8} {'zeros':>5}")
+          f"{'max sv':>{w}} {'max/min':>{w}} {'est. max sv':>{w + 1}} "
+          f"{'bound nats':>10} {'zeros':>5}")
   lines = [head, "-" * len(head)]
   lyap_max = results["lyapunov"]["partial_sums"]["max"]
   for rec in _shown(results["layers"]):
@@ -704,15 +762,19 @@ def _format_qr_table(results: dict) -> str:
         f"{_fmt_log(_log_stat(rec, 'max')):>{w}} "
         f"{_fmt_log(rec['log_condition_number']):>{w}} "
         f"{_fmt_log(lyap_max[rec['layer'] - 1]):>{w + 1}} "
-        f"{worst:>8} {max(rec['num_exact_zeros']):>5}")
-  return "\n".join(lines + _more(results["layers"]))
+        f"{worst:>10} {max(rec['num_exact_zeros']):>5}")
+  return "\n".join(lines + _more(results["layers"]) + _skipped(results)
+                   + _legend(
+      "est. max sv: the largest sv the Lyapunov sums estimate (exp(max_i "
+      "S_l,i), before the exact values); bound nats: the largest error of "
+      "any log sv at any input, in nats (0.01 nats = 1 %)."))
 
 
 def _format_lanczos_table(results: dict) -> str:
   own = {r["layer"]: r for r in results["per_layer"]}
-  head = (f"{'l':>4} {'~rms gain':>10} {'s.e.':>7} {'max sv':>10} "
-          f"{'min sv':>10} {'cond':>10} {'layer max':>10} {'extremes':>9} "
-          f"{'bound':>8}")
+  head = (f"{'l':>4} {'~rms gain':>10} {'s.e. nats':>9} {'max sv':>10} "
+          f"{'min sv':>10} {'max/min':>10} {'layer max':>10} "
+          f"{'extremes':>9} {'bound nats':>10}")
   lines = [head, "-" * len(head)]
   for rec in _shown(results["layers"]):
     slq = rec["slq"]
@@ -723,14 +785,19 @@ def _format_lanczos_table(results: dict) -> str:
     lines.append(
         f"{rec['layer']:>4} "
         f"{_fmt(None if gained is None else math.exp(gained)):>10} "
-        f"{'-' if error is None else f'{error:.1e}':>7} "
+        f"{'-' if error is None else f'{error:.1e}':>9} "
         f"{_fmt(rec['max_singular_value']):>10} "
         f"{_fmt(rec['min_singular_value']):>10} "
         f"{_fmt(rec['condition_number']):>10} "
         f"{_fmt(own[rec['layer']]['max_singular_value']):>10} "
         f"{min(rec['num_resolved']):>4}/{ends:<4} "
-        f"{f'{max(bounds):.1e}' if bounds else '-':>8}")
-  return "\n".join(lines + _more(results["layers"]))
+        f"{f'{max(bounds):.1e}' if bounds else '-':>10}")
+  return "\n".join(lines + _more(results["layers"]) + _skipped(results)
+                   + _legend(
+      "~rms gain: the SLQ estimate, s.e. its standard error (nats); layer "
+      "max: layer l's own largest sv; extremes: the largest and smallest "
+      "values Lanczos resolved at the worst input (the rest are not "
+      "computed); bound nats: their largest residual bound."))
 
 
 def lanczos_positions(record: dict) -> list[int]:
