@@ -228,8 +228,15 @@ class TableTest(parameterized.TestCase):
     hatched = [p for p in ax.patches if p.get_hatch()]
     self.assertLen(hatched, 1)
     self.assertEqual(hatched[0].get_xy(), (5 - 0.5, 6 - 0.5))
-    self.assertEqual(ax.images[0].get_clim(), (0.0, 1.0))
-    self.assertEqual(bar.get_ylabel(), "test accuracy")
+    self.assertEqual(ax.images[0].get_clim(),
+                     (0.0, activation_table_plots.TOP_ACCURACY))
+    self.assertEqual(bar.get_ylabel(), "test accuracy (by its nines)")
+    # Converged cells 0.94 and 0.97 15 % of the colour map apart (on a
+    # linear 0-1 scale: 3 %); 0, 0.9 and 0.99 equally spaced.
+    norm = ax.images[0].norm
+    self.assertGreater(norm(0.97) - norm(0.94), 0.14)
+    self.assertAlmostEqual(norm(0.99) - norm(0.9), norm(0.9) - norm(0.0))
+    self.assertEqual((norm(0.0), norm(0.99)), (0.0, 1.0))
     self.assertEqual([t.get_text() for t in ax.get_yticklabels()],
                      [l for _, l in activation_table.ROWS])
     self.assertIn("digits, depth 10, width 64, 500 steps, 3 seeds",

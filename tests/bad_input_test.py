@@ -17,9 +17,9 @@ import tempfile
 
 from absl.testing import absltest
 from absl.testing import parameterized
+import cli_testing  # tests/cli_testing.py
 import numpy as np
 
-from tests import cli_testing
 from vgrad.training import data
 
 TORN_JSON = '{"schema": "vgrad.jacobian_spectrum/2", "layers": [1, 2'

@@ -377,7 +377,11 @@ class MethodTest(parameterized.TestCase):
     fig = plotting.plot_jacobian_spectrum(results)
     left, right = fig.axes
     self.assertIn("log_{10}", left.get_ylabel())
-    self.assertIn("nats per layer", right.get_ylabel())
+    # Both panels in decades; the layer axis linear (a constant per-layer
+    # rate is a straight line, at any depth).
+    self.assertIn("decades per layer", right.get_ylabel())
+    self.assertEqual(left.get_xscale(), "linear")
+    self.assertEqual(left.get_xlim()[0], 0)
     for ax in (left, right):
       self.assertNotEmpty(ax.get_xlabel())
 

@@ -92,6 +92,20 @@ class XorOutcomeTest(absltest.TestCase):
     self.assertContainsSubset(
         {"curves.png", "curves.pdf", "gradient_flow.png", "gradient_flow.pdf"},
         set(os.listdir(out)))
+    # Arms drawn over one another stay apart: each median line has its own
+    # line style and marker, markers at different steps.
+    twins = dict(metrics, arms=[self.sigmoid, dict(self.sigmoid,
+                                                   label="copy")])
+    fig = training_plots.plot_training_curves(twins)
+    lines = [l for l in fig.axes[0].get_lines() if l.get_label()[0] != "_"]
+    lines = [l for l in lines if not l.get_label().startswith("chance")]
+    self.assertLen(lines, 2)
+    a, b = lines
+    self.assertNotEqual((a.get_linestyle(), a.get_marker()),
+                        (b.get_linestyle(), b.get_marker()))
+    # On a long curve their markers fall on different steps.
+    self.assertNotEqual(training_plots.arm_style(0, 100)["markevery"],
+                        training_plots.arm_style(1, 100)["markevery"])
 
 
 @pytest.mark.slow   # each of these classes is one training run

@@ -4,6 +4,7 @@
 
 import os
 
+from matplotlib import colors
 from matplotlib import patches
 from matplotlib.figure import Figure
 import numpy as np
@@ -16,17 +17,41 @@ NC_FACE = "0.88"    # grey of an n/c cell
 NC_HATCH = "////"
 
 
-def _text_colour(value: float, cmap) -> str:
+# The colour scale counts "nines" of accuracy, -log10(1 - accuracy): 0 at
+# 0, 1 at 0.9, 2 at 0.99 (the top; above it, the top colour). On a linear
+# 0-1 scale every converged cell (0.94-0.97) got one colour; here 0.94 and
+# 0.97 are 15 % of the colour map apart, and chance (0.1) stays far off.
+TOP_ACCURACY = 0.99
+ACCURACY_TICKS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99)
+
+
+def _nines(accuracy):
+  return -np.log10(np.clip(1.0 - np.asarray(accuracy, np.float64),
+                           1.0 - TOP_ACCURACY, 1.0))
+
+
+def _from_nines(nines):
+  return 1.0 - 10.0 ** -np.asarray(nines, np.float64)
+
+
+def accuracy_norm() -> colors.Normalize:
+  """The heat map's colour scale: accuracy 0 to ``TOP_ACCURACY`` by its
+  nines (a :class:`matplotlib.colors.FuncNorm`)."""
+  return colors.FuncNorm((_nines, _from_nines), vmin=0.0, vmax=TOP_ACCURACY)
+
+
+def _text_colour(value: float, cmap, norm) -> str:
   """Black on light cells and white on dark ones (by the colour's
   luminance, Rec. 709 weights)."""
-  r, g, b, _ = cmap(value)
+  r, g, b, _ = cmap(norm(value))
   return "black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.45 else "white"
 
 
 def plot_heatmap(table: activation_table.Table) -> Figure:
   """Heat map of the table: rows activations, columns initialisations.
 
-  Colour is the mean test accuracy on a fixed 0..1 viridis scale (with a
+  Colour is the mean test accuracy on a fixed viridis scale of its nines
+  (:func:`accuracy_norm`: 0, 0.9 and 0.99 equally spaced, with a
   colorbar), so tables of different runs compare by eye; each cell is
   annotated with its table text; n/c cells are grey and hatched, cells not
   run are blank. The title says the dataset, depth, width, steps and
@@ -37,8 +62,9 @@ def plot_heatmap(table: activation_table.Table) -> Figure:
   with style.style_context():
     fig = style.new_figure("page", 1.3 + 0.36 * len(table.acts))
     ax = fig.subplots()
-    image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", vmin=0.0,
-                      vmax=1.0, aspect="auto")
+    norm = accuracy_norm()
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", norm=norm,
+                      aspect="auto")
     cmap = image.get_cmap()
     for r, act in enumerate(table.acts):
       for c, init in enumerate(table.inits):
@@ -49,7 +75,7 @@ def plot_heatmap(table: activation_table.Table) -> Figure:
               (c - 0.5, r - 0.5), 1, 1, facecolor=NC_FACE, edgecolor="0.6",
               hatch=NC_HATCH, lw=0.0))
         elif cell.status != "missing":
-          colour = _text_colour(cell.mean, cmap)
+          colour = _text_colour(cell.mean, cmap, norm)
         ax.text(c, r, cell.text(sep="\n"), ha="center", va="center",
                 fontsize=style.NOTE_SIZE, color=colour, linespacing=1.0)
     ax.set_xticks(range(len(table.inits)),
@@ -66,8 +92,8 @@ def plot_heatmap(table: activation_table.Table) -> Figure:
     ax.xaxis.tick_top()
     for spine in ax.spines.values():
       spine.set_visible(False)
-    fig.colorbar(image, ax=ax, label="test accuracy", shrink=0.9,
-                 ticks=np.linspace(0, 1, 6))
+    fig.colorbar(image, ax=ax, label="test accuracy (by its nines)",
+                 shrink=0.9, ticks=ACCURACY_TICKS, format="%g")
     fig.suptitle(f"Test accuracy by activation and initialisation: "
                  f"{activation_table.describe(table)}\n"
                  f"(mean ± std over converged seeds; "

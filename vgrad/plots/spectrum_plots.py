@@ -195,7 +195,8 @@ def plot_log_spectrum(results: dict) -> Figure:
   target layers (median, min/max, 10th-90th percentile), and the
   finite-time Lyapunov sums S_l / ln 10 at every layer as a lighter band
   (estimates, O(log N) off at the ends). Right: the Lyapunov spectrum
-  S_{L,i} / L per input against i / N, with log sigma_i(J_{<=L}) / L.
+  S_{L,i} / (L ln 10) per input against i / N, with log10 sigma_i(J_{<=L})
+  / L: both panels in decades (powers of ten).
   """
   with style.style_context():
     fig = style.new_figure("page", 3.6)
@@ -247,7 +248,9 @@ def _draw_log_spread(ax, results):
   ax.plot(layers, q[:, 0], color=PALETTE[0], lw=0.8, ls="-.",
           marker=_marks(layers, "v"), ms=2.5, label="exact, min")
   ax.axhline(0.0, color="0.7", lw=0.6, zorder=0)
-  style.log_scale_if_wide(ax, every, "x")
+  # A linear layer axis at every depth: log sigma falls linearly with l at
+  # a constant per-layer rate, which a log l axis would bend into a cliff.
+  ax.set_xlim(0, every[-1] * 1.02)
   ax.set_xlabel(_layer_label(results))
   _integer_ticks(ax)
   ax.set_ylabel(r"$\log_{10}\sigma$ of $J_{\leq l}$ (decades)")
@@ -260,14 +263,15 @@ def _draw_lyapunov(ax, results):
   for b, row in enumerate(lyap["exponents"]):
     values = _none_to_nan(row)
     rank = np.arange(1, len(values) + 1) / len(values)
-    ax.plot(rank, values, color=PALETTE[1], lw=0.8, alpha=0.7,
-            label=r"Lyapunov $S_{L,i}/L$" if b == 0 else None)
-    exact = _none_to_nan(io["log_singular_values"][b]) / depth
+    ax.plot(rank, values / LN10, color=PALETTE[1], lw=0.8, alpha=0.7,
+            label=r"Lyapunov $S_{L,i}/(L \ln 10)$" if b == 0 else None)
+    exact = _none_to_nan(io["log_singular_values"][b]) / (depth * LN10)
     ax.plot(rank, exact, color=PALETTE[0], lw=0.8, ls="--", alpha=0.7,
-            label=r"exact $\log\sigma_i(J_{\leq L})/L$" if b == 0 else None)
+            label=r"exact $\log_{10}\sigma_i(J_{\leq L})/L$" if b == 0
+            else None)
   ax.axhline(0.0, color="0.7", lw=0.6, zorder=0)
   ax.set_xlabel(r"rank $i/N$ (largest first)")
-  ax.set_ylabel("exponent (nats per layer)")
+  ax.set_ylabel("exponent (decades per layer)")
   zeros = max(lyap["num_exact_zeros"][-1:] or [0])
   title = f"Lyapunov spectrum, depth {depth}"
   if zeros:

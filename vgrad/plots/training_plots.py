@@ -59,8 +59,27 @@ def _healthy(arm: dict, key: str) -> np.ndarray:
   return np.where(diverged, np.nan, values)
 
 
+# Arms differ in colour, line style and marker, the markers staggered along
+# the line (every STAGGER-th logged point, from a different first point per
+# arm), so that arms whose curves coincide (relu under leaky_relu) stay
+# visible and readable in grey.
+LINE_STYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "v", "D", "P")
+STAGGER = 8
+
+
+def arm_style(i: int, points: int) -> dict:
+  """Matplotlib line keywords of arm ``i`` on a curve of ``points``."""
+  every = max(1, points // STAGGER)
+  return {"color": style.PALETTE[i % len(style.PALETTE)],
+          "ls": LINE_STYLES[i % len(LINE_STYLES)],
+          "marker": MARKERS[i % len(MARKERS)], "ms": 3.5,
+          "markevery": ((i * max(1, every // 3)) % every, every)}
+
+
 def plot_training_curves(metrics: dict) -> Figure:
-  """Loss and accuracy against training step, one colour per arm.
+  """Loss and accuracy against training step, one colour, line style and
+  marker per arm (:func:`arm_style`).
 
   Lines are medians over seeds, bands the 25th-75th percentiles (for up to
   ``MAX_BANDS`` arms); seeds that diverged contribute until they diverge,
@@ -83,7 +102,7 @@ def plot_training_curves(metrics: dict) -> Figure:
         q = _quartiles(_healthy(arm, key))
         if key == "train_loss":   # what is drawn: median (and band)
           losses.append(q if len(arms) <= MAX_BANDS else q[1])
-        ax.plot(steps, q[1], color=color, label=label)
+        ax.plot(steps, q[1], label=label, **arm_style(i, len(steps)))
         if len(arms) <= MAX_BANDS:
           ax.fill_between(steps, q[0], q[2], color=color, alpha=0.2, lw=0)
         if first and np.isfinite(q[1]).any():
