@@ -24,8 +24,10 @@ import pytest
 
 from vgrad.nn import lsuv
 from vgrad.nn import models
+from vgrad.plots import sweep_plots
 from vgrad.studies import spectrum_study
 from vgrad.studies import sweep
+from vgrad.studies import sweep_summary
 from vgrad.studies import training_study
 from vgrad.training import data
 
@@ -595,6 +597,29 @@ class SweepCommandTest(absltest.TestCase):
     self.assertEqual(sorted(os.listdir(cwd)), ["taken"])
     self.assertEqual(os.listdir(taken), ["sweep.json"])
 
+
+
+class TrainSummaryTest(absltest.TestCase):
+  """A cell's accuracy leaves out its diverged seeds, and the band stays
+  within [0, 1] (no training: rows written by hand)."""
+
+  def test_diverged_seed_left_out_and_band_within_one(self):
+    def row(seed, accuracy, diverged_at=None):
+      return {"cell": "c", "act": "relu", "init": "he_normal", "depth": 4,
+              "width": 8, "seed": seed, "test_accuracy": accuracy,
+              "diverged_at": diverged_at, "converged": diverged_at is None}
+    rows = [row(0, 0.99), row(1, 0.90), row(2, 0.1, diverged_at=40)]
+    (cell,) = sweep_summary.summarize(rows, "train")
+    self.assertAlmostEqual(cell["mean"], 0.945)
+    self.assertEqual((cell["diverged"], cell["ok"], cell["seeds"]), (1, 2, 3))
+    self.assertIn("(1 diverged, left out)",
+                  sweep_summary.format_summary(rows, "train"))
+    fig = sweep_plots.plot_sweep(rows, "train")
+    bands = [c for ax in fig.axes for c in ax.collections
+             if hasattr(c, "get_paths") and c.get_paths()]
+    top = max(p.vertices[:, 1].max() for c in bands for p in c.get_paths())
+    self.assertLessEqual(top, 1.0)   # mean + std = 1.009 before clipping
+    self.assertIn("did not diverge", fig.get_suptitle())
 
 if __name__ == "__main__":
   absltest.main()

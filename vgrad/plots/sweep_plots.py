@@ -33,14 +33,17 @@ def _value(summary: dict, task: str) -> tuple[float, float, float]:
   std = 0.0 if math.isnan(std) else std
   if task == "spectrum":   # mean and std of log10 gain: a log-space band
     return 10.0 ** mean, 10.0 ** (mean - std), 10.0 ** (mean + std)
-  return mean, mean - std, mean + std
+  # An accuracy's band stays within what an accuracy can be.
+  return mean, max(mean - std, 0.0), min(mean + std, 1.0)
 
 
 def _title(rows: list[dict], task: str) -> str:
   seeds = len({r["seed"] for r in rows})
   what = ("exact input-output Jacobian spectrum" if task == "spectrum"
           else "training")
-  return f"sweep: {what}, {seeds} seeds per cell (mean ± std over seeds)"
+  over = ("seeds" if task == "spectrum"
+          else "seeds that did not diverge; band within [0, 1]")
+  return f"sweep: {what}, {seeds} seeds per cell (mean ± std over {over})"
 
 
 def _draw_lines(ax, summaries, task):
