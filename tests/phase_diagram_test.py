@@ -2,6 +2,7 @@
 ``experiments.phase_diagram`` / ``experiments.replot``."""
 
 import dataclasses
+import io
 import json
 import os
 
@@ -15,6 +16,7 @@ import pytest
 
 from vgrad.nn import activations
 from vgrad.nn import models
+from vgrad.plots import phase_plots
 from vgrad.studies import phase_diagram
 from vgrad.theory import meanfield
 from vgrad.training import data
@@ -167,6 +169,20 @@ class CommandLineTest(absltest.TestCase):
       pdf = f.read()
     self.assertIn(b"/Subtype /Image", pdf)
     self.assertLess(len(pdf), 200_000)
+    # The figure as drawn: with uneven depths the depth axis still starts
+    # above 0 (at 2 and 8 the cell edges extrapolate to -1), and the one
+    # legend sits under both panels, off the heat maps.
+    results["config"]["depths"] = [2, 8]
+    fig = phase_plots.plot_phase_diagram(results)
+    left, right = fig.axes[0], fig.axes[2]
+    self.assertEqual(left.get_ylim(), (0.5, 11.0))
+    self.assertIsNone(left.get_legend())
+    self.assertIsNone(right.get_legend())
+    (legend,) = fig.legends
+    fig.savefig(io.BytesIO(), format="png")   # lays the figure out as saved
+    top = legend.get_window_extent().y1
+    for ax in (left, right):   # below the axes, their tick labels included
+      self.assertLessEqual(top, ax.get_tightbbox().y0)
     os.remove(os.path.join(out, "phase_diagram.png"))
     r = cli_testing.run_module("experiments.replot", f"--run_dir={out}", cwd=tmp)
     self.assertEqual(r.returncode, 0, r.stderr)

@@ -20,20 +20,26 @@ def _array(values) -> np.ndarray:
   return np.array(values, dtype=object).astype(np.float64)
 
 
-def _edges(centers: np.ndarray) -> np.ndarray:
-  """Cell edges for a (possibly uneven) axis of cell centres."""
+def _edges(centers: np.ndarray, low: float = -np.inf) -> np.ndarray:
+  """Cell edges for a (possibly uneven) axis of cell centres, the first
+  no lower than ``low`` (depths: 0.5, never a negative depth)."""
   c = np.asarray(centers, np.float64)
   if c.size == 1:
-    return np.array([c[0] - 0.5, c[0] + 0.5])
-  mid = (c[1:] + c[:-1]) / 2
-  return np.concatenate([[2 * c[0] - mid[0]], mid, [2 * c[-1] - mid[-1]]])
+    edges = np.array([c[0] - 0.5, c[0] + 0.5])
+  else:
+    mid = (c[1:] + c[:-1]) / 2
+    edges = np.concatenate([[2 * c[0] - mid[0]], mid,
+                            [2 * c[-1] - mid[-1]]])
+  edges[0] = max(edges[0], min(low, c[0] - 0.5 if c.size == 1 else mid[0]))
+  return edges
 
 
 def _draw_trainability(ax, fig, results):
   c, s, t = results["config"], results["summary"], results["theory"]
   acc = np.asarray(s["median_train_accuracy"], np.float64)
   depths = np.asarray(c["depths"], np.float64)
-  mesh = ax.pcolormesh(_edges(np.asarray(c["sigma_w2"])), _edges(depths),
+  depth_edges = _edges(depths, low=0.5)
+  mesh = ax.pcolormesh(_edges(np.asarray(c["sigma_w2"])), depth_edges,
                        acc, cmap="viridis", vmin=0.0, vmax=1.0)
   fig.colorbar(mesh, ax=ax, label=f"training accuracy after {c['steps']} "
                f"steps (median of {c['seeds']})")
@@ -44,12 +50,11 @@ def _draw_trainability(ax, fig, results):
   if t["critical_sigma_w2"] is not None:
     ax.axvline(t["critical_sigma_w2"], color=style.PALETTE[1], lw=1.2,
                label=rf"critical $\sigma_w^2$ = {t['critical_sigma_w2']:.3f}")
-  ax.set_ylim(_edges(depths)[0], _edges(depths)[-1])
+  ax.set_ylim(depth_edges[0], depth_edges[-1])
   ax.set_xlabel(r"weight variance $\sigma_w^2$")
   ax.set_ylabel("depth L (hidden layers)")
   ax.set_title(f"(a) trainability, {c['act']}, $\\sigma_b^2$ = "
                f"{c['sigma_b2']:g}, {c['dataset']}")
-  ax.legend(loc="upper right", frameon=True, framealpha=0.85)
 
 
 def _draw_plane(ax, fig, results):
@@ -77,7 +82,6 @@ def _draw_plane(ax, fig, results):
   ax.set_xlabel(r"weight variance $\sigma_w^2$")
   ax.set_ylabel(r"bias variance $\sigma_b^2$")
   ax.set_title(f"(b) mean-field phase diagram, {c['act']}")
-  ax.legend(loc="upper right", frameon=True, framealpha=0.85)
 
 
 def plot_phase_diagram(results: dict) -> Figure:
@@ -87,4 +91,11 @@ def plot_phase_diagram(results: dict) -> Figure:
     left, right = fig.subplots(1, 2)
     _draw_trainability(left, fig, results)
     _draw_plane(right, fig, results)
+    # One legend under both panels: inside, it covered the heat maps.
+    handles, labels = [], []
+    for ax in (left, right):
+      h, l = ax.get_legend_handles_labels()
+      handles, labels = handles + h, labels + l
+    fig.legend(handles, labels, loc="outside lower center", ncol=2,
+               frameon=False)
   return fig
