@@ -336,6 +336,16 @@ class MainTest(absltest.TestCase):
     for ax in fig.axes[2:4]:
       left, right = ax.get_xlim()
       self.assertAlmostEqual(left, -right)
+    # Every layer's peak below the top, with headroom for the panel's note.
+    for ax in fig.axes:
+      peak = max(np.nanmax(line.get_ydata()) for line in ax.get_lines()
+                 if line.get_label().startswith("layer"))
+      self.assertGreaterEqual(ax.get_ylim()[1], peak * (
+          histogram_plots.HEADROOM_LOG if ax.get_yscale() == "log"
+          else histogram_plots.HEADROOM_LINEAR) * (1 - 1e-9))
+    # A layer narrower than two bins is named as a spike in the note.
+    record = {"counts": [[0, 5, 0, 0], [0, 3, 2, 0], [1, 1, 1, 1]]}
+    self.assertEqual(histogram_plots.narrow_layers(record), [1, 2])
 
     # Redraw from results.json alone.
     os.remove(os.path.join(out, "histograms.png"))

@@ -20,6 +20,22 @@ X_LABELS = {"activation": r"$x_l = \phi(h_l)$",
             "gradient": r"$\partial\ell_i/\partial h_l$ (per example)"}
 
 
+NARROW_BINS = 2
+HEADROOM_LOG = 20.0
+HEADROOM_LINEAR = 1.35
+
+
+def narrow_layers(record: dict) -> list[int]:
+  """The layers (1-based) whose values all fall in at most
+  ``NARROW_BINS`` bins of the shared edges: their histogram is a spike
+  whose height is set by the bin width, not by their spread (sigmoid's
+  first gradients at the standard init, hundreds of times narrower than
+  the last layer's)."""
+  counts = np.asarray(record["counts"])
+  return [l + 1 for l, row in enumerate(counts)
+          if 0 < np.count_nonzero(row) <= NARROW_BINS]
+
+
 def layer_densities(record: dict) -> np.ndarray:
   """``(L, bins)`` densities: counts / (finite values x bin width), so each
   layer's histogram integrates to 1 over the edges."""
@@ -44,11 +60,14 @@ def _draw_panel(ax, record: dict, symmetric: bool):
     ax.step(edges, np.where(steps > 0, steps, np.nan), where="post",
             color=color, lw=0.9, label=f"layer {l + 1}")
   positive = density[density > 0]
-  # The standard init's gradient densities span many decades.
+  # The standard init's gradient densities span many decades. Headroom
+  # above the tallest layer (a decade on a log axis, a third on a linear
+  # one) keeps every peak and the panel's note apart.
   if style.log_scale_if_wide(ax, positive):
-    ax.set_ylim(positive.min() / 2, positive.max() * 2)
+    ax.set_ylim(positive.min() / 2, positive.max() * HEADROOM_LOG)
   else:
-    ax.set_ylim(0, 1.05 * (positive.max() if positive.size else 1))
+    ax.set_ylim(0, HEADROOM_LINEAR * (positive.max() if positive.size
+                                      else 1))
   lim = max(abs(edges[0]), abs(edges[-1])) if symmetric else None
   ax.set_xlim((-lim, lim) if symmetric else (edges[0], edges[-1]))
   if symmetric:
@@ -63,14 +82,27 @@ def _title(results: dict) -> str:
           f"{ds['num_examples']} {ds['name']} examples")
 
 
+def _layer_list(layers: list[int]) -> str:
+  return (f"layer {layers[0]}" if len(layers) == 1 else
+          f"layers {layers[0]}-{layers[-1]}"
+          if layers == list(range(layers[0], layers[-1] + 1))
+          else "layers " + ", ".join(map(str, layers)))
+
+
 def _std_ratio_note(ax, run: dict):
-  """Writes sigma_1 / sigma_L of the gradients in the panel's corner."""
+  """Writes sigma_1 / sigma_L of the gradients in the panel's corner, and
+  which layers are narrower than one bin (drawn as one spike)."""
   first = run["layers"][0]["gradient"]["std"]
   last = run["layers"][-1]["gradient"]["std"]
   if first is None or not last:
     return
   depth = len(run["layers"])
-  ax.text(0.03, 0.97, f"$\\sigma_1/\\sigma_{depth}$ = {first / last:.2g}",
+  text = f"$\\sigma_1/\\sigma_{depth}$ = {first / last:.2g}"
+  narrow = narrow_layers(run["histograms"]["gradient"])
+  if narrow:
+    text += (f"\n{_layer_list(narrow)}: within {NARROW_BINS} bins "
+             f"(spikes)")
+  ax.text(0.03, 0.97, text,
           transform=ax.transAxes, ha="left", va="top",
           fontsize=style.NOTE_SIZE,
           bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 0.5})
