@@ -595,10 +595,16 @@ class SweepResult:
 
 
 def groups(todo: list[Cell]) -> list[tuple[tuple, list[Cell]]]:
-  """Cells sharing (act, depth, width), in grid order."""
+  """Cells sharing (act, depth, width, init), in grid order: one compiled
+  program each, whose seeds form its batch. A cell's program holds its own
+  init alone, so its numbers do not depend on which other inits the sweep
+  has (a ``lax.switch`` over a group's inits compiled each branch in
+  another context and moved float32 roundings, which training amplified:
+  tests/sweep_test.py, GroupingTest)."""
   out: dict[tuple, list[Cell]] = {}
   for cell in todo:
-    out.setdefault((cell.act, cell.depth, cell.width), []).append(cell)
+    out.setdefault((cell.act, cell.depth, cell.width, cell.init),
+                   []).append(cell)
   return list(out.items())
 
 
@@ -673,7 +679,7 @@ class _Runner:
   def run_group(self, key: tuple, group_cells: list[Cell],
                 tick: Callable[[float], None]) -> dict:
     """``{cell id: rows}``; ``tick(fraction)`` reports progress in it."""
-    act, depth, width = key
+    act, depth, width, _ = key
     inits = tuple(dict.fromkeys(c.init for c in group_cells))
     idx, seeds, b = _batch(group_cells, inits, self.config,
                            self.mesh.devices.size)
