@@ -17,11 +17,10 @@ Seed ``s`` of a cell uses ``jax.random.key(seed + s)`` split the way the
 single-run studies split it, so every row can be reproduced alone with
 ``experiments.jacobian_spectrum`` or ``experiments.train``.
 
-How it runs. Cells that share an activation, a depth and a width form a
-*group*: their parameters have one shape, so the group's (cell, seed) pairs
-are one batch axis of length ``B = cells x seeds``, computed by one
-compiled program that vmaps a pure per-pair function (the init is chosen
-per pair by ``lax.switch`` over the group's initialisers). That batch axis
+How it runs. Each cell (activation, init, depth, width) is a *group*: its
+seeds are one batch axis of length ``B = seeds``, computed by one compiled
+program of a pure per-pair function (:func:`groups`: a cell's numbers do
+not depend on the other cells of the sweep). That batch axis
 is sharded over a 1-D ``jax.sharding.Mesh`` of all devices (padded to a
 multiple of the device count), so on 4 devices each computes a quarter of
 the pairs, and on a multi-host cluster (``jax.distributed.initialize``)
@@ -282,10 +281,12 @@ def _models(config: SweepConfig, act: str, depth: int, width: int,
 
 
 def _switch(branches: list[Callable], index, *args):
-  """``branches[index](*args)``; no switch for a single branch."""
-  if len(branches) == 1:
-    return branches[0](*args)
-  return jax.lax.switch(index, branches, *args)
+  """``branches[index](*args)`` for a group's inits: one init per group
+  (:func:`groups`), so the one branch, called directly (no
+  ``lax.switch``, whose branches compile in another context)."""
+  (branch,) = branches
+  del index
+  return branch(*args)
 
 
 def _log10(x):
