@@ -39,13 +39,15 @@ COMMANDS = {
 }
 
 
-def run(command: str) -> dict:
+def run(command: str, keep: str | None = None) -> dict:
   """CPU seconds, wall seconds and peak GB of one fresh run of
-  ``python -m command``, and its last output line."""
+  ``python -m command``, and its verdict line; ``keep``: the run
+  directory to write (kept), else a temporary one."""
   with tempfile.TemporaryDirectory() as out:
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", *command.split(), f"--out_dir={out}/run"],
+        [sys.executable, "-m", *command.split(),
+         f"--out_dir={keep or os.path.join(out, 'run')}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         env=os.environ | {"MPLBACKEND": "Agg"})
     output = proc.stdout.read().decode()
@@ -68,6 +70,8 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--only", default=",".join(COMMANDS),
                       help="comma-separated names of: " + ", ".join(COMMANDS))
+  parser.add_argument("--keep_dir", default=None,
+                      help="keep each run's directory as KEEP_DIR/<name>")
   args = parser.parse_args(argv)
   names = args.only.split(",")
   unknown = [n for n in names if n not in COMMANDS]
@@ -76,7 +80,8 @@ def main(argv=None):
                  f"{', '.join(COMMANDS)}")
   rows = []
   for name in names:
-    r = run(COMMANDS[name])
+    r = run(COMMANDS[name], args.keep_dir and os.path.join(args.keep_dir,
+                                                           name))
     print(f"{name}: {r['cpu']:.0f} CPU-s, {r['wall']:.0f} s wall",
           file=sys.stderr, flush=True)
     rows.append([f"`python -m {COMMANDS[name]}`", _minutes(r["cpu"]),
