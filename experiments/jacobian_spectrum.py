@@ -39,6 +39,7 @@ from vgrad.io import rundir
 from vgrad.plots import spectrum_plots
 from vgrad.probes import block_lanczos
 from vgrad.probes import log_spectrum
+from vgrad.studies import footprint
 from vgrad.studies import model_spectra
 from vgrad.studies import spectrum_study
 
@@ -106,7 +107,9 @@ def main(argv):
   out_dir = FLAGS.out_dir or rundir.default_run_dir("runs/jacobian_spectrum",
                                                     name)
   cli.check_out_dir(out_dir, FLAGS.overwrite)
-  cli.check_memory(spectrum_cli.memory_terms(config))
+  cli.check_memory(spectrum_cli.memory_terms(config),
+                   flops=footprint.spectrum_flops(config.depth, config.width,
+                                                  config.num_inputs))
   if config.dtype == "float64":
     jax.config.update("jax_enable_x64", True)
 

@@ -56,9 +56,9 @@ def main(argv):
              f"{', '.join(sorted(presets.PRESETS))}")
   preset = presets.get_preset(FLAGS.preset)
   lecture_cli.check_arms(preset)
-  training_run.check_memory(lecture_cli.arms(preset))
   ds = training_run.load(preset.dataset)
   out_dir = training_run.out_dir_for("runs/lecture", preset.name)
+  training_run.check_memory(lecture_cli.arms(preset))
   mnist = (lecture_cli.mnist_or_none() if preset.name == "digits_deep"
            else None)
   lecture_cli.run_preset(preset, ds, mnist, out_dir)

@@ -62,7 +62,6 @@ def main(argv):
     cli.fail(f"unexpected arguments {' '.join(argv[1:])}; flags look like "
              f"--act=sigmoid")
   configs = train_cli.make_configs()
-  training_run.check_memory(configs)
   ds = training_run.load(FLAGS.dataset, FLAGS.batch_size)
   if FLAGS.loss is not None:
     try:
@@ -72,6 +71,7 @@ def main(argv):
   name = (f"{FLAGS.dataset}_{'-'.join(FLAGS.act)}_{FLAGS.init}_"
           f"L{FLAGS.depth}_N{FLAGS.width}")
   out_dir = training_run.out_dir_for("runs/train", name)
+  training_run.check_memory(configs)
   record = training_run.flag_record()
   title = f"{FLAGS.dataset}, depth {FLAGS.depth}, width {FLAGS.width}"
   training_run.run_arms("train", title, configs, ds, out_dir, record)

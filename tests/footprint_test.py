@@ -58,5 +58,22 @@ class CountTest(parameterized.TestCase):
     self.assertEqual(adam[0].nbytes, 2 * base[0].nbytes)
 
 
+  def test_work_and_the_time_note(self):
+    params = footprint.mlp_parameters(10, 5, 2, 2)
+    self.assertEqual(footprint.training_flops(10, 5, "xor", 0, 8, 20_000),
+                     6 * 20_000 * 8 * 4 * params)
+    self.assertEqual(footprint.spectrum_flops(10, 256, 16),
+                     12 * 16 * 10 * 256 ** 3)
+    # The README's runs take no note; a hundred million steps at width 512
+    # do, in hours.
+    self.assertIsNone(footprint.time_note(
+        footprint.training_flops(10, 5, "xor", 0, 8, 20_000)))
+    self.assertIsNone(footprint.time_note(
+        footprint.spectrum_flops(10, 256, 16)))
+    note = footprint.time_note(
+        footprint.training_flops(10, 512, "xor", 0, 8, 10**8))
+    self.assertIn("hours at 20 GFLOP/s", note)
+
+
 if __name__ == "__main__":
   absltest.main()

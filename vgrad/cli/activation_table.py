@@ -217,7 +217,8 @@ def run() -> None:
   dataset's sweep run or resumed, its table written and printed."""
   import jax  # pylint: disable=import-outside-toplevel
   configs = {"digits": make_config(FLAGS, "digits")}
-  cli.check_memory(footprint.sweep(configs["digits"]))
+  cli.check_memory(footprint.sweep(configs["digits"]),
+                   flops=footprint.sweep_flops(configs["digits"]))
   if FLAGS.devices > len(jax.devices()):
     cli.fail(f"--devices must be in [0, {len(jax.devices())}] (0 = all "
              f"devices JAX sees), got {FLAGS.devices}")
@@ -226,7 +227,8 @@ def run() -> None:
   mnist = load_mnist(FLAGS.data_dir)
   if mnist is not None:
     configs["mnist"] = make_config(FLAGS, "mnist")
-    cli.check_memory(footprint.sweep(configs["mnist"]))
+    cli.check_memory(footprint.sweep(configs["mnist"]),
+                     flops=footprint.sweep_flops(configs["mnist"]))
     datasets["mnist"] = mnist
   command = cli.command_line()
   for name, config in configs.items():

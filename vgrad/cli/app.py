@@ -123,11 +123,14 @@ def machine_memory() -> tuple[float, str]:
 
 
 def check_memory(terms: list[footprint.Term], names=None,
-                 fv: flags.FlagValues = FLAGS) -> None:
+                 fv: flags.FlagValues = FLAGS,
+                 flops: float | None = None) -> None:
   """One line naming the flag of the largest term when the run's memory
   (a lower bound, :mod:`vgrad.studies.footprint`) exceeds --memory_gb or,
   without it, the machine's memory; before any work. ``names``: the flag
-  of a term's setting where it differs (``{"width": "widths"}``)."""
+  of a term's setting where it differs (``{"width": "widths"}``). A run
+  that fits but whose ``flops`` take long prints a note on stderr
+  (:func:`vgrad.studies.footprint.time_note`)."""
   need = footprint.total(terms)
   given = fv["memory_gb"].value if "memory_gb" in fv else None
   if given is not None:
@@ -138,6 +141,9 @@ def check_memory(terms: list[footprint.Term], names=None,
     limit = f"the {have / footprint.GB:.3g} GB of memory {where} has"
     advice = f"pass --memory_gb={math.ceil(need / footprint.GB)}"
   if need <= have:
+    note = None if flops is None else footprint.time_note(flops)
+    if note:
+      print(f"note: {note}", file=sys.stderr)
     return
   flag = footprint.largest(terms).setting
   flag = (names or {}).get(flag, flag)

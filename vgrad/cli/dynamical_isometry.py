@@ -78,7 +78,9 @@ def make_config() -> tuple[isometry_study.IsometryConfig, list[str]]:
   try:
     isometry_study.check_config(isometry_study.IsometryConfig(**sizes))
     cli.check_memory(footprint.isometry(depths, FLAGS.width, FLAGS.seeds,
-                                        FLAGS.dtype))
+                                        FLAGS.dtype),
+                     flops=footprint.spectrum_flops(sum(depths), FLAGS.width,
+                                                    FLAGS.seeds))
     arms, notes = make_arms()
     config = isometry_study.IsometryConfig(arms=arms, **sizes)
     isometry_study.check_config(config)

@@ -48,5 +48,9 @@ def make_config() -> phase_diagram.PhaseConfig:
     cli.fail("--lr must be > 0")
   cli.check_memory(footprint.training(
       max(config.depths), config.width, config.dataset, config.batch_size,
-      config.seeds, config.optimizer, networks=len(config.sigma_w2)))
+      config.seeds, config.optimizer, networks=len(config.sigma_w2)),
+      flops=sum(footprint.training_flops(
+          d, config.width, config.dataset, config.batch_size, config.seeds,
+          config.steps, networks=len(config.sigma_w2))
+                for d in config.depths))
   return config

@@ -75,7 +75,8 @@ def check_memory(config: sweep.SweepConfig) -> None:
   """The largest batch against the memory (:func:`cli.check_memory`); after
   ``jax.distributed.initialize``, which must come before JAX's backend
   starts (the check asks it for the device's memory)."""
-  cli.check_memory(footprint.sweep(config), footprint.SWEEP_FLAGS)
+  cli.check_memory(footprint.sweep(config), footprint.SWEEP_FLAGS,
+                   flops=footprint.sweep_flops(config))
 
 
 

@@ -82,11 +82,15 @@ def check_memory(configs, dataset: str | None = None) -> None:
   """:func:`vgrad.cli.app.check_memory` of the largest of the arms
   ``configs`` (:class:`vgrad.studies.training_study.TrainConfig`, trained
   one after another, each arm's seeds at once) on ``dataset`` (default
-  each arm's own), before any data is read."""
+  each arm's own), and the time note of all of them; after the data are
+  read (a bad --data_dir is the first error), before any training."""
   terms = [footprint.training(c.depth, c.width, dataset or c.dataset,
                               c.batch_size, c.seeds, c.optimizer)
            for c in configs]
-  cli.check_memory(max(terms, key=footprint.total))
+  flops = sum(footprint.training_flops(c.depth, c.width, dataset or c.dataset,
+                                       c.batch_size, c.seeds, c.steps)
+              for c in configs)
+  cli.check_memory(max(terms, key=footprint.total), flops=flops)
 
 
 def out_dir_for(root: str, name: str) -> str:

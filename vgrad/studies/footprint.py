@@ -235,3 +235,59 @@ def describe(terms: list[Term]) -> str:
   return (f"at least {total(terms) / GB:.3g} GB, mostly "
           f"{largest(terms).what} ({largest(terms).nbytes / GB:.3g} GB)")
 
+
+# --------------------------------------------------------------------------
+# Work: floating-point operations, for the time a large run takes.
+
+# The rate a time note assumes: a few cores' sustained matmul throughput
+# (this project's 2-vCPU VMs run float32 matmuls at 20-60 GFLOP/s); an
+# accelerator is 10-1000x faster. A note, never a refusal: the count is
+# exact arithmetic, the rate a rough guide.
+NOMINAL_FLOPS = 2e10
+# Runs estimated to take longer than this at NOMINAL_FLOPS get a note.
+LONG_SECONDS = 600.0
+
+
+def spectrum_flops(depth: int, width: int, num_inputs: int) -> float:
+  """Jacobian spectra of an MLP: per input and layer a ``width^3``
+  product (2 n^3) and a decomposition (~10 n^3 for an SVD or QR + SVD)."""
+  return 12.0 * num_inputs * depth * float(width) ** 3
+
+
+def training_flops(depth: int, width: int, dataset: str, batch_size: int,
+                   seeds: int, steps: int, networks: int = 1) -> float:
+  """``steps`` SGD steps of ``seeds x networks`` MLPs: 6 flops per
+  parameter per example (forward 2, backward 4)."""
+  d_in, d_out, examples = DATASET_SHAPES[dataset]
+  batch = min(batch_size or examples, examples)
+  return (6.0 * steps * seeds * networks * batch
+          * mlp_parameters(depth, width, d_in, d_out))
+
+
+def time_note(flops: float, rate: float = NOMINAL_FLOPS) -> str | None:
+  """A note for a run of ``flops`` that takes longer than LONG_SECONDS at
+  ``rate``, else None."""
+  seconds = flops / rate
+  if seconds <= LONG_SECONDS:
+    return None
+  hours = seconds / 3600
+  span = f"{hours:.3g} hours" if hours >= 1 else f"{seconds / 60:.0f} min"
+  return (f"this run does about {flops:.2g} floating-point operations: "
+          f"about {span} at {rate / 1e9:.0f} GFLOP/s (a few CPU cores; an "
+          f"accelerator is 10-1000x faster)")
+
+
+def sweep_flops(config) -> float:
+  """Every cell of a sweep (``config``: a SweepConfig), every seed."""
+  cells = len(config.acts) * len(config.inits)
+  total = 0.0
+  for d in config.depths:
+    for w in config.widths:
+      if config.task == "spectrum":
+        total += cells * config.seeds * spectrum_flops(d, w, config.num_inputs)
+      else:
+        total += cells * training_flops(d, w, config.dataset,
+                                        config.batch_size, config.seeds,
+                                        config.steps)
+  return total
+
