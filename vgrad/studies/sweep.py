@@ -419,8 +419,10 @@ def _grad_ratio(probe, params, x, y):
 
 def _train_programs(config: SweepConfig, act, depth, width, inits,
                     dataset: data_lib.Dataset, mesh: Mesh) -> _TrainPrograms:
-  """The group's jitted programs, each sharded over ``mesh`` (B axis)."""
-  loss = train.DEFAULT_LOSS[dataset.task]
+  """The group's jitted programs, each sharded over ``mesh`` (B axis): its
+  own init program, and the training chunks and metrics it shares with
+  every group of its shape (:func:`_shape_programs`: the same program
+  whatever the init, so the cells of a shape compile them once)."""
   group = _models(config, act, depth, width, inits, dataset.num_outputs,
                   jnp.float32)
   optimizer = train.make_optimizer(config.optimizer, config.lr,
@@ -432,10 +434,27 @@ def _train_programs(config: SweepConfig, act, depth, width, inits,
                 for m in group]
     return _switch(branches, init_index, init_key, x), train_key
 
-  step_fn = train.make_step_fn(group[0], optimizer, loss, dataset.task,
+  chunk, metrics = _shape_programs(config, act, depth, width, dataset, mesh)
+  return _TrainPrograms(
+      init=_per_shard(_pair_map(init_one, mesh), mesh, (True, True, False)),
+      chunk=chunk, metrics=metrics)
+
+
+@functools.lru_cache(maxsize=16)
+def _shape_programs(config: SweepConfig, act, depth, width,
+                    dataset: data_lib.Dataset, mesh: Mesh):
+  """``(chunk, metrics)`` of every cell of one (act, depth, width): the
+  training steps and the final metrics apply the net, which is the same
+  for every init (the first init's model stands for all of them)."""
+  loss = train.DEFAULT_LOSS[dataset.task]
+  (model,) = _models(config, act, depth, width, config.inits[:1],
+                     dataset.num_outputs, jnp.float32)
+  optimizer = train.make_optimizer(config.optimizer, config.lr,
+                                   momentum=config.momentum)
+  step_fn = train.make_step_fn(model, optimizer, loss, dataset.task,
                                config.batch_size)
-  evaluate = train.make_evaluate(group[0], loss, dataset.task)
-  probe = train.make_probe(group[0], loss, dataset.task)
+  evaluate = train.make_evaluate(model, loss, dataset.task)
+  probe = train.make_probe(model, loss, dataset.task)
 
   def final(states, params0, x_train, y_train, x_test, y_test, probe_data):
     tr = evaluate(states.params, x_train, y_train)
@@ -455,15 +474,13 @@ def _train_programs(config: SweepConfig, act, depth, width, inits,
     out["grad_ratio_final"] = ratios[b:]
     return out
 
+  @functools.cache
   def chunk(num_steps: int) -> Callable:
     run = train.make_train_chunk(step_fn, num_steps)
     return _per_shard(lambda *args: run(*args)[0], mesh,
                       (True, True, False, False, False))
 
-  return _TrainPrograms(
-      init=_per_shard(_pair_map(init_one, mesh), mesh, (True, True, False)),
-      chunk=chunk,
-      metrics=_per_shard(final, mesh, (True, True) + (False,) * 5))
+  return chunk, _per_shard(final, mesh, (True, True) + (False,) * 5)
 
 
 # ----------------------------------------------------------------- storage
