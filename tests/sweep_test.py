@@ -342,32 +342,37 @@ class SweepTrainTest(absltest.TestCase):
 
 @pytest.mark.slow
 class GroupingTest(absltest.TestCase):
-  """A cell's numbers do not depend on which other cells its sweep has:
-  one compiled program per (act, depth, width, init). The seed count sets
-  the batch's shape, so a seed's row moves with it by float32 rounding
-  only (measured: 1e-7 relative at init, 6e-8 in the loss after 200 steps;
-  README, "How it runs")."""
+  """How much a cell's numbers depend on the cells it is batched with.
+  The inits of one shape share a compiled program (a ``lax.switch`` picks
+  each pair's init; the pairs are one batch), and the number of seeds
+  sets the batch's shape: the same cell and seed computed beside other
+  inits, alone, or with fewer seeds agree to float32 rounding (measured:
+  2e-7 relative, in the gradient ratio at init). Training can amplify that
+  rounding (an LSUV cell of the activation table: test accuracy 0.9499
+  beside the other inits, 0.9554 alone, after 2000 steps); README, "How it
+  runs"."""
 
-  def test_a_cell_is_the_same_beside_other_inits_or_alone(self):
+  def test_a_cell_beside_other_inits_alone_or_with_fewer_seeds(self):
     root = self.create_tempdir().full_path
     digits = data.load_dataset("digits")
     keys = ("train_loss", "test_accuracy", "grad_ratio_init",
             "grad_ratio_final")
+    beside = _train_sweep()
     for init in TRAIN.inits:
       alone = sweep.run_sweep(dataclasses.replace(TRAIN, inits=(init,)),
                               os.path.join(root, init), dataset=digits).rows
-      beside = [r for r in _train_sweep() if r["init"] == init]
-      self.assertEqual([[r[k] for k in keys] for r in alone],
-                       [[r[k] for k in keys] for r in beside], init)
-    # One seed instead of two: the same seed within float32 rounding.
+      for row in alone:
+        (other,) = [r for r in beside
+                    if r["init"] == init and r["seed"] == row["seed"]]
+        for k in keys:
+          self.assertAlmostEqual(row[k], other[k], delta=1e-6 * abs(other[k]))
     (one,) = sweep.run_sweep(
         dataclasses.replace(TRAIN, inits=("he_normal",), seeds=1),
         os.path.join(root, "one"), dataset=digits).rows
-    (two,) = [r for r in _train_sweep()
+    (two,) = [r for r in beside
               if r["init"] == "he_normal" and r["seed"] == 0]
     for k in keys:
       self.assertAlmostEqual(one[k], two[k], delta=1e-6 * abs(two[k]))
-
 
 # The 4-device run of TRAIN: the 1-device rows it is compared with are this
 # test process's own (_train_sweep), computed once for the whole file.

@@ -17,10 +17,11 @@ Seed ``s`` of a cell uses ``jax.random.key(seed + s)`` split the way the
 single-run studies split it, so every row can be reproduced alone with
 ``experiments.jacobian_spectrum`` or ``experiments.train``.
 
-How it runs. Each cell (activation, init, depth, width) is a *group*: its
-seeds are one batch axis of length ``B = seeds``, computed by one compiled
-program of a pure per-pair function (:func:`groups`: a cell's numbers do
-not depend on the other cells of the sweep). That batch axis
+How it runs. Cells that share an activation, a depth and a width form a
+*group*: their parameters have one shape, so the group's (cell, seed) pairs
+are one batch axis of length ``B = cells x seeds``, computed by one
+compiled program that vmaps a pure per-pair function (the init is chosen
+per pair by ``lax.switch`` over the group's initialisers). That batch axis
 is sharded over a 1-D ``jax.sharding.Mesh`` of all devices (padded to a
 multiple of the device count), so on 4 devices each computes a quarter of
 the pairs, and on a multi-host cluster (``jax.distributed.initialize``)
@@ -281,12 +282,10 @@ def _models(config: SweepConfig, act: str, depth: int, width: int,
 
 
 def _switch(branches: list[Callable], index, *args):
-  """``branches[index](*args)`` for a group's inits: one init per group
-  (:func:`groups`), so the one branch, called directly (no
-  ``lax.switch``, whose branches compile in another context)."""
-  (branch,) = branches
-  del index
-  return branch(*args)
+  """``branches[index](*args)``; no switch for a single branch."""
+  if len(branches) == 1:
+    return branches[0](*args)
+  return jax.lax.switch(index, branches, *args)
 
 
 def _log10(x):
@@ -419,10 +418,8 @@ def _grad_ratio(probe, params, x, y):
 
 def _train_programs(config: SweepConfig, act, depth, width, inits,
                     dataset: data_lib.Dataset, mesh: Mesh) -> _TrainPrograms:
-  """The group's jitted programs, each sharded over ``mesh`` (B axis): its
-  own init program, and the training chunks and metrics it shares with
-  every group of its shape (:func:`_shape_programs`: the same program
-  whatever the init, so the cells of a shape compile them once)."""
+  """The group's jitted programs, each sharded over ``mesh`` (B axis)."""
+  loss = train.DEFAULT_LOSS[dataset.task]
   group = _models(config, act, depth, width, inits, dataset.num_outputs,
                   jnp.float32)
   optimizer = train.make_optimizer(config.optimizer, config.lr,
@@ -434,27 +431,10 @@ def _train_programs(config: SweepConfig, act, depth, width, inits,
                 for m in group]
     return _switch(branches, init_index, init_key, x), train_key
 
-  chunk, metrics = _shape_programs(config, act, depth, width, dataset, mesh)
-  return _TrainPrograms(
-      init=_per_shard(_pair_map(init_one, mesh), mesh, (True, True, False)),
-      chunk=chunk, metrics=metrics)
-
-
-@functools.lru_cache(maxsize=16)
-def _shape_programs(config: SweepConfig, act, depth, width,
-                    dataset: data_lib.Dataset, mesh: Mesh):
-  """``(chunk, metrics)`` of every cell of one (act, depth, width): the
-  training steps and the final metrics apply the net, which is the same
-  for every init (the first init's model stands for all of them)."""
-  loss = train.DEFAULT_LOSS[dataset.task]
-  (model,) = _models(config, act, depth, width, config.inits[:1],
-                     dataset.num_outputs, jnp.float32)
-  optimizer = train.make_optimizer(config.optimizer, config.lr,
-                                   momentum=config.momentum)
-  step_fn = train.make_step_fn(model, optimizer, loss, dataset.task,
+  step_fn = train.make_step_fn(group[0], optimizer, loss, dataset.task,
                                config.batch_size)
-  evaluate = train.make_evaluate(model, loss, dataset.task)
-  probe = train.make_probe(model, loss, dataset.task)
+  evaluate = train.make_evaluate(group[0], loss, dataset.task)
+  probe = train.make_probe(group[0], loss, dataset.task)
 
   def final(states, params0, x_train, y_train, x_test, y_test, probe_data):
     tr = evaluate(states.params, x_train, y_train)
@@ -474,13 +454,15 @@ def _shape_programs(config: SweepConfig, act, depth, width,
     out["grad_ratio_final"] = ratios[b:]
     return out
 
-  @functools.cache
   def chunk(num_steps: int) -> Callable:
     run = train.make_train_chunk(step_fn, num_steps)
     return _per_shard(lambda *args: run(*args)[0], mesh,
                       (True, True, False, False, False))
 
-  return chunk, _per_shard(final, mesh, (True, True) + (False,) * 5)
+  return _TrainPrograms(
+      init=_per_shard(_pair_map(init_one, mesh), mesh, (True, True, False)),
+      chunk=chunk,
+      metrics=_per_shard(final, mesh, (True, True) + (False,) * 5))
 
 
 # ----------------------------------------------------------------- storage
@@ -613,16 +595,10 @@ class SweepResult:
 
 
 def groups(todo: list[Cell]) -> list[tuple[tuple, list[Cell]]]:
-  """Cells sharing (act, depth, width, init), in grid order: one compiled
-  program each, whose seeds form its batch. A cell's program holds its own
-  init alone, so its numbers do not depend on which other inits the sweep
-  has (a ``lax.switch`` over a group's inits compiled each branch in
-  another context and moved float32 roundings, which training amplified:
-  tests/sweep_test.py, GroupingTest)."""
+  """Cells sharing (act, depth, width), in grid order."""
   out: dict[tuple, list[Cell]] = {}
   for cell in todo:
-    out.setdefault((cell.act, cell.depth, cell.width, cell.init),
-                   []).append(cell)
+    out.setdefault((cell.act, cell.depth, cell.width), []).append(cell)
   return list(out.items())
 
 
@@ -697,7 +673,7 @@ class _Runner:
   def run_group(self, key: tuple, group_cells: list[Cell],
                 tick: Callable[[float], None]) -> dict:
     """``{cell id: rows}``; ``tick(fraction)`` reports progress in it."""
-    act, depth, width, _ = key
+    act, depth, width = key
     inits = tuple(dict.fromkeys(c.init for c in group_cells))
     idx, seeds, b = _batch(group_cells, inits, self.config,
                            self.mesh.devices.size)
