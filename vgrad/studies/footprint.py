@@ -232,8 +232,9 @@ def sweep(config) -> list[Term]:
 
 def describe(terms: list[Term]) -> str:
   """``"about 4.1e+02 GB, mostly the weights: ..."``"""
-  return (f"at least {total(terms) / GB:.3g} GB, mostly "
-          f"{largest(terms).what} ({largest(terms).nbytes / GB:.3g} GB)")
+  top = largest(terms)
+  return (f"at least {total(terms) / GB:.3g} GB, mostly {top.what} "
+          f"({top.nbytes / GB:.3g} GB)")
 
 
 # --------------------------------------------------------------------------
