@@ -20,6 +20,11 @@ schema                          file, written by
 ``vgrad.sweep/1``               sweep.json and cells/<id>.json,
                                 ``experiments.sweep``
 ``vgrad.activation_table/1``    table.json, ``experiments.activation_table``
+``vgrad.signal_propagation/1``  results.json,
+                                ``experiments.signal_propagation``
+``vgrad.coord_check/1``         results.json, ``experiments.coord_check``
+``vgrad.monitor/1``             every line of a monitor's JSON-lines file
+                                (``vgrad.training.monitor_log``)
 ==============================  =========================================
 
 Standard library only (layer rule: ``vgrad.io`` imports no other vgrad
@@ -40,6 +45,9 @@ DYNAMICAL_ISOMETRY = "vgrad.dynamical_isometry/1"
 GRADIENT_HISTOGRAMS = "vgrad.gradient_histograms/1"
 SWEEP = "vgrad.sweep/1"                  # sweep.json and every cell file
 ACTIVATION_TABLE = "vgrad.activation_table/1"
+SIGNAL_PROPAGATION = "vgrad.signal_propagation/1"
+COORD_CHECK = "vgrad.coord_check/1"
+MONITOR = "vgrad.monitor/1"              # every line of a monitor's .jsonl
 
 # Every schema this vgrad writes and reads, with the file that carries it.
 FILES = {
@@ -50,6 +58,9 @@ FILES = {
     GRADIENT_HISTOGRAMS: "results.json",
     SWEEP: "sweep.json",
     ACTIVATION_TABLE: "table.json",
+    SIGNAL_PROPAGATION: "results.json",
+    COORD_CHECK: "results.json",
+    MONITOR: "monitor.jsonl",
 }
 ALL = tuple(FILES)
 
