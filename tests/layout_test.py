@@ -34,7 +34,7 @@ ALLOWED = {
     "vgrad.nn": {"vgrad.nn"},
     "vgrad.probes": {"vgrad.probes", "vgrad.nn"},
     "vgrad.theory": {"vgrad.theory", "vgrad.nn.activations"},
-    "vgrad.training": {"vgrad.training", "vgrad.nn"},
+    "vgrad.training": {"vgrad.training", "vgrad.nn", "vgrad.io"},
     "vgrad.studies": COMPUTE | {"vgrad.io"},
     "vgrad.io": {"vgrad.io"},
     # Only the JAX-free studies modules: enforced by test_plots_never_load_jax.

@@ -57,6 +57,12 @@ def _cached_mlp(act, depth, width, num_outputs, dtype, act_params, sigma_b2):
                          sigma_b2=sigma_b2)
 
 
+def _layers(model, tree):
+  """Each layer's ``{kernel, bias}`` in forward order."""
+  return [functools.reduce(lambda t, k: t[k], path.split("/"), tree)
+          for path in models.layer_paths(model)]
+
+
 def _inputs(n, d, seed=1, dtype=np.float32, scale=1.0, shift=0.0):
   """``scale * N(0, 1) + shift`` inputs ``(n, d)``, drawn by NumPy: a
   ``jax.random.normal`` per shape would compile the threefry hash each
@@ -89,7 +95,7 @@ class UnitVarianceTest(parameterized.TestCase):
     x = _inputs(BATCH, N_IN, scale=3)
     before = model.init(jax.random.key(0), x[:1])
     params, info = lsuv.lsuv_init(model, before, x)
-    for old, new in zip(train.layer_dicts(before), train.layer_dicts(params)):
+    for old, new in zip(_layers(model, before), _layers(model, params)):
       # Biases untouched; each kernel multiplied by one positive scalar.
       np.testing.assert_array_equal(new["bias"], old["bias"])
       ratio = np.asarray(new["kernel"]) / np.asarray(old["kernel"])
@@ -162,8 +168,8 @@ class ExactTest(absltest.TestCase):
       np.testing.assert_array_equal(info.iterations, 1)
       np.testing.assert_allclose(info.variance, 1.0, atol=1e-12)
       z = np.asarray(x)
-      for old, new in zip(train.layer_dicts(before),
-                          train.layer_dicts(after)):
+      for old, new in zip(_layers(model, before),
+                          _layers(model, after)):
         q, w = np.asarray(old["kernel"]), np.asarray(new["kernel"])
         np.testing.assert_allclose(q.T @ q, np.eye(n), atol=1e-12)
         scale = 1 / np.sqrt(np.var(z @ q))     # what Algorithm 1 divides by
@@ -245,8 +251,8 @@ class DegenerateTest(absltest.TestCase):
     chex.assert_tree_all_finite(after)
     np.testing.assert_array_equal(info.degenerate, [False] + [True] * 4)
     self.assertTrue(bool(info.converged[0]))
-    for old, new in list(zip(train.layer_dicts(before),
-                             train.layer_dicts(after)))[1:]:
+    for old, new in list(zip(_layers(model, before),
+                             _layers(model, after)))[1:]:
       chex.assert_trees_all_equal(new, old)
 
 

@@ -166,12 +166,14 @@ class StepTest(parameterized.TestCase):
         fd = (float(loss(flat + e)) - float(loss(flat - e))) / (2 * eps)
         np.testing.assert_allclose(flat_grads[i], fd, rtol=1e-6, atol=1e-9)
       kernel = np.asarray(grads["params"]["layers_1"]["kernel"])
+      # float32 norms summed in another order (scaled by the largest entry,
+      # so that they never overflow): equal to float32 rounding.
       np.testing.assert_allclose(metrics["grad_norm_w"][1],
-                                 np.linalg.norm(kernel), rtol=1e-12)
+                                 np.linalg.norm(kernel), rtol=1e-6)
       np.testing.assert_allclose(
           metrics["grad_norm_b"][2],
           np.linalg.norm(np.asarray(grads["params"]["readout"]["bias"])),
-          rtol=1e-12)
+          rtol=1e-6)
 
   @pytest.mark.slow   # three training steps to compile
   def test_zero_init_units_stay_identical(self):

@@ -12,6 +12,7 @@ import jax
 import numpy as np
 import pytest
 
+from vgrad.nn import models
 from vgrad.plots import training_plots
 from vgrad.studies import training_report
 from vgrad.studies import training_study as ts
@@ -220,8 +221,17 @@ class HelpersTest(absltest.TestCase):
              "bias": np.zeros((2, 4))}
     params = {"params": {"layers_0": same, "layers_1": other,
                          "readout": other}}
-    np.testing.assert_array_equal(ts.symmetric_layers(params),
+    model = models.make_mlp(depth=2, width=4, num_outputs=4)
+    np.testing.assert_array_equal(ts.symmetric_layers(model, params),
                                   [[True, False], [True, False]])
+    # Layers in forward order at any depth (tree order would put
+    # layers_10 before layers_2).
+    deep = {f"layers_{i}": other for i in range(12)} | {"layers_2": same,
+                                                        "readout": other}
+    model = models.make_mlp(depth=12, width=4, num_outputs=4)
+    np.testing.assert_array_equal(
+        ts.symmetric_layers(model, {"params": deep})[0],
+        [i == 2 for i in range(12)])
 
   def test_chance_loss(self):
     self.assertAlmostEqual(ts.chance_loss(data.xor(), "binary_cross_entropy"),

@@ -152,6 +152,16 @@ class MLP(nn.Module):
     return HEADS[self.head](self.readout(x))
 
 
+def layer_paths(model: MLP) -> list[str]:
+  """The parameter paths of the model's layers in forward order, as
+  :func:`vgrad.gradient_stats` names them: ``params/layers_0``, ...,
+  ``params/layers_{L-1}`` and ``params/readout`` (if it has one); each
+  holds a ``kernel`` and a ``bias``."""
+  paths = [f"params/layers_{i}" for i in range(model.depth)]
+  return paths + (["params/readout"] if model.num_outputs is not None
+                  else [])
+
+
 def hidden_layer(model: MLP) -> HiddenLayer:
   """The model's hidden-layer module, unbound, for one layer's parameters.
 

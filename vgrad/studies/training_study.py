@@ -23,6 +23,8 @@ import numpy as np
 from vgrad.nn import config as nn_config
 from vgrad.nn import models
 from vgrad.training import data as data_lib
+from vgrad.training import monitor
+from vgrad.training import monitor_log
 from vgrad.training import train
 
 # Gradient-flow and saturation thresholds used by the diagnosis.
@@ -126,17 +128,17 @@ def _tolist(a):
   return [_tolist(v) for v in a]
 
 
-def symmetric_layers(params) -> np.ndarray:
+def symmetric_layers(model: models.MLP, params) -> np.ndarray:
   """Per seed and hidden layer: are all units' incoming weights identical?
 
   Returns bool ``(S, L)``; zero initialisation keeps them identical forever
   because every unit of a layer then receives the same gradient.
   """
-  hidden = train.layer_dicts(params)[:-1]
+  leaves = monitor.float_leaves(params, "parameter")
   out = []
-  for layer in hidden:
-    w = np.asarray(layer["kernel"])       # (S, n_in, N) or (S, k, n_in, N)
-    b = np.asarray(layer["bias"])
+  for path in models.layer_paths(model)[:model.depth]:
+    w = np.asarray(leaves[f"{path}/kernel"])   # (S, n_in, N) or (S, k, n_in, N)
+    b = np.asarray(leaves[f"{path}/bias"])
     same_w = np.all(w == w[..., :1], axis=tuple(range(1, w.ndim)))
     same_b = np.all(b == b[..., :1], axis=tuple(range(1, b.ndim)))
     out.append(same_w & same_b & (w.shape[-1] > 1))
@@ -175,9 +177,11 @@ def collapsed_layer(activations, y) -> list[int | None]:
 class _Logger:
   """Writes one TensorBoard run per seed: ``tb_dir/seed_<s>``."""
 
-  def __init__(self, tb_dir: str | None, config: TrainConfig, labels):
+  def __init__(self, tb_dir: str | None, config: TrainConfig, labels,
+               model: models.MLP):
     self.writers = []
     self.labels = labels
+    self.paths = models.layer_paths(model)
     if tb_dir is not None:
       from vgrad.training import tensorboard_log  # pylint: disable=g-import-not-at-top
       self.writers = [
@@ -186,6 +190,9 @@ class _Logger:
 
   def log(self, step, record, probe_params, grads, activations,
           histograms=True):
+    if self.writers and histograms:
+      params = monitor.float_leaves(probe_params, "parameter")
+      grads = monitor.float_leaves(grads)
     for s, w in enumerate(self.writers):
       for key in ("train_loss", "train_accuracy", "test_loss",
                   "test_accuracy", "batch_loss"):
@@ -199,14 +206,19 @@ class _Logger:
             w.scalar(f"{key}/{name}", value, step)
       if not histograms:
         continue
-      layers = zip(train.layer_dicts(probe_params),
-                   train.layer_dicts(grads), self.labels)
-      for p, g, name in layers:
-        w.histogram(f"weights/{name}", p["kernel"][s], step)
-        w.histogram(f"gradients/{name}", g["kernel"][s], step)
-        with np.errstate(divide="ignore"):   # log10(0) = -inf is dropped
-          w.histogram(f"log10_abs_gradient/{name}",
-                      np.log10(np.abs(g["kernel"][s])), step)
+      for path, name in zip(self.paths, self.labels):
+        kernel, grad = params[f"{path}/kernel"][s], grads[f"{path}/kernel"][s]
+        w.histogram(f"weights/{name}", kernel, step)
+        w.histogram(f"gradients/{name}", grad, step)
+        # log10|dL/dW| on the monitor's fixed grid; what it cannot bin (exact
+        # zeros, NaN, Inf, beyond the grid) as scalars beside it.
+        counts = monitor_log.host_stats(monitor.leaf_stats(grad))
+        histogram = monitor_log.grid_histogram(counts["log10_hist"])
+        if histogram is not None:
+          w.write_histogram(f"log10_abs_gradient/{name}", histogram, step)
+        for key in ("num_zero", "num_nan", "num_inf", "hist_below",
+                    "hist_above"):
+          w.scalar(f"log10_abs_gradient_{key}/{name}", counts[key], step)
       for name, a in zip(self.labels, activations):
         w.histogram(f"activations/{name}", a[s], step)
 
@@ -304,7 +316,7 @@ def run_training(config: TrainConfig, dataset: data_lib.Dataset, *,
   evaluate, probe, chunks = (programs.evaluate, programs.probe,
                              programs.chunks)
   labels = train.layer_labels(config.depth)
-  logger = _Logger(tb_dir, config, labels)
+  logger = _Logger(tb_dir, config, labels, model)
   history, batch_metrics, batch_loss = [], None, None
   start = time.perf_counter()
   previous = 0
@@ -338,7 +350,7 @@ def run_training(config: TrainConfig, dataset: data_lib.Dataset, *,
   collapsed = ([None] * config.seeds if dataset.task == "regression" else
                collapsed_layer(_host(activations), y_probe))
   return _arm(config, dataset, loss, labels, history, _host(states.params),
-              collapsed, seconds)
+              collapsed, seconds, model)
 
 
 def _record(step, evaluate, states, train_data, test_data, probe_metrics,
@@ -515,8 +527,8 @@ def _scalar(v) -> float | None:
 
 
 def _arm(config, dataset, loss, labels, history, params, collapsed,
-         seconds) -> dict:
-  symmetric = symmetric_layers(params)
+         seconds, model) -> dict:
+  symmetric = symmetric_layers(model, params)
   chance = chance_loss(dataset, loss)
   seeds = []
   late = history[min(len(history) - 2, int(0.9 * (len(history) - 1)))]

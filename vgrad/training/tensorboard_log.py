@@ -96,8 +96,13 @@ class SummaryWriter:
     histo = make_histogram(values, bins)
     if histo is None:
       return False
-    self._write(summary_pb2.Summary.Value(tag=tag, histo=histo), step)
+    self.write_histogram(tag, histo, step)
     return True
+
+  def write_histogram(self, tag: str, histo: summary_pb2.HistogramProto,
+                      step: int) -> None:
+    """Writes a histogram already binned (e.g. on a fixed grid)."""
+    self._write(summary_pb2.Summary.Value(tag=tag, histo=histo), step)
 
   def flush(self) -> None:
     """Puts every event written so far on disk."""

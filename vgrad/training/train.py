@@ -16,7 +16,9 @@ the head named by the task is implicit in the loss:
   or the identity (regression), as in the lectures' task summary.
 
 Metrics of a step, all computed inside ``jit`` on that step's batch
-(layers are indexed 0..L-1 for the hidden layers and L for the readout):
+(layers are indexed 0..L-1 for the hidden layers and L for the readout;
+the norms and ratios are :func:`vgrad.gradient_stats`', read by the layers'
+parameter paths, :func:`vgrad.nn.models.layer_paths`):
 
 * ``loss``, ``accuracy`` (classification only);
 * ``grad_norm_w[l] = ||dL/dW_l||_F`` and ``grad_norm_b[l] = ||dL/db_l||_2``;
@@ -44,6 +46,7 @@ import optax
 
 from vgrad.nn import lsuv
 from vgrad.nn import models
+from vgrad.training import monitor
 
 # LSUV's batch: the first LSUV_EXAMPLES training inputs in the dataset's
 # order (all of them if fewer), the one mini-batch of Mishkin & Matas (2015);
@@ -164,18 +167,13 @@ class TrainState(NamedTuple):
   diverged_at: jax.Array
 
 
-def layer_dicts(tree):
-  """``[layers_0, ..., layers_{L-1}, readout]`` entries of a parameter-shaped
-  tree (parameters, gradients or updates), each ``{'kernel', 'bias'}``."""
-  p = tree["params"]
-  hidden = sorted((k for k in p if k.startswith("layers_")),
-                  key=lambda k: int(k.split("_")[1]))
-  return [p[k] for k in hidden] + [p["readout"]]
-
-
-def _norms(layers, key):
-  return jnp.stack([jnp.sqrt(jnp.sum(jnp.square(d[key])))
-                    for d in layers])
+def per_layer(model: models.MLP, stats: dict, leaf: str, key: str
+              ) -> jax.Array:
+  """``(L+1,)``: statistic ``key`` of parameter ``leaf`` (``'kernel'`` or
+  ``'bias'``) of every layer, hidden layers then readout, from
+  :func:`vgrad.gradient_stats` output ``stats``."""
+  return jnp.stack([stats[f"{path}/{leaf}"][key]
+                    for path in models.layer_paths(model)])
 
 
 def unit_metrics(activation, preactivations) -> dict[str, jax.Array]:
@@ -216,9 +214,10 @@ def make_loss_and_metrics(model: models.MLP, loss: str, task: str):
 
     (value, (logits, hs)), grads = jax.value_and_grad(
         objective, has_aux=True)(params)
-    layers = layer_dicts(grads)
-    metrics = {"loss": value, "grad_norm_w": _norms(layers, "kernel"),
-               "grad_norm_b": _norms(layers, "bias")}
+    stats = monitor.gradient_stats(grads, histogram=False)
+    metrics = {"loss": value,
+               "grad_norm_w": per_layer(model, stats, "kernel", "norm"),
+               "grad_norm_b": per_layer(model, stats, "bias", "norm")}
     if task != "regression":
       metrics["accuracy"] = compute_accuracy(logits, y, task)
     metrics.update(unit_metrics(model.activation, hs))
@@ -302,9 +301,12 @@ def make_step_fn(model: models.MLP, optimizer: optax.GradientTransformation,
     finite = _all_finite((metrics["loss"], grads, updates))
     apply = healthy & finite
     keep = lambda new, old: jnp.where(apply, new, old)  # noqa: E731
-    w_norm = _norms(layer_dicts(state.params), "kernel")
-    u_norm = _norms(layer_dicts(updates), "kernel")
-    metrics["update_ratio"] = jnp.where(w_norm > 0, u_norm / w_norm, jnp.nan)
+    # ||Delta W|| / ||W|| per layer (the updates passed as the "gradient"
+    # tree: grad_ratio is then the update-to-weight ratio).
+    metrics["update_ratio"] = per_layer(
+        model, monitor.gradient_stats(updates, state.params,
+                                      histogram=False),
+        "kernel", "grad_ratio")
     diverged_at = jnp.where(healthy & ~finite, step + 1, state.diverged_at)
     metrics["diverged_at"] = diverged_at
     new_state = TrainState(
