@@ -118,6 +118,15 @@ CASES = {
         ("missing", ["--run_dir={tmp}/nothing"], ["--run_dir", "nothing"]),
         ("torn", ["--run_dir={torn}"], ["--run_dir"]),
     ],
+    "experiments.signal_propagation": [
+        ("inf", ["--sigma_b2=inf"], ["--sigma_b2", "inf"]),
+        ("huge", [HUGE], ["--width=1000000", "GB"]),
+        ("inputs", ["--num_inputs=100000", "--memory_gb=1"],
+         ["--num_inputs=100000", "mean-field"]),
+        ("out_dir", ["--out_dir=/dev/null/run"], ["--out_dir", "/dev/null"]),
+        ("existing", ["--out_dir={tmp}/old"], ["--out_dir", "--overwrite"]),
+        ("torn", ["--replot={torn}"], ["--replot"]),
+    ],
     "experiments.gallery": [
         ("out_dir", ["--runs_dir={tmp}/old", "--out_dir=/dev/null/figures"],
          ["--out_dir", "/dev/null"]),

@@ -14,8 +14,10 @@ and ``spectral_density``), predict it (mean field: ``fixed_point_q``,
 ``singular_value_density``, ``predicted_moments``, ...), train it
 (``make_optimizer``, ``init_states``, ``make_step_fn``,
 ``make_train_step``; the datasets ``load_dataset``, ``xor``, ``digits``,
-``mnist``) and run whole studies (``run_spectrum_study``,
-``run_training``). Results files are read with ``load_results``; a
+``mnist``), monitor any Flax/Optax training loop (``gradient_stats``,
+``track_gradients``, ``tracked_stats``, ``MonitorWriter``) and run whole
+studies (``run_spectrum_study``, ``run_training``,
+``signal_propagation``). Results files are read with ``load_results``; a
 spectrum results body is checked with ``check_spectrum_results``.
 
 ``import vgrad`` is light: each name is imported from its layer package
@@ -93,6 +95,16 @@ _EXPORTS = {
     "make_step_fn": ("vgrad.training.train", "make_step_fn"),
     "make_train_step": ("vgrad.training.train", "make_train_step"),
     "make_evaluate": ("vgrad.training.train", "make_evaluate"),
+    # Monitoring any training loop.
+    "gradient_stats": ("vgrad.training.monitor", "gradient_stats"),
+    "track_gradients": ("vgrad.training.monitor", "track_gradients"),
+    "tracked_stats": ("vgrad.training.monitor", "tracked_stats"),
+    "first_nonfinite": ("vgrad.training.monitor", "first_nonfinite"),
+    "global_norm": ("vgrad.training.monitor", "global_norm"),
+    "gradient_noise_scale": ("vgrad.training.monitor",
+                             "gradient_noise_scale"),
+    "MonitorWriter": ("vgrad.training.monitor_log", "MonitorWriter"),
+    "read_monitor_jsonl": ("vgrad.training.monitor_log", "read_jsonl"),
     # Data.
     "Dataset": ("vgrad.training.data", "Dataset"),
     "DATASETS": ("vgrad.training.data", "DATASETS"),
@@ -106,6 +118,8 @@ _EXPORTS = {
     "run_spectrum_study": ("vgrad.studies.spectrum_study", "run_study"),
     "TrainConfig": ("vgrad.studies.training_study", "TrainConfig"),
     "run_training": ("vgrad.studies.training_study", "run_training"),
+    "signal_propagation": ("vgrad.studies.signal_propagation",
+                           "signal_propagation"),
     # Results files.
     "load_results": ("vgrad.io.schemas", "load_results"),
     "check_spectrum_results": ("vgrad.io.spectrum_records", "check_results"),
@@ -152,6 +166,7 @@ if TYPE_CHECKING:   # for type checkers and IDEs; never run
   from vgrad.probes.matrix_free import extreme_singular_values  # noqa: F401
   from vgrad.probes.matrix_free import mlp_map  # noqa: F401
   from vgrad.probes.matrix_free import spectral_density  # noqa: F401
+  from vgrad.studies.signal_propagation import signal_propagation  # noqa: F401
   from vgrad.studies.spectrum_study import SpectrumConfig  # noqa: F401
   from vgrad.studies.spectrum_study import run_study as run_spectrum_study  # noqa: F401
   from vgrad.studies.training_study import TrainConfig  # noqa: F401
@@ -179,6 +194,14 @@ if TYPE_CHECKING:   # for type checkers and IDEs; never run
   from vgrad.training.data import load_dataset  # noqa: F401
   from vgrad.training.data import mnist  # noqa: F401
   from vgrad.training.data import xor  # noqa: F401
+  from vgrad.training.monitor import first_nonfinite  # noqa: F401
+  from vgrad.training.monitor import global_norm  # noqa: F401
+  from vgrad.training.monitor import gradient_noise_scale  # noqa: F401
+  from vgrad.training.monitor import gradient_stats  # noqa: F401
+  from vgrad.training.monitor import track_gradients  # noqa: F401
+  from vgrad.training.monitor import tracked_stats  # noqa: F401
+  from vgrad.training.monitor_log import MonitorWriter  # noqa: F401
+  from vgrad.training.monitor_log import read_jsonl as read_monitor_jsonl  # noqa: F401
   from vgrad.training.train import TrainState  # noqa: F401
   from vgrad.training.train import init_state  # noqa: F401
   from vgrad.training.train import init_states  # noqa: F401

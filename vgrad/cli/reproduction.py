@@ -20,10 +20,12 @@ from vgrad.io import schemas
 from vgrad.plots import histogram_plots
 from vgrad.plots import isometry_plots
 from vgrad.plots import phase_plots
+from vgrad.plots import signal_plots
 from vgrad.plots import style
 from vgrad.studies import gradient_histograms
 from vgrad.studies import isometry_study
 from vgrad.studies import phase_diagram
+from vgrad.studies import signal_propagation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +47,9 @@ REPORTS = {
     schemas.GRADIENT_HISTOGRAMS: Report(
         "histograms", histogram_plots.plot_histograms,
         gradient_histograms.format_report),
+    schemas.SIGNAL_PROPAGATION: Report(
+        "signal_propagation", signal_plots.plot_signal_propagation,
+        signal_propagation.format_report),
 }
 
 

@@ -1,0 +1,132 @@
+"""What ``experiments.signal_propagation`` builds from its flags, the run
+directory it writes, and its ``--replot``."""
+
+import os
+
+from absl import flags
+
+from vgrad.cli import app as cli
+from vgrad.io import rundir
+from vgrad.io import schemas
+from vgrad.nn import config as nn_config
+from vgrad.plots import signal_plots
+from vgrad.plots import style
+from vgrad.studies import footprint
+from vgrad.studies import model_spectra
+from vgrad.studies import signal_propagation as sp
+from vgrad.theory import nngp
+
+FLAGS = flags.FLAGS
+
+# The flags --replot refuses (it redraws a finished run).
+STUDY_FLAGS = ("model", "skip", "act", "init", "depth", "width", "sigma_w2",
+               "sigma_b2", "image_size", "num_inputs", "seed", "out_dir",
+               "overwrite", "memory_gb", *cli.ACT_PARAM_FLAGS)
+SETTINGS = ("act", "init", "depth", "width", "sigma_w2", "sigma_b2")
+STEM = "signal_propagation"
+FILES = f"{{config.json,results.json,report.md,{STEM}.png,{STEM}.pdf}}"
+
+
+def make_config() -> sp.SignalConfig:
+  """The study the flags describe: network flags not given take the
+  model's defaults; one-line error for a flag the model cannot take."""
+  model = FLAGS.model
+  if FLAGS.image_size is not None and model != "cnn":
+    cli.fail(f"--image_size applies only to --model=cnn, not "
+             f"--model={model}")
+  if FLAGS["skip"].present and model not in model_spectra.SKIP_MODELS:
+    cli.fail(f"--skip applies only to --model="
+             f"{' or '.join(model_spectra.SKIP_MODELS)}, not --model={model}")
+  given = {name: FLAGS[name].value for name in SETTINGS
+           if FLAGS[name].present}
+  act_params = {}
+  if model == "mlp":
+    act_params = cli.network_config(FLAGS.act).act_params
+    given = {name: FLAGS[name].value for name in SETTINGS}
+  else:
+    for flag in cli.ACT_PARAM_FLAGS:
+      if FLAGS[flag].value is not None:
+        cli.fail(f"--{flag} applies only to --model=mlp, not --model="
+                 f"{model} (the example models use each activation's "
+                 "default)")
+  skip = FLAGS.skip if model in model_spectra.SKIP_MODELS else None
+  return sp.resolve(sp.SignalConfig(
+      model=model, act_params=act_params, skip=skip,
+      image_size=FLAGS.image_size, num_inputs=FLAGS.num_inputs,
+      seed=FLAGS.seed, **given))
+
+
+def memory_terms(config: sp.SignalConfig) -> list[footprint.Term]:
+  """A lower bound on the run's memory: the parameters and every block's
+  activations; for the MLP also the mean-field quadrature, B^2 pairs of
+  3 arcs x angle x radial nodes in float64."""
+  if config.model != "mlp":
+    return footprint.zoo_model(config.model, config.depth, config.width,
+                               config.num_inputs, config.image_size,
+                               method="lanczos")
+  width, depth, b = float(config.width), config.depth, config.num_inputs
+  nodes = 3 * nngp.ANGLE_POINTS * nngp.RADIAL_POINTS
+  return [
+      footprint.Term(depth * width * width * 4, f"the weights: {depth} "
+                     f"layers of {config.width} x {config.width}",
+                     "width" if width * width > depth else "depth"),
+      footprint.Term(2 * b * width * 4, f"{b} inputs' activations of "
+                     f"{config.width} units", "num_inputs"),
+      footprint.Term(float(b) * b * nodes * 8 * 3, f"the mean-field "
+                     f"quadrature: {b} x {b} input pairs x {nodes} nodes",
+                     "num_inputs"),
+  ]
+
+
+def build(config: sp.SignalConfig):
+  """:func:`vgrad.studies.signal_propagation.build`, with a setting the
+  model cannot take as a one-line error naming the flag."""
+  try:
+    return sp.build(config)
+  except nn_config.ConfigError as e:
+    field = {"size": "image_size", "act_params": "act"}.get(e.field, e.field)
+    if field in FLAGS:
+      cli.fail(f"--{field} for --model={config.model}: {e.reason}")
+    cli.fail(f"--model={config.model} cannot take these settings: its "
+             f"{e.field} {e.reason} (choose another --width)")
+
+
+def write_outputs(directory: str, results: dict) -> list[str]:
+  """report.md and the figure from ``results`` (both built before either
+  is written); returns the paths."""
+  text = sp.format_report(results)
+  fig = signal_plots.plot_signal_propagation(results)
+  report = os.path.join(directory, "report.md")
+  rundir.write_text(report, text)
+  return [report] + style.save_figure(fig, os.path.join(directory, STEM))
+
+
+def write_run(out_dir: str, results: dict, overwrite: bool) -> None:
+  """config.json, results.json, report.md and the figure, staged and
+  renamed into place."""
+  with cli.out_dir_errors(), rundir.staged_run_dir(
+      out_dir, overwrite=overwrite) as stage:
+    rundir.write_json(os.path.join(stage, "config.json"), results["config"])
+    rundir.write_json(os.path.join(stage, "results.json"), results)
+    write_outputs(stage, results)
+
+
+def replot(run_dir: str) -> None:
+  """--replot: the figure and report of a run from its results.json."""
+  given = [f"--{f}" for f in STUDY_FLAGS if FLAGS[f].present]
+  if given:
+    cli.fail(f"--replot takes no other flag; got {' '.join(given)}")
+  results = cli.read_run_file(run_dir, "results.json", "--replot")
+  path = os.path.join(run_dir, "results.json")
+  try:
+    results = schemas.check_schema(results, sp.SCHEMA, path)
+  except ValueError as e:
+    cli.fail(f"--replot: {e}")
+  cli.check_output_folder("--replot", run_dir)
+  try:
+    written = write_outputs(run_dir, results)
+  except OSError as e:
+    cli.fail(f"--replot: cannot write the figure and report: {e}")
+  except (KeyError, TypeError, IndexError, ValueError) as e:
+    cli.fail(f"--replot: {path} is malformed (field {e})")
+  print(f"wrote {', '.join(written)}")
