@@ -554,7 +554,7 @@ def gradient_noise_scale(grads, batch_size: int = 1) -> dict[str, jax.Array]:
   spread, mean_sq = 0.0, 0.0
   for leaf in leaves:
     x = jnp.asarray(leaf, jnp.float32).reshape(m, -1)
-    mean = jnp.mean(x, axis=0)
+    mean = jnp.mean(x, axis=0, keepdims=True)
     spread = spread + jnp.sum(jnp.square(x - mean))
     mean_sq = mean_sq + jnp.sum(jnp.square(mean))
   s = spread / (m - 1)
