@@ -226,6 +226,16 @@ class XorRunTest(absltest.TestCase):
             {"weights/layer_01", "gradients/layer_01",
              "log10_abs_gradient/layer_01", "activations/layer_01",
              "weights/readout"}, set(histograms))
+        # What the log10|dL/dW| histogram cannot bin sits beside it.
+        for key in ("num_zero", "num_nan", "num_inf", "hist_below",
+                    "hist_above"):
+          counts = scalars[f"log10_abs_gradient_{key}/layer_01"]
+          self.assertEqual([s for s, _ in counts], [0, 1, 2])
+        binned = histograms["log10_abs_gradient/layer_01"][0][1]["num"]
+        counted = sum(scalars[f"log10_abs_gradient_{k}/layer_01"][0][1]
+                      for k in ("num_zero", "num_nan", "num_inf",
+                                "hist_below", "hist_above"))
+        self.assertEqual(binned + counted, 2 * 4)   # every entry, once
         weights = histograms["weights/layer_01"]
         self.assertEqual([s for s, _ in weights], [0, 1, 2])
         self.assertEqual(weights[0][1]["num"], 2 * 4)   # 2 inputs x 4 units

@@ -13,7 +13,8 @@ first) and writes, per step:
   ``num_zero``, ``num_nan``, ``num_inf``, ``hist_below`` and ``hist_above``
   as scalars beside it: a histogram never hides what it cannot bin;
 * JSON lines (``jsonl_path``): one object per (step, path) with
-  ``"schema"`` (:data:`vgrad.io.schemas.MONITOR`), ``step``, ``path``, every statistic
+  ``"schema"`` (:data:`vgrad.io.schemas.MONITOR`), ``step``, ``path``,
+  every statistic
   (``log10_hist`` as a list of counts; NaN and Inf as null, the counts tell
   which) and any extra columns given to :meth:`MonitorWriter.write` (a seed,
   a run name). ``pandas.read_json(path, lines=True)`` reads it.
