@@ -127,6 +127,15 @@ CASES = {
         ("existing", ["--out_dir={tmp}/old"], ["--out_dir", "--overwrite"]),
         ("torn", ["--replot={torn}"], ["--replot"]),
     ],
+    "experiments.coord_check": [
+        ("nan", ["--lr=nan"], ["--lr", "nan"]),
+        ("huge", ["--widths=64,1000000", "--memory_gb=1"],
+         ["--widths=64,1000000", "--memory_gb=1"]),
+        ("out_dir", ["--out_dir=/dev/null/run"], ["--out_dir", "/dev/null"]),
+        ("existing", ["--out_dir={tmp}/old"], ["--out_dir", "--overwrite"]),
+        ("widths", ["--widths=64"], ["--widths", "at least two"]),
+        ("torn", ["--replot={torn}"], ["--replot"]),
+    ],
     "experiments.gallery": [
         ("out_dir", ["--runs_dir={tmp}/old", "--out_dir=/dev/null/figures"],
          ["--out_dir", "/dev/null"]),

@@ -17,8 +17,9 @@ and ``spectral_density``), predict it (mean field: ``fixed_point_q``,
 ``mnist``), monitor any Flax/Optax training loop (``gradient_stats``,
 ``track_gradients``, ``tracked_stats``, ``MonitorWriter``) and run whole
 studies (``run_spectrum_study``, ``run_training``,
-``signal_propagation``). Results files are read with ``load_results``; a
-spectrum results body is checked with ``check_spectrum_results``.
+``signal_propagation``, ``coord_check``). Results files are read with
+``load_results``; a spectrum results body is checked with
+``check_spectrum_results``.
 
 ``import vgrad`` is light: each name is imported from its layer package
 (``vgrad.nn``, ``vgrad.probes``, ``vgrad.theory``, ``vgrad.training``,
@@ -120,6 +121,10 @@ _EXPORTS = {
     "run_training": ("vgrad.studies.training_study", "run_training"),
     "signal_propagation": ("vgrad.studies.signal_propagation",
                            "signal_propagation"),
+    "coord_check": ("vgrad.studies.coord_check", "coord_check"),
+    "CoordSetup": ("vgrad.studies.coord_check", "Setup"),
+    "make_coord_check_factory": ("vgrad.studies.coord_check",
+                                 "make_mlp_factory"),
     # Results files.
     "load_results": ("vgrad.io.schemas", "load_results"),
     "check_spectrum_results": ("vgrad.io.spectrum_records", "check_results"),
@@ -166,6 +171,11 @@ if TYPE_CHECKING:   # for type checkers and IDEs; never run
   from vgrad.probes.matrix_free import extreme_singular_values  # noqa: F401
   from vgrad.probes.matrix_free import mlp_map  # noqa: F401
   from vgrad.probes.matrix_free import spectral_density  # noqa: F401
+  from vgrad.studies.coord_check import Setup as CoordSetup  # noqa: F401
+  from vgrad.studies.coord_check import coord_check  # noqa: F401
+  from vgrad.studies.coord_check import (
+    make_mlp_factory as make_coord_check_factory,  # noqa: F401
+  )
   from vgrad.studies.signal_propagation import signal_propagation  # noqa: F401
   from vgrad.studies.spectrum_study import SpectrumConfig  # noqa: F401
   from vgrad.studies.spectrum_study import run_study as run_spectrum_study  # noqa: F401

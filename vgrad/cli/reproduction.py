@@ -17,11 +17,13 @@ from matplotlib.figure import Figure
 from vgrad.cli import app as cli
 from vgrad.io import rundir
 from vgrad.io import schemas
+from vgrad.plots import coord_plots
 from vgrad.plots import histogram_plots
 from vgrad.plots import isometry_plots
 from vgrad.plots import phase_plots
 from vgrad.plots import signal_plots
 from vgrad.plots import style
+from vgrad.studies import coord_check
 from vgrad.studies import gradient_histograms
 from vgrad.studies import isometry_study
 from vgrad.studies import phase_diagram
@@ -47,6 +49,9 @@ REPORTS = {
     schemas.GRADIENT_HISTOGRAMS: Report(
         "histograms", histogram_plots.plot_histograms,
         gradient_histograms.format_report),
+    schemas.COORD_CHECK: Report(
+        "coord_check", coord_plots.plot_coord_check,
+        coord_check.format_report),
     schemas.SIGNAL_PROPAGATION: Report(
         "signal_propagation", signal_plots.plot_signal_propagation,
         signal_propagation.format_report),

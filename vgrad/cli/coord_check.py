@@ -1,0 +1,105 @@
+"""What ``experiments.coord_check`` builds from its flags, writes, and its
+``--replot``."""
+
+import os
+
+from absl import flags
+
+from vgrad.cli import app as cli
+from vgrad.cli import progress as progress_lib
+from vgrad.cli import reproduction
+from vgrad.io import rundir
+from vgrad.io import schemas
+from vgrad.plots import style
+from vgrad.studies import coord_check as cc
+from vgrad.studies import footprint
+
+FLAGS = flags.FLAGS
+
+STEM = "coord_check"
+REPORT = reproduction.REPORTS[schemas.COORD_CHECK]
+OUTPUTS = f"{{config.json,results.json,report.md,{STEM}.png,{STEM}.pdf}}"
+
+# The flags --replot refuses (it redraws a finished run).
+STUDY_FLAGS = ("widths", "depth", "act", "seeds", "steps", "lr", "optimizer",
+               "batch_size", "base_width", "seed", "out_dir", "overwrite")
+
+
+def parse_widths(values: list[str]) -> tuple[int, ...] | None:
+  """The --widths list as ints, or None unless it holds >= 2 increasing
+  distinct integers >= 1."""
+  try:
+    widths = tuple(int(v) for v in values)
+  except (TypeError, ValueError):
+    return None
+  if len(widths) < 2 or list(widths) != sorted(set(widths)) or widths[0] < 1:
+    return None
+  return widths
+
+
+def make_config() -> cc.CoordCheckConfig:
+  """The study's config from the flags (validated by their validators),
+  refused in one line when its memory estimate does not fit."""
+  config = cc.CoordCheckConfig(
+      widths=parse_widths(FLAGS.widths), depth=FLAGS.depth, act=FLAGS.act,
+      seeds=FLAGS.seeds, steps=FLAGS.steps, lr=FLAGS.lr,
+      optimizer=FLAGS.optimizer, batch_size=FLAGS.batch_size,
+      base_width=FLAGS.base_width, seed=FLAGS.seed)
+  cli.check_memory(
+      footprint.training(config.depth, config.widths[-1], config.dataset,
+                         config.batch_size, config.seeds, config.optimizer),
+      names={"width": "widths"})
+  return config
+
+
+def progress_bar(config: cc.CoordCheckConfig):
+  """``(name, width) -> None``: one bar over every (parameterisation,
+  width) program, on stderr."""
+  bar = progress_lib.Bar(len(config.parameterizations) * len(config.widths),
+                         unit="widths", desc="coord check ")
+  done = [0]
+
+  def update(name: str, width: int) -> None:
+    done[0] += 1
+    bar.update(done[0], f"{name} n={width}")
+  return update
+
+
+def write_outputs(directory: str, results: dict) -> list[str]:
+  """report.md and the figure, both built before either is written."""
+  text, fig = REPORT.report(results), REPORT.plot(results)
+  report = os.path.join(directory, "report.md")
+  rundir.write_text(report, text)
+  return [report] + style.save_figure(fig, os.path.join(directory, STEM))
+
+
+def write_run(out_dir: str, results: dict, overwrite: bool) -> None:
+  """The whole run directory, staged and renamed into place."""
+  if "command" not in results:
+    results = results | {"command": cli.command_line()}
+  with cli.out_dir_errors(), rundir.staged_run_dir(
+      out_dir, overwrite=overwrite) as stage:
+    rundir.write_json(os.path.join(stage, "config.json"), results["config"])
+    rundir.write_json(os.path.join(stage, "results.json"), results)
+    write_outputs(stage, results)
+
+
+def replot(run_dir: str):
+  """--replot: the figure and report of a run from its results.json."""
+  given = [f"--{f}" for f in STUDY_FLAGS if FLAGS[f].present]
+  if given:
+    cli.fail(f"--replot takes no other flag; got {' '.join(given)}")
+  results = cli.read_run_file(run_dir, "results.json", "--replot")
+  try:
+    results = schemas.check_schema(
+        results, cc.SCHEMA, os.path.join(run_dir, "results.json"))
+  except ValueError as e:
+    cli.fail(f"--replot: {e}")
+  cli.check_output_folder("--replot", run_dir)
+  try:
+    paths = write_outputs(run_dir, results)
+  except OSError as e:
+    cli.fail(f"--replot: cannot write the figure and report: {e}")
+  except (KeyError, TypeError, IndexError, ValueError) as e:
+    cli.fail(f"--replot: {run_dir}/results.json is malformed (field {e})")
+  print(f"wrote {', '.join(paths)}")
