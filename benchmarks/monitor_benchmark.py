@@ -13,6 +13,7 @@ with ``vgrad.track_gradients()`` first in the chain, in four settings:
   every_k      ``chain(track_gradients(every=K), sgd)``: all of ``full``
                on every K-th step, the NaN/Inf check on the others (a real
                branch under ``vmap`` too)
+  every_k_no_hist  the same without the histograms
 
 and, as vgrad's training studies use it, ``full`` with K steps scanned in
 one call (``lax.scan``; the statistics leave only at the chunk's end).
@@ -67,6 +68,8 @@ def _arms(every: int) -> dict:
       "full": optax.chain(monitor.track_gradients(), sgd),
       "no_hist": optax.chain(monitor.track_gradients(histogram=False), sgd),
       "every_k": optax.chain(monitor.track_gradients(every=every), sgd),
+      "every_k_no_hist": optax.chain(
+          monitor.track_gradients(every=every, histogram=False), sgd),
   }
 
 
@@ -165,7 +168,7 @@ def main(argv):
       for name in names:
         t = statistics.median(times[(name, mode)])
         note = ""
-        if name == "every_k":
+        if name.startswith("every_k"):
           note = f"K = {_EVERY.value}"
         rows.append([str(seeds), "per step" if mode == "step" else
                      f"scan of {chunk}", name, f"{t * 1e6:,.0f}",
