@@ -45,6 +45,10 @@ class Activation:
       None where it never is. A derivative that merely rounds to zero
       (``tanh'(20)`` in float32) is not an exact zero: the probes claim
       exact zero singular values only from this predicate.
+    breakpoints: where phi or phi' is not smooth (ReLU family: 0; hard
+      tanh: -1 and 1): a Gaussian expectation is integrated piecewise
+      between them (:func:`vgrad.theory.quadrature.piecewise_rule`), since
+      one Gauss-Hermite rule sums across a jump and converges slowly.
   """
   name: str
   fn: Callable[[Array], Array]
@@ -52,6 +56,7 @@ class Activation:
   params: tuple[tuple[str, float], ...] = ()
   pieces: int = 1
   exact_zero: Callable[[Array], Array] | None = None
+  breakpoints: tuple[float, ...] = ()
 
   @property
   def is_maxout(self) -> bool:
@@ -62,9 +67,10 @@ class Activation:
     return f"{self.name}({args})" if args else self.name
 
 
-def _elementwise(name, fn, deriv, exact_zero=None, **params) -> Activation:
+def _elementwise(name, fn, deriv, exact_zero=None, breakpoints=(),
+                 **params) -> Activation:
   return Activation(name, fn, deriv, tuple(sorted(params.items())),
-                    exact_zero=exact_zero)
+                    exact_zero=exact_zero, breakpoints=tuple(breakpoints))
 
 
 def linear() -> Activation:
@@ -101,7 +107,7 @@ def relu() -> Activation:
   """phi(x) = max(0, x); phi'(x) = 1[x > 0]."""
   return _elementwise("relu", lambda x: jnp.where(x > 0, x, 0.0),
                       lambda x: jnp.where(x > 0, 1.0, 0.0).astype(x.dtype),
-                      exact_zero=lambda x: ~(x > 0))
+                      exact_zero=lambda x: ~(x > 0), breakpoints=(0.0,))
 
 
 def leaky_relu(slope: float = 0.01) -> Activation:
@@ -111,7 +117,8 @@ def leaky_relu(slope: float = 0.01) -> Activation:
   return _elementwise(
       "leaky_relu", lambda x: jnp.where(x > 0, x, slope * x),
       lambda x: jnp.where(x > 0, 1.0, slope).astype(x.dtype),
-      exact_zero=(lambda x: ~(x > 0)) if slope == 0 else None, slope=slope)
+      exact_zero=(lambda x: ~(x > 0)) if slope == 0 else None,
+      breakpoints=(0.0,), slope=slope)
 
 
 def _elu(x, alpha):
@@ -129,7 +136,8 @@ def elu(alpha: float = 1.0) -> Activation:
   if alpha <= 0:
     raise ValueError(f"elu alpha must be > 0, got {alpha}")
   return _elementwise("elu", lambda x: _elu(x, alpha),
-                      lambda x: _elu_deriv(x, alpha), alpha=alpha)
+                      lambda x: _elu_deriv(x, alpha), breakpoints=(0.0,),
+                      alpha=alpha)
 
 
 # Klambauer et al. 2017, eq. 14 (the fixed point mean 0, variance 1).
@@ -140,7 +148,8 @@ SELU_SCALE = 1.0507009873554804934193349852946
 def selu() -> Activation:
   """phi(x) = lambda * elu(x, alpha), lambda ~ 1.0507, alpha ~ 1.6733."""
   return _elementwise("selu", lambda x: SELU_SCALE * _elu(x, SELU_ALPHA),
-                      lambda x: SELU_SCALE * _elu_deriv(x, SELU_ALPHA))
+                      lambda x: SELU_SCALE * _elu_deriv(x, SELU_ALPHA),
+                      breakpoints=(0.0,))
 
 
 def softplus() -> Activation:
@@ -151,7 +160,8 @@ def softplus() -> Activation:
 def softsign() -> Activation:
   """phi(x) = x / (1 + |x|); phi'(x) = 1 / (1 + |x|)^2."""
   return _elementwise("softsign", lambda x: x / (1 + jnp.abs(x)),
-                      lambda x: 1 / (1 + jnp.abs(x)) ** 2)
+                      lambda x: 1 / (1 + jnp.abs(x)) ** 2,
+                      breakpoints=(0.0,))   # phi' has a kink at 0
 
 
 def hard_tanh() -> Activation:
@@ -159,7 +169,7 @@ def hard_tanh() -> Activation:
   return _elementwise(
       "hard_tanh", lambda x: jnp.where(jnp.abs(x) < 1, x, jnp.sign(x)),
       lambda x: jnp.where(jnp.abs(x) < 1, 1.0, 0.0).astype(x.dtype),
-      exact_zero=lambda x: ~(jnp.abs(x) < 1))
+      exact_zero=lambda x: ~(jnp.abs(x) < 1), breakpoints=(-1.0, 1.0))
 
 
 _INV_SQRT2 = 1 / math.sqrt(2)
