@@ -73,6 +73,8 @@ _EXPORTS = {
     "length_map": ("vgrad.theory.meanfield", "length_map"),
     "correlation_map": ("vgrad.theory.meanfield", "correlation_map"),
     "critical_sigma_w2": ("vgrad.theory.meanfield", "critical_sigma_w2"),
+    "critical_point": ("vgrad.theory.critical", "critical_point"),
+    "CriticalPoint": ("vgrad.theory.critical", "CriticalPoint"),
     "solve_meanfield": ("vgrad.theory.meanfield", "solve"),
     "solve_grid": ("vgrad.theory.meanfield", "solve_grid"),
     "MeanField": ("vgrad.theory.meanfield", "MeanField"),
@@ -181,6 +183,8 @@ if TYPE_CHECKING:   # for type checkers and IDEs; never run
   from vgrad.studies.spectrum_study import run_study as run_spectrum_study  # noqa: F401
   from vgrad.studies.training_study import TrainConfig  # noqa: F401
   from vgrad.studies.training_study import run_training  # noqa: F401
+  from vgrad.theory.critical import CriticalPoint  # noqa: F401
+  from vgrad.theory.critical import critical_point  # noqa: F401
   from vgrad.theory.free_probability import measured_moments  # noqa: F401
   from vgrad.theory.free_probability import predicted_moments  # noqa: F401
   from vgrad.theory.free_probability import predicted_variance_ratio  # noqa: F401
