@@ -174,6 +174,11 @@ def collapsed_layer(activations, y) -> list[int | None]:
   return out
 
 
+# One compiled program per leaf shape (the logger measures every layer of
+# every seed at each histogram step).
+_leaf_stats = jax.jit(monitor.leaf_stats)
+
+
 class _Logger:
   """Writes one TensorBoard run per seed: ``tb_dir/seed_<s>``."""
 
@@ -212,7 +217,7 @@ class _Logger:
         w.histogram(f"gradients/{name}", grad, step)
         # log10|dL/dW| on the monitor's fixed grid; what it cannot bin (exact
         # zeros, NaN, Inf, beyond the grid) as scalars beside it.
-        counts = monitor_log.host_stats(monitor.leaf_stats(grad))
+        counts = monitor_log.host_stats(_leaf_stats(grad))
         histogram = monitor_log.grid_histogram(counts["log10_hist"])
         if histogram is not None:
           w.write_histogram(f"log10_abs_gradient/{name}", histogram, step)
