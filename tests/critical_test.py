@@ -1,8 +1,14 @@
 """Critical initialisation for any activation (issue 15, item 2)."""
 
+import json
+import os
+import tempfile
+
 from absl.testing import absltest
+import cli_testing  # tests/cli_testing.py
 import jax
 import numpy as np
+import pytest
 
 import vgrad
 from vgrad.nn import activations
@@ -83,6 +89,41 @@ class CriticalPointTest(absltest.TestCase):
 
   def test_public_name(self):
     self.assertIs(vgrad.critical_point, critical.critical_point)
+
+
+@pytest.mark.slow   # two entry points' runs in warm interpreters
+class InitFlagTest(absltest.TestCase):
+  """--init=critical: Gaussian weights at each activation's own point."""
+
+  def test_train_resolves_each_activation_and_spectrum_records_it(self):
+    root = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
+    proc = cli_testing.run_module(
+        "experiments.train", "--dataset=xor", "--act=tanh,sigmoid",
+        "--init=critical", "--sigma_b2=0.05", "--depth=2", "--width=4",
+        "--steps=1", "--log_every=1", "--seeds=1", "--tensorboard=false",
+        f"--out_dir={root}/train", cwd=root)
+    self.assertEqual(proc.returncode, 0, proc.stderr)
+    with open(os.path.join(root, "train", "metrics.json")) as f:
+      arms = {arm["config"]["act"]: arm["config"]
+              for arm in json.load(f)["arms"]}
+    for act in ("tanh", "sigmoid"):
+      point = critical.critical_point(act, sigma_b2=0.05)
+      self.assertEqual(arms[act]["init"], "gaussian")
+      np.testing.assert_allclose(arms[act]["sigma_w2"], point.sigma_w2,
+                                 rtol=1e-12)
+      self.assertEqual(arms[act]["sigma_b2"], 0.05)
+    self.assertGreater(arms["sigmoid"]["sigma_w2"], 16.0)
+    proc = cli_testing.run_module(
+        "experiments.jacobian_spectrum", "--act=tanh", "--init=critical",
+        "--q_star=0.2", "--depth=2", "--width=4", "--num_inputs=1",
+        f"--out_dir={root}/spectrum", cwd=root)
+    self.assertEqual(proc.returncode, 0, proc.stderr)
+    with open(os.path.join(root, "spectrum", "config.json")) as f:
+      config = json.load(f)
+    point = critical.critical_point("tanh", q_star=0.2)
+    np.testing.assert_allclose(
+        (config["sigma_w2"], config["sigma_b2"]),
+        (point.sigma_w2, point.sigma_b2), rtol=1e-12)
 
 
 if __name__ == "__main__":

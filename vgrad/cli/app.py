@@ -24,6 +24,7 @@ from vgrad.nn import activations
 from vgrad.nn import config as nn_config
 from vgrad.nn import initializers
 from vgrad.studies import footprint
+from vgrad.theory import critical
 
 FLAGS = flags.FLAGS
 
@@ -367,8 +368,14 @@ def define_network_flags(*, act: str, init: str, depth: int, width: int,
         f"{', '.join(names)}")
   else:
     flags.DEFINE_enum("act", act, names, "Hidden-layer activation.")
-  flags.DEFINE_enum("init", init, sorted(initializers.INITIALIZERS),
-                    "Weight initializer (see vgrad/initializers.py).")
+  flags.DEFINE_enum("init", init,
+                    sorted(initializers.INITIALIZERS) + [CRITICAL],
+                    "Weight initializer (see vgrad/nn/initializers.py); "
+                    "critical: Gaussian weights and biases at the point of "
+                    "the critical line chi_1 = 1 with --sigma_b2 (default "
+                    "0) or --q_star (vgrad.critical_point).")
+  flags.DEFINE_float("q_star", None, "Pre-activation length q* of "
+                     "--init=critical (instead of --sigma_b2), > 0.")
   flags.DEFINE_integer("depth", depth, "Number of hidden layers (affine + "
                        "activation), >= 1.")
   flags.DEFINE_integer("width", width, "Units per hidden layer, >= 1.")
@@ -388,6 +395,39 @@ def define_network_flags(*, act: str, init: str, depth: int, width: int,
       message="--leaky_slope must be in [0, 1)")
   flags.register_validator("elu_alpha", lambda v: v is None or v > 0,
                            message="--elu_alpha must be > 0")
+
+
+CRITICAL = "critical"
+
+
+def init_settings(act: activations.Activation) -> tuple[str, float | None,
+                                                        float | None]:
+  """``(init, sigma_w2, sigma_b2)`` of the flags for activation ``act``:
+  as given, or for ``--init=critical`` Gaussian weights and biases at the
+  point of chi_1 = 1 with ``--sigma_b2`` (default 0) or ``--q_star``
+  (:func:`vgrad.critical_point`). One-line error for a conflicting flag
+  or where the activation has no such point."""
+  if FLAGS.init != CRITICAL:
+    if FLAGS.q_star is not None:
+      fail(f"--q_star applies only to --init=critical, not "
+           f"--init={FLAGS.init}")
+    return FLAGS.init, FLAGS.sigma_w2, FLAGS.sigma_b2
+  if FLAGS.sigma_w2 is not None:
+    fail("--sigma_w2: --init=critical chooses it (chi_1 = 1); give "
+         "--sigma_b2 or --q_star instead")
+  if FLAGS.q_star is not None and FLAGS.sigma_b2 is not None:
+    fail("--q_star and --sigma_b2 both fix --init=critical's point; give "
+         "one")
+  if FLAGS.q_star is not None and not (math.isfinite(FLAGS.q_star)
+                                       and FLAGS.q_star > 0):
+    fail(f"--q_star must be a finite number > 0, got {FLAGS.q_star}")
+  try:
+    point = (critical.critical_point(act, q_star=FLAGS.q_star)
+             if FLAGS.q_star is not None else
+             critical.critical_point(act, sigma_b2=FLAGS.sigma_b2 or 0.0))
+  except ValueError as e:
+    fail(f"--init=critical: {e}")
+  return "gaussian", point.sigma_w2, point.sigma_b2
 
 
 def activation_params(name: str | None = None) -> dict:
@@ -419,9 +459,14 @@ def network_config(name: str | None = None) -> nn_config.NetworkConfig:
     if act == name:
       params[param] = value
   try:
+    activation = activations.get_activation(name, **params)
+  except ValueError as e:
+    fail(f"--act={name}: {e}")
+  init, sigma_w2, sigma_b2 = init_settings(activation)
+  try:
     return nn_config.NetworkConfig(
-        act=name, init=FLAGS.init, depth=FLAGS.depth, width=FLAGS.width,
-        sigma_w2=FLAGS.sigma_w2, sigma_b2=FLAGS.sigma_b2, act_params=params)
+        act=name, init=init, depth=FLAGS.depth, width=FLAGS.width,
+        sigma_w2=sigma_w2, sigma_b2=sigma_b2, act_params=params)
   except nn_config.ConfigError as e:
     flag = e.field
     if flag == "act_params":   # the flag that set the parameter

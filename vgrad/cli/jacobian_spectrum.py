@@ -51,11 +51,13 @@ def qr_flags() -> dict:
 
 def make_config() -> spectrum_study.SpectrumConfig:
   """The study the flags describe; one-line error for a bad flag."""
+  network = cli.network_config()     # --init=critical resolved here
   return spectrum_study.SpectrumConfig(
-      act=FLAGS.act, init=FLAGS.init, depth=FLAGS.depth, width=FLAGS.width,
-      sigma_w2=FLAGS.sigma_w2, sigma_b2=FLAGS.sigma_b2,
-      num_inputs=FLAGS.num_inputs, seed=FLAGS.seed, dtype=FLAGS.dtype,
-      act_params=cli.activation_params(), method=FLAGS.method, **qr_flags())
+      act=FLAGS.act, init=network.init, depth=FLAGS.depth,
+      width=FLAGS.width, sigma_w2=network.sigma_w2,
+      sigma_b2=network.sigma_b2, num_inputs=FLAGS.num_inputs,
+      seed=FLAGS.seed, dtype=FLAGS.dtype, act_params=network.act_params,
+      method=FLAGS.method, **qr_flags())
 
 
 def memory_terms(config) -> list[footprint.Term]:
@@ -98,6 +100,9 @@ def make_model_config():
       cli.fail(f"--skip applies only to --model="
                f"{' or '.join(model_spectra.SKIP_MODELS)}, not --model=mlp")
     return None
+  if FLAGS.init == cli.CRITICAL or FLAGS.q_star is not None:
+    cli.fail(f"--init=critical and --q_star apply only to --model=mlp, not "
+             f"--model={model}")
   for flag in cli.ACT_PARAM_FLAGS:
     if FLAGS[flag].value is not None:
       cli.fail(f"--{flag} applies only to --model=mlp, not --model={model} "

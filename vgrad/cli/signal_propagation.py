@@ -41,9 +41,15 @@ def make_config() -> sp.SignalConfig:
            if FLAGS[name].present}
   act_params = {}
   if model == "mlp":
-    act_params = cli.network_config(FLAGS.act).act_params
+    network = cli.network_config(FLAGS.act)   # --init=critical resolved
+    act_params = network.act_params
     given = {name: FLAGS[name].value for name in SETTINGS}
+    given.update(init=network.init, sigma_w2=network.sigma_w2,
+                 sigma_b2=network.sigma_b2)
   else:
+    if FLAGS.init == cli.CRITICAL or FLAGS.q_star is not None:
+      cli.fail(f"--init=critical and --q_star apply only to --model=mlp, "
+               f"not --model={model}")
     for flag in cli.ACT_PARAM_FLAGS:
       if FLAGS[flag].value is not None:
         cli.fail(f"--{flag} applies only to --model=mlp, not --model="

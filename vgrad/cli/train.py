@@ -13,14 +13,18 @@ def make_configs() -> list[training_study.TrainConfig]:
   if FLAGS.momentum != 0.9 and FLAGS.optimizer != "momentum":
     cli.fail(f"--momentum applies only to --optimizer=momentum, not "
              f"--optimizer={FLAGS.optimizer}")
-  return [training_study.TrainConfig(
-      label=activations.get_activation(
-          act, **cli.activation_params(act)).describe(),
-      dataset=FLAGS.dataset, act=act,
-      act_params=cli.activation_params(act), init=FLAGS.init,
-      sigma_w2=FLAGS.sigma_w2, sigma_b2=FLAGS.sigma_b2, depth=FLAGS.depth,
-      width=FLAGS.width, loss=FLAGS.loss, optimizer=FLAGS.optimizer,
-      lr=FLAGS.lr, momentum=FLAGS.momentum, clip_norm=FLAGS.clip_norm,
-      dropout=FLAGS.dropout, steps=FLAGS.steps, batch_size=FLAGS.batch_size,
-      seeds=FLAGS.seeds, seed=FLAGS.seed, log_every=FLAGS.log_every)
-      for act in FLAGS.act]
+  configs = []
+  for act in FLAGS.act:
+    network = cli.network_config(act)   # --init=critical: per activation
+    configs.append(training_study.TrainConfig(
+        label=activations.get_activation(
+            act, **network.act_params).describe(),
+        dataset=FLAGS.dataset, act=act, act_params=network.act_params,
+        init=network.init, sigma_w2=network.sigma_w2,
+        sigma_b2=network.sigma_b2, depth=FLAGS.depth, width=FLAGS.width,
+        loss=FLAGS.loss, optimizer=FLAGS.optimizer, lr=FLAGS.lr,
+        momentum=FLAGS.momentum, clip_norm=FLAGS.clip_norm,
+        dropout=FLAGS.dropout, steps=FLAGS.steps,
+        batch_size=FLAGS.batch_size, seeds=FLAGS.seeds, seed=FLAGS.seed,
+        log_every=FLAGS.log_every))
+  return configs
