@@ -54,7 +54,8 @@ class NetworkConfigTest(parameterized.TestCase):
        "must be a finite number >= 0, got -0.5"),
       ("nan_sigma_b2", {"sigma_b2": math.nan}, "sigma_b2", "finite"),
       ("sigma_w2_with_fixed_init", {"init": "he_normal", "sigma_w2": 2.0},
-       "sigma_w2", r"applies only to init gaussian\|orthogonal; initializer "
+       "sigma_w2", r"applies only to init delta_orthogonal\|gaussian\|orthogonal; "
+       r"initializer "
        "'he_normal' fixes its own scale"),
       ("sigma_w2_with_lsuv", {"init": "lsuv", "sigma_w2": 1.0}, "sigma_w2",
        "sets its own scale from data"),

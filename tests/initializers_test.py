@@ -10,6 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from vgrad.nn import initializers
+from vgrad.nn import models
+from vgrad.nn import zoo
+from vgrad.probes import blocks as blocks_lib
+from vgrad.probes import jacobian
 
 SHAPE = (400, 300)  # n = 120 000 entries
 N = SHAPE[0] * SHAPE[1]
@@ -98,7 +102,7 @@ class InitializersTest(parameterized.TestCase):
 
   def test_sigma_w2_is_rejected_where_the_scale_is_fixed(self):
     with self.assertRaisesRegex(ValueError, "sigma_w2 applies only to init "
-                                r"gaussian\|orthogonal"):
+                                r"delta_orthogonal\|gaussian\|orthogonal"):
       initializers.get_initializer("glorot_uniform", sigma_w2=1.0)
 
   def test_lsuv_is_a_data_dependent_unit_gain_orthogonal_pre_init(self):
@@ -121,7 +125,7 @@ class InitializersTest(parameterized.TestCase):
       initializers.get_bias_initializer(-0.1)
 
   def test_unknown_name_lists_valid_names(self):
-    with self.assertRaisesRegex(ValueError, "valid names: gaussian, "
+    with self.assertRaisesRegex(ValueError, "valid names: delta_orthogonal, gaussian, "
                                 "glorot_normal"):
       initializers.get_initializer("xavier")
 
@@ -133,6 +137,48 @@ class InitializersTest(parameterized.TestCase):
         initializers.get_bias_initializer(0.0)(key, (1000,)), 0.0)
     b = np.asarray(initializers.get_bias_initializer(0.09)(key, (N,)))
     self.assertAlmostEqual(b.var() / 0.09, 1.0, delta=VAR_RTOL)
+
+
+class DeltaOrthogonalTest(absltest.TestCase):
+  """Xiao et al. (2018)'s delta-orthogonal kernels, dense and convolutional,
+  in the one registry, isometric through the probes (issue 15, item 3)."""
+
+  def test_dense_kernel_is_the_orthogonal_one(self):
+    key = jax.random.key(3)
+    for shape in ((5, 7), (7, 5)):
+      np.testing.assert_array_equal(
+          initializers.get_initializer("delta_orthogonal", 2.0)(key, shape),
+          initializers.get_initializer("orthogonal", 2.0)(key, shape))
+
+  def test_conv_kernel_has_one_orthogonal_centre_tap(self):
+    kernel = np.array(initializers.get_initializer("delta_orthogonal")(
+        jax.random.key(0), (3, 5, 4, 6)))
+    centre = kernel[1, 2]
+    np.testing.assert_allclose(centre @ centre.T, np.eye(4), atol=1e-6)
+    kernel[1, 2] = 0
+    self.assertEqual(np.count_nonzero(kernel), 0)
+    for shape in ((2, 3, 4, 6), (3, 3, 6, 4)):
+      with self.assertRaisesRegex(ValueError, "odd kernel sizes and c_in"):
+        initializers.get_initializer("delta_orthogonal")(jax.random.key(0),
+                                                         shape)
+    self.assertIs(zoo.CONV_INITIALIZERS["delta_orthogonal"],
+                  initializers.delta_orthogonal)
+
+  def test_linear_nets_are_isometries_through_the_probes(self):
+    # Dense: every singular value of every J_{<=l} is 1.
+    model = models.make_mlp(depth=6, width=8, activation="linear",
+                            init="delta_orthogonal")
+    x = jax.random.normal(jax.random.key(1), (2, 8))
+    params = model.init(jax.random.key(2), x[:1])
+    spectra = jacobian.make_spectrum_probe(model)(params, x)
+    np.testing.assert_allclose(spectra.cumulative, 1.0, atol=1e-5)
+    # Convolutional: the zoo's circular CNN with the registry's kernels.
+    example = zoo.build("cnn", jax.random.key(4), depth=3, width=4,
+                        init="delta_orthogonal")
+    cut = blocks_lib.flax_blocks(*example)
+    dense = blocks_lib.dense_spectra(cut, example.x[None])
+    for values in dense.cumulative:
+      np.testing.assert_allclose(values, 1.0, atol=1e-5)
 
 
 if __name__ == "__main__":

@@ -393,7 +393,7 @@ class MethodTest(parameterized.TestCase):
       ({"depth": 0}, "depth: must be an integer >= 1, got 0"),
       ({"act": "tahn"}, "act: unknown activation 'tahn'"),
       ({"init": "he_normal", "sigma_w2": 2.0},
-       r"sigma_w2: applies only to init gaussian\|orthogonal"),
+       r"sigma_w2: applies only to init delta_orthogonal\|gaussian\|orthogonal"),
       ({"sigma_b2": -1.0}, "sigma_b2: must be a finite number >= 0"),
   )
   def test_bad_config(self, kw, message):

@@ -512,7 +512,8 @@ TRAIN_BAD_INPUTS = (
       ("stray_positional", ["--act=relu", "stray"], ["unexpected", "stray"]),
       ("zero_depth", ["--depth=0"], ["--depth", ">= 1", "got 0"]),
       ("sigma_w2_fixed_init", ["--init=uniform", "--sigma_w2=2"],
-       ["--sigma_w2", "gaussian|orthogonal", "'uniform' fixes its own"]),
+       ["--sigma_w2", "delta_orthogonal|gaussian|orthogonal",
+        "'uniform' fixes its own"]),
       ("negative_sigma_b2", ["--sigma_b2=-1"], ["--sigma_b2", ">= 0"]),
       # The old standard-deviation flags: one line naming the new flag.
       ("old_sigma_w", ["--init=gaussian", "--sigma_w=2"],

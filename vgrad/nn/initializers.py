@@ -158,6 +158,33 @@ def orthogonal(sigma_w2: float = 1.0) -> Initializer:
   return init
 
 
+def delta_orthogonal(sigma_w2: float = 1.0) -> Initializer:
+  """Xiao et al. (2018), Algorithm 2, for dense and convolutional kernels.
+
+  A convolution kernel ``(*spatial, c_in, c_out)`` has every tap zero
+  except the centre one, ``sqrt(sigma_w2) H`` with ``H`` a Haar ``c_in x
+  c_out`` matrix with orthonormal rows (``c_in <= c_out``): a circular
+  convolution then maps each pixel's channels by ``H``, and with
+  ``sigma_w2 = 1`` and no activation it is an exact isometry. The spatial
+  sizes must be odd (a centre). A dense kernel ``(fan_in, fan_out)`` has
+  no spatial axes and gets :func:`orthogonal`: the same construction.
+  """
+  dense = orthogonal(sigma_w2)
+
+  def init(key, shape, dtype=jnp.float32):
+    if len(shape) == 2:
+      return dense(key, shape, dtype)
+    *spatial, c_in, c_out = shape
+    if (len(shape) < 2 or min(shape) < 1 or any(k % 2 == 0 for k in spatial)
+        or c_in > c_out):
+      raise ValueError(f"delta_orthogonal needs odd kernel sizes and c_in <= "
+                       f"c_out, got kernel shape {tuple(shape)}")
+    centre = tuple(k // 2 for k in spatial)
+    kernel = jnp.zeros(shape, dtype)
+    return kernel.at[centre].set(dense(key, (c_in, c_out), dtype))
+  return init
+
+
 def lsuv() -> Initializer:
   """LSUV's pre-initialisation: Haar-orthogonal with unit gain.
 
@@ -181,11 +208,12 @@ INITIALIZERS: dict[str, Callable[..., Initializer]] = {
     "he_normal": he_normal,
     "gaussian": gaussian,
     "orthogonal": orthogonal,
+    "delta_orthogonal": delta_orthogonal,
     "lsuv": lsuv,
 }
 
 # Entries whose scale is set by sigma_w2; the others fix their own scale.
-TAKES_SIGMA_W2 = frozenset({"gaussian", "orthogonal"})
+TAKES_SIGMA_W2 = frozenset({"gaussian", "orthogonal", "delta_orthogonal"})
 # Entries whose scale is set from a batch of data after ``model.init``.
 DATA_DEPENDENT = frozenset({"lsuv"})
 
@@ -208,6 +236,7 @@ def weight_variance(name: str, fan_in: int, fan_out: int,
       "glorot_normal": 2 / (fan_in + fan_out), "he_uniform": 2 / fan_in,
       "he_normal": 2 / fan_in, "gaussian": s2 / fan_in,
       "orthogonal": s2 / max(fan_in, fan_out),
+      "delta_orthogonal": s2 / max(fan_in, fan_out),   # dense: orthogonal
       "lsuv": 1 / max(fan_in, fan_out),
   }[_check_name(name)]
 

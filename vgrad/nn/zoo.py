@@ -79,23 +79,8 @@ BOUNDARIES = {
 # --------------------------------------------------------------------------
 # Convolution kernels: shape (*spatial, c_in, c_out).
 
-def delta_orthogonal(sigma_w2: float = 1.0) -> Initializer:
-  """Xiao et al. (2018), Algorithm 2: every tap zero except the centre one,
-  ``sqrt(sigma_w2) * H`` with ``H`` a Haar ``c_in x c_out`` matrix with
-  orthonormal rows (``c_in <= c_out``). A circular convolution then maps
-  each pixel's channels by ``H``: with ``sigma_w2 = 1`` and no activation
-  it is an exact isometry. The spatial sizes must be odd (a centre)."""
-  orthogonal = initializers_lib.orthogonal(sigma_w2)
-
-  def init(key, shape, dtype=jnp.float32):
-    *spatial, c_in, c_out = shape
-    if any(k % 2 == 0 for k in spatial) or c_in > c_out:
-      raise ValueError(f"delta_orthogonal needs odd kernel sizes and c_in <= "
-                       f"c_out, got kernel shape {tuple(shape)}")
-    centre = tuple(k // 2 for k in spatial)
-    kernel = jnp.zeros(shape, dtype)
-    return kernel.at[centre].set(orthogonal(key, (c_in, c_out), dtype))
-  return init
+# delta_orthogonal: vgrad.nn.initializers' (dense and convolution kernels).
+delta_orthogonal = initializers_lib.delta_orthogonal
 
 
 def conv_gaussian(sigma_w2: float = 1.0) -> Initializer:
