@@ -301,6 +301,8 @@ class TrackState(NamedTuple):
     held a NaN or Inf (0: never), checked on every call.
 
   :func:`tracked_stats` unpacks it into ``{path: {statistic: array}}``.
+  Checkpoint it by its leaves (orbax, ``flax.serialization``); the
+  per-tracker class is made at run time, so ``pickle`` cannot restore it.
   """
   count: jax.Array
   floats: jax.Array
