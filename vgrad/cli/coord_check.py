@@ -1,24 +1,19 @@
 """What ``experiments.coord_check`` builds from its flags, writes, and its
 ``--replot``."""
 
-import os
 
 from absl import flags
 
 from vgrad.cli import app as cli
 from vgrad.cli import progress as progress_lib
 from vgrad.cli import reproduction
-from vgrad.io import rundir
 from vgrad.io import schemas
-from vgrad.plots import style
 from vgrad.studies import coord_check as cc
 from vgrad.studies import footprint
 
 FLAGS = flags.FLAGS
 
-STEM = "coord_check"
-REPORT = reproduction.REPORTS[schemas.COORD_CHECK]
-OUTPUTS = f"{{config.json,results.json,report.md,{STEM}.png,{STEM}.pdf}}"
+OUTPUTS = reproduction.output_names(schemas.COORD_CHECK)
 
 # The flags --replot refuses (it redraws a finished run).
 STUDY_FLAGS = ("widths", "depth", "act", "seeds", "steps", "lr", "optimizer",
@@ -65,41 +60,16 @@ def progress_bar(config: cc.CoordCheckConfig):
   return update
 
 
-def write_outputs(directory: str, results: dict) -> list[str]:
-  """report.md and the figure, both built before either is written."""
-  text, fig = REPORT.report(results), REPORT.plot(results)
-  report = os.path.join(directory, "report.md")
-  rundir.write_text(report, text)
-  return [report] + style.save_figure(fig, os.path.join(directory, STEM))
-
-
 def write_run(out_dir: str, results: dict, overwrite: bool) -> None:
-  """The whole run directory, staged and renamed into place."""
-  if "command" not in results:
-    results = results | {"command": cli.command_line()}
-  with cli.out_dir_errors(), rundir.staged_run_dir(
-      out_dir, overwrite=overwrite) as stage:
-    rundir.write_json(os.path.join(stage, "config.json"), results["config"])
-    rundir.write_json(os.path.join(stage, "results.json"), results)
-    write_outputs(stage, results)
+  """The run directory, staged and renamed into place
+  (:func:`vgrad.cli.reproduction.write_run`)."""
+  reproduction.write_run(out_dir, results, overwrite)
 
 
-def replot(run_dir: str):
+def replot(run_dir: str) -> None:
   """--replot: the figure and report of a run from its results.json."""
   given = [f"--{f}" for f in STUDY_FLAGS if FLAGS[f].present]
   if given:
     cli.fail(f"--replot takes no other flag; got {' '.join(given)}")
-  results = cli.read_run_file(run_dir, "results.json", "--replot")
-  try:
-    results = schemas.check_schema(
-        results, cc.SCHEMA, os.path.join(run_dir, "results.json"))
-  except ValueError as e:
-    cli.fail(f"--replot: {e}")
-  cli.check_output_folder("--replot", run_dir)
-  try:
-    paths = write_outputs(run_dir, results)
-  except OSError as e:
-    cli.fail(f"--replot: cannot write the figure and report: {e}")
-  except (KeyError, TypeError, IndexError, ValueError) as e:
-    cli.fail(f"--replot: {run_dir}/results.json is malformed (field {e})")
-  print(f"wrote {', '.join(paths)}")
+  written = reproduction.redraw(run_dir, "--replot", schemas.COORD_CHECK)
+  print(f"wrote {', '.join(written)}")

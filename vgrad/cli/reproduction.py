@@ -102,12 +102,15 @@ def write_run(out_dir: str, results: dict, overwrite: bool) -> None:
     write_outputs(stage, results)
 
 
-def redraw(run_dir: str, flag: str = "--run_dir") -> list[str]:
-  """Rewrites a run's figure and report from its results.json."""
+def redraw(run_dir: str, flag: str = "--run_dir",
+           schema: str | None = None) -> list[str]:
+  """Rewrites a run's figure and report from its results.json (of
+  ``schema`` when given, else of any reproduction)."""
   results = cli.read_run_file(run_dir, "results.json", flag)
   try:
     results = schemas.check_schema(
-        results, REPORTS, f"{os.path.join(run_dir, 'results.json')}")
+        results, REPORTS if schema is None else schema,
+        f"{os.path.join(run_dir, 'results.json')}")
   except ValueError as e:
     cli.fail(f"{flag}: {e}")
   cli.check_output_folder(flag, run_dir)

@@ -1,16 +1,13 @@
 """What ``experiments.signal_propagation`` builds from its flags, the run
 directory it writes, and its ``--replot``."""
 
-import os
 
 from absl import flags
 
 from vgrad.cli import app as cli
-from vgrad.io import rundir
+from vgrad.cli import reproduction
 from vgrad.io import schemas
 from vgrad.nn import config as nn_config
-from vgrad.plots import signal_plots
-from vgrad.plots import style
 from vgrad.studies import footprint
 from vgrad.studies import model_spectra
 from vgrad.studies import signal_propagation as sp
@@ -23,8 +20,7 @@ STUDY_FLAGS = ("model", "skip", "act", "init", "depth", "width", "sigma_w2",
                "sigma_b2", "image_size", "num_inputs", "seed", "out_dir",
                "overwrite", "memory_gb", *cli.ACT_PARAM_FLAGS)
 SETTINGS = ("act", "init", "depth", "width", "sigma_w2", "sigma_b2")
-STEM = "signal_propagation"
-FILES = f"{{config.json,results.json,report.md,{STEM}.png,{STEM}.pdf}}"
+FILES = reproduction.output_names(schemas.SIGNAL_PROPAGATION)
 
 
 def make_config() -> sp.SignalConfig:
@@ -97,24 +93,10 @@ def build(config: sp.SignalConfig):
              f"{e.field} {e.reason} (choose another --width)")
 
 
-def write_outputs(directory: str, results: dict) -> list[str]:
-  """report.md and the figure from ``results`` (both built before either
-  is written); returns the paths."""
-  text = sp.format_report(results)
-  fig = signal_plots.plot_signal_propagation(results)
-  report = os.path.join(directory, "report.md")
-  rundir.write_text(report, text)
-  return [report] + style.save_figure(fig, os.path.join(directory, STEM))
-
-
 def write_run(out_dir: str, results: dict, overwrite: bool) -> None:
-  """config.json, results.json, report.md and the figure, staged and
-  renamed into place."""
-  with cli.out_dir_errors(), rundir.staged_run_dir(
-      out_dir, overwrite=overwrite) as stage:
-    rundir.write_json(os.path.join(stage, "config.json"), results["config"])
-    rundir.write_json(os.path.join(stage, "results.json"), results)
-    write_outputs(stage, results)
+  """The run directory, staged and renamed into place
+  (:func:`vgrad.cli.reproduction.write_run`)."""
+  reproduction.write_run(out_dir, results, overwrite)
 
 
 def replot(run_dir: str) -> None:
@@ -122,17 +104,5 @@ def replot(run_dir: str) -> None:
   given = [f"--{f}" for f in STUDY_FLAGS if FLAGS[f].present]
   if given:
     cli.fail(f"--replot takes no other flag; got {' '.join(given)}")
-  results = cli.read_run_file(run_dir, "results.json", "--replot")
-  path = os.path.join(run_dir, "results.json")
-  try:
-    results = schemas.check_schema(results, sp.SCHEMA, path)
-  except ValueError as e:
-    cli.fail(f"--replot: {e}")
-  cli.check_output_folder("--replot", run_dir)
-  try:
-    written = write_outputs(run_dir, results)
-  except OSError as e:
-    cli.fail(f"--replot: cannot write the figure and report: {e}")
-  except (KeyError, TypeError, IndexError, ValueError) as e:
-    cli.fail(f"--replot: {path} is malformed (field {e})")
+  written = reproduction.redraw(run_dir, "--replot", schemas.SIGNAL_PROPAGATION)
   print(f"wrote {', '.join(written)}")
