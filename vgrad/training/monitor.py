@@ -271,14 +271,9 @@ def global_norm(stats: Mapping[str, Mapping[str, Any]],
            if not path.startswith(INTERMEDIATES) and key in s]
   if not norms:
     return jnp.zeros((), jnp.float32)
-  stacked = jnp.stack([jnp.asarray(n, jnp.float32) for n in norms])
-  top = jnp.max(jnp.where(jnp.isfinite(stacked), stacked, 0.0), axis=0)
-  scale = jnp.where(top > 0, top, 1.0)
-  finite = top * jnp.sqrt(jnp.sum(jnp.square(
-      jnp.where(jnp.isfinite(stacked), stacked, 0.0) / scale), axis=0))
-  return jnp.where(jnp.any(jnp.isnan(stacked), axis=0), jnp.nan,
-                   jnp.where(jnp.any(jnp.isinf(stacked), axis=0), jnp.inf,
-                             finite))
+  # The norm of the per-leaf norms (leading batch axes kept).
+  stacked = jnp.stack([jnp.asarray(n, jnp.float32) for n in norms], axis=-1)
+  return jnp.vectorize(leaf_norm, signature="(n)->()")(stacked)
 
 
 # The tracker's state packs every path's statistics into three arrays

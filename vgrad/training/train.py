@@ -17,8 +17,8 @@ the head named by the task is implicit in the loss:
 
 Metrics of a step, all computed inside ``jit`` on that step's batch
 (layers are indexed 0..L-1 for the hidden layers and L for the readout;
-the norms and ratios are :func:`vgrad.gradient_stats`', read by the layers'
-parameter paths, :func:`vgrad.nn.models.layer_paths`):
+the norms are the monitor's, :func:`vgrad.training.monitor.leaf_norm`, read
+by the layers' parameter paths, :func:`vgrad.nn.models.layer_paths`):
 
 * ``loss``, ``accuracy`` (classification only);
 * ``grad_norm_w[l] = ||dL/dW_l||_F`` and ``grad_norm_b[l] = ||dL/db_l||_2``;
@@ -167,12 +167,15 @@ class TrainState(NamedTuple):
   diverged_at: jax.Array
 
 
-def per_layer(model: models.MLP, stats: dict, leaf: str, key: str
-              ) -> jax.Array:
-  """``(L+1,)``: statistic ``key`` of parameter ``leaf`` (``'kernel'`` or
-  ``'bias'``) of every layer, hidden layers then readout, from
-  :func:`vgrad.gradient_stats` output ``stats``."""
-  return jnp.stack([stats[f"{path}/{leaf}"][key]
+def layer_norms(model: models.MLP, tree, leaf: str) -> jax.Array:
+  """``(L+1,)``: the monitor's norm (:func:`vgrad.training.monitor.
+  leaf_norm`, the ``norm`` of :func:`vgrad.gradient_stats`) of parameter
+  ``leaf`` (``'kernel'`` or ``'bias'``) of every layer of a
+  parameter-shaped ``tree``, hidden layers then readout, found by the
+  layers' paths (:func:`vgrad.nn.models.layer_paths`). Only the norms: the
+  step needs no other statistic."""
+  leaves = monitor.float_leaves(tree)
+  return jnp.stack([monitor.leaf_norm(leaves[f"{path}/{leaf}"])
                     for path in models.layer_paths(model)])
 
 
@@ -214,10 +217,9 @@ def make_loss_and_metrics(model: models.MLP, loss: str, task: str):
 
     (value, (logits, hs)), grads = jax.value_and_grad(
         objective, has_aux=True)(params)
-    stats = monitor.gradient_stats(grads, histogram=False)
     metrics = {"loss": value,
-               "grad_norm_w": per_layer(model, stats, "kernel", "norm"),
-               "grad_norm_b": per_layer(model, stats, "bias", "norm")}
+               "grad_norm_w": layer_norms(model, grads, "kernel"),
+               "grad_norm_b": layer_norms(model, grads, "bias")}
     if task != "regression":
       metrics["accuracy"] = compute_accuracy(logits, y, task)
     metrics.update(unit_metrics(model.activation, hs))
@@ -301,12 +303,12 @@ def make_step_fn(model: models.MLP, optimizer: optax.GradientTransformation,
     finite = _all_finite((metrics["loss"], grads, updates))
     apply = healthy & finite
     keep = lambda new, old: jnp.where(apply, new, old)  # noqa: E731
-    # ||Delta W|| / ||W|| per layer (the updates passed as the "gradient"
-    # tree: grad_ratio is then the update-to-weight ratio).
-    metrics["update_ratio"] = per_layer(
-        model, monitor.gradient_stats(updates, state.params,
-                                      histogram=False),
-        "kernel", "grad_ratio")
+    # ||Delta W|| / ||W|| per layer, NaN where W = 0 (the monitor's
+    # update_ratio).
+    w_norm = layer_norms(model, state.params, "kernel")
+    u_norm = layer_norms(model, updates, "kernel")
+    metrics["update_ratio"] = jnp.where(
+        w_norm > 0, u_norm / jnp.where(w_norm > 0, w_norm, 1.0), jnp.nan)
     diverged_at = jnp.where(healthy & ~finite, step + 1, state.diverged_at)
     metrics["diverged_at"] = diverged_at
     new_state = TrainState(
