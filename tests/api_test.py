@@ -34,7 +34,8 @@ class ApiTest(absltest.TestCase):
          "critical_sigma_w2", "solve_grid", "singular_value_density",
          "predicted_moments", "init_states", "make_step_fn",
          "make_train_step", "load_dataset", "xor", "digits", "mnist",
-         "run_spectrum_study", "run_training", "load_results"},
+         "run_spectrum_study", "run_training", "load_results",
+         "transform_activation", "critical_point"},
         vgrad.__all__)
 
   def test_unknown_name_is_an_attribute_error(self):

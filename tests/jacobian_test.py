@@ -23,7 +23,11 @@ from vgrad.nn import models
 from vgrad.probes import jacobian
 from vgrad.probes import spectrum
 
-ALL_ACTIVATIONS = sorted(activations.ACTIVATIONS)
+# Every base activation and two transformed entries (make_mlp passes them
+# the net's depth; the others: tests/kernel_shaping_test.py).
+ALL_ACTIVATIONS = sorted(
+    (set(activations.ACTIVATIONS) - set(activations.TRANSFORMED))
+    | {"dks_tanh", "tat_tanh"})
 
 
 @functools.cache

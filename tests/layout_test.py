@@ -41,6 +41,11 @@ ALLOWED = {
     "vgrad.plots": {"vgrad.plots", "vgrad.io", "vgrad.studies"},
     "vgrad.cli": EVERY,
 }
+# Module-level exceptions: module -> the one extra module it may import.
+# The registry's transformed activations (dks_tanh, tat_leaky_relu, ...)
+# are solved by the theory when one is built (a function-local import in
+# vgrad.nn.activations._shaped), so the registry stays one plain dict.
+EXCEPTIONS = {"vgrad.nn.activations": {"vgrad.theory.kernel_shaping"}}
 # Third-party top-level modules, and who may import them.
 ABSL_ONLY = {"vgrad.cli"}
 NO_MATPLOTLIB = {"vgrad", "vgrad.nn", "vgrad.probes", "vgrad.theory",
@@ -147,7 +152,8 @@ class LayoutTest(absltest.TestCase):
       for line, text, target in imports(path):
         if target.split(".")[0] != "vgrad":
           continue
-        if not _allowed(target, ALLOWED.get(layer, ())):
+        if not (_allowed(target, ALLOWED.get(layer, ()))
+                or target in EXCEPTIONS.get(_module_name(path), ())):
           bad.append(f"{_where(path, line, text)}  ({layer} may import "
                      f"{', '.join(sorted(ALLOWED.get(layer, ())))}; not "
                      f"{target})")

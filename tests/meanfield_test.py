@@ -30,7 +30,8 @@ from vgrad.theory import quadrature
 
 # One object per activation, so that the jitted solvers compile once.
 ACT = {name: activations.get_activation(name)
-       for name in activations.ACTIVATIONS if name != "maxout"}
+       for name in activations.ACTIVATIONS
+       if name != "maxout" and name not in activations.TRANSFORMED}
 SMOOTH = ("tanh", "erf", "sigmoid", "softplus", "gelu", "swish")
 
 

@@ -17,7 +17,10 @@ from vgrad.theory import free_probability as fp
 from vgrad.theory import meanfield
 from vgrad.theory import quadrature
 
-ELEMENTWISE = [name for name in activations.ACTIVATIONS if name != "maxout"]
+# The base activations (the transformed dks_*/tat_* entries are these
+# bases with shifts and scales: tests/kernel_shaping_test.py).
+ELEMENTWISE = [name for name in activations.ACTIVATIONS
+               if name != "maxout" and name not in activations.TRANSFORMED]
 # Activations whose phi or phi' is not smooth, and where.
 KINKED = {"relu": (0.0,), "leaky_relu": (0.0,), "elu": (0.0,),
           "selu": (0.0,), "hard_tanh": (-1.0, 1.0), "softsign": (0.0,)}

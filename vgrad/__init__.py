@@ -75,6 +75,13 @@ _EXPORTS = {
     "critical_sigma_w2": ("vgrad.theory.meanfield", "critical_sigma_w2"),
     "critical_point": ("vgrad.theory.critical", "critical_point"),
     "CriticalPoint": ("vgrad.theory.critical", "CriticalPoint"),
+    # Kernel shaping (DKS, TAT).
+    "transform_activation": ("vgrad.theory.kernel_shaping",
+                             "transform_activation"),
+    "transformed_activation": ("vgrad.theory.kernel_shaping",
+                               "transformed_activation"),
+    "transform_many": ("vgrad.theory.kernel_shaping", "transform_many"),
+    "local_maps": ("vgrad.theory.kernel_shaping", "local_maps"),
     "solve_meanfield": ("vgrad.theory.meanfield", "solve"),
     "solve_grid": ("vgrad.theory.meanfield", "solve_grid"),
     "MeanField": ("vgrad.theory.meanfield", "MeanField"),
@@ -191,6 +198,10 @@ if TYPE_CHECKING:   # for type checkers and IDEs; never run
   from vgrad.theory.free_probability import singular_value_density  # noqa: F401
   from vgrad.theory.free_probability import squared_singular_value_density  # noqa: F401
   from vgrad.theory.free_probability import support_upper_edge  # noqa: F401
+  from vgrad.theory.kernel_shaping import local_maps  # noqa: F401
+  from vgrad.theory.kernel_shaping import transform_activation  # noqa: F401
+  from vgrad.theory.kernel_shaping import transform_many  # noqa: F401
+  from vgrad.theory.kernel_shaping import transformed_activation  # noqa: F401
   from vgrad.theory.meanfield import MeanField  # noqa: F401
   from vgrad.theory.meanfield import chi_1  # noqa: F401
   from vgrad.theory.meanfield import chi_c  # noqa: F401

@@ -459,7 +459,8 @@ def network_config(name: str | None = None) -> nn_config.NetworkConfig:
     if act == name:
       params[param] = value
   try:
-    activation = activations.get_activation(name, **params)
+    activation = activations.get_activation(
+        name, **activations.with_depth(name, params, FLAGS.depth))
   except ValueError as e:
     fail(f"--act={name}: {e}")
   init, sigma_w2, sigma_b2 = init_settings(activation)

@@ -12,7 +12,8 @@ FLAGS = flags.FLAGS
 
 
 # The activations the study takes (maxout is not elementwise).
-ELEMENTWISE = sorted(set(activations.ACTIVATIONS) - {"maxout"})
+ELEMENTWISE = sorted(set(activations.ACTIVATIONS) - {"maxout"}
+                     - set(activations.TRANSFORMED))
 
 
 def _numbers(flag: str, kind=float) -> tuple:

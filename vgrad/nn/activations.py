@@ -49,6 +49,8 @@ class Activation:
       tanh: -1 and 1): a Gaussian expectation is integrated piecewise
       between them (:func:`vgrad.theory.quadrature.piecewise_rule`), since
       one Gauss-Hermite rule sums across a jump and converges slowly.
+    transform: for a transformed activation (:func:`transformed`), the
+      transform's parameters as sorted ``(name, value)`` pairs; else ().
   """
   name: str
   fn: Callable[[Array], Array]
@@ -57,6 +59,7 @@ class Activation:
   pieces: int = 1
   exact_zero: Callable[[Array], Array] | None = None
   breakpoints: tuple[float, ...] = ()
+  transform: tuple[tuple[str, float], ...] = ()
 
   @property
   def is_maxout(self) -> bool:
@@ -217,6 +220,87 @@ def maxout(k: int = 2) -> Activation:
                     (("k", int(k)),), pieces=int(k))
 
 
+def _leaky_fn(x, slope):
+  return jnp.where(x > 0, x, slope * x)
+
+
+def transformed(base: Activation, transform: dict, *, name: str | None = None,
+                params: tuple = ()) -> Activation:
+  """``phi_hat(x) = output_scale * (phi(input_scale * x + input_shift) +
+  output_shift)`` of the elementwise ``base`` (the form of Deep Kernel
+  Shaping and TAT, :mod:`vgrad.theory.kernel_shaping`); a missing key is
+  the identity, and ``negative_slope`` replaces a leaky ReLU's slope.
+
+  The closed-form derivative is ``output_scale * input_scale *
+  phi'(input_scale * x + input_shift)``; breakpoints map to ``(b -
+  input_shift) / input_scale`` and ``phi'``'s exact zeros carry over.
+  ``name``/``params``: the registry name and constructor arguments
+  (default: the base's); ``transform`` records the parameters.
+  """
+  if base.deriv is None:
+    raise ValueError(f"{base.describe()} is not elementwise: only an "
+                     "elementwise activation can be transformed")
+  a = float(transform.get("input_scale", 1.0))
+  b = float(transform.get("input_shift", 0.0))
+  d = float(transform.get("output_shift", 0.0))
+  g = float(transform.get("output_scale", 1.0))
+  if not all(math.isfinite(v) for v in (a, b, d, g)) or a == 0:
+    raise ValueError(f"transform of {base.describe()} needs finite "
+                     f"parameters and input_scale != 0, got {transform}")
+  fn0, deriv0, zero0 = base.fn, base.deriv, base.exact_zero
+  if "negative_slope" in transform:
+    if base.name != "leaky_relu":
+      raise ValueError("negative_slope transforms only leaky_relu, not "
+                       f"{base.describe()}")
+    s = float(transform["negative_slope"])
+    fn0 = lambda u: _leaky_fn(u, s)
+    deriv0 = lambda u: jnp.where(u > 0, 1.0, s).astype(u.dtype)
+    zero0 = (lambda u: ~(u > 0)) if s == 0 else None
+  return Activation(
+      name=name or base.name,
+      fn=lambda x: g * (fn0(a * x + b) + d),
+      deriv=lambda x: (g * a) * deriv0(a * x + b),
+      params=tuple(params) if name else base.params,
+      exact_zero=None if zero0 is None else (lambda x: zero0(a * x + b)),
+      breakpoints=tuple(sorted((t - b) / a for t in base.breakpoints)),
+      transform=tuple(sorted((k, float(v)) for k, v in transform.items())))
+
+
+def _shaped(method: str, base: str, target: str):
+  """The registry constructor of ``{method}_{base}``: the base transformed
+  by DKS or TAT for a net of ``depth`` activation layers and the method's
+  whole-net target (:func:`vgrad.theory.kernel_shaping.transform_activation`;
+  the solver lives in the theory layer and is imported when one is built)."""
+  def make(depth: int, **value) -> Activation:
+    from vgrad.theory import kernel_shaping  # the one nn -> theory import
+    if set(value) - {target}:
+      raise ValueError(f"{method}_{base} takes depth and {target}, not "
+                       f"{', '.join(sorted(set(value) - {target}))}")
+    key = {target: value[target]} if target in value else {}
+    shape = kernel_shaping.transform_activation(base, method, depth=depth,
+                                                **key)
+    params = {"depth": depth, **value}
+    return transformed(ACTIVATIONS[base](), shape.params,
+                       name=f"{method}_{base}",
+                       params=tuple(sorted(params.items())))
+  make.__doc__ = (f"{base} transformed by {method.upper()} for ``depth`` "
+                  f"activation layers (optional ``{target}``).")
+  return make
+
+
+# The transformed entries: name -> (method, base, the whole-net target
+# parameter). Each needs ``depth`` (make_mlp and NetworkConfig pass the
+# net's). Any other base: vgrad.transform_activation.
+TRANSFORMED = {
+    "dks_tanh": ("dks", "tanh", "c_slope_1_target"),
+    "dks_softplus": ("dks", "softplus", "c_slope_1_target"),
+    "dks_leaky_relu": ("dks", "leaky_relu", "c_slope_1_target"),
+    "tat_leaky_relu": ("tat", "leaky_relu", "c_val_0_target"),
+    "tat_tanh": ("tat", "tanh", "c_curve_target"),
+    "tat_softplus": ("tat", "softplus", "c_curve_target"),
+}
+
+
 ACTIVATIONS: dict[str, Callable[..., Activation]] = {
     "linear": linear,
     "sigmoid": sigmoid,
@@ -232,7 +316,17 @@ ACTIVATIONS: dict[str, Callable[..., Activation]] = {
     "erf": erf,
     "swish": swish,
     "maxout": maxout,
+    **{name: _shaped(*entry) for name, entry in TRANSFORMED.items()},
 }
+
+
+def with_depth(name: str, params: dict | None, depth: int) -> dict:
+  """``params`` with the net's ``depth`` added for a transformed entry
+  (:data:`TRANSFORMED`) that does not name its own."""
+  params = dict(params or {})
+  if name in TRANSFORMED and "depth" not in params:
+    params["depth"] = int(depth)
+  return params
 
 
 def get_activation(name: str, **params) -> Activation:
@@ -245,6 +339,9 @@ def get_activation(name: str, **params) -> Activation:
   if name not in ACTIVATIONS:
     raise ValueError(f"unknown activation {name!r}; valid names: "
                      f"{', '.join(sorted(ACTIVATIONS))}")
+  if name in TRANSFORMED and "depth" not in params:
+    raise ValueError(f"activation {name!r} is solved for a depth: give "
+                     "depth= (make_mlp and the entry points pass the net's)")
   key = tuple(sorted(params.items()))
   try:
     hash(key)

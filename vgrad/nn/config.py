@@ -94,6 +94,10 @@ class NetworkConfig:
   act_params: dict = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
+    if isinstance(self.depth, int) and self.depth >= 1:
+      # A transformed activation (dks_*, tat_*) is solved for this depth.
+      object.__setattr__(self, "act_params", activations.with_depth(
+          self.act, self.act_params, self.depth))
     self.validate()
 
   def validate(self) -> "NetworkConfig":

@@ -210,7 +210,8 @@ def make_mlp(*, depth: int, width: int, activation: str = "relu",
   return MLP(
       depth=int(depth), width=int(width),
       activation=activations_lib.get_activation(
-          activation, **(activation_params or {})),
+          activation, **activations_lib.with_depth(
+              activation, activation_params, max(int(depth), 1))),
       kernel_init=initializers_lib.get_initializer(init, sigma_w2),
       bias_init=initializers_lib.get_bias_initializer(sigma_b2),
       num_outputs=num_outputs, head=head, param_dtype=param_dtype,

@@ -84,7 +84,8 @@ PARAMETERIZATIONS = ("sp", "mup")
 OPTIMIZERS = ("adam", "sgd")
 # Dense layers need elementwise activations (maxout's layer has k pieces).
 ACTIVATIONS = tuple(sorted(name for name in activations_lib.ACTIVATIONS
-                           if name != "maxout"))
+                           if name != "maxout"
+                           and name not in activations_lib.TRANSFORMED))
 DEFAULT_WIDTHS = (64, 128, 256, 512, 1024, 2048)
 
 PRECISION = jax.lax.Precision.HIGHEST

@@ -76,7 +76,8 @@ QUANTITIES = {"activation": False, "gradient": True, "weight_gradient": True}
 # Activations this study accepts: the elementwise ones (maxout's layer is
 # not phi(h) of one pre-activation per unit).
 ELEMENTWISE = tuple(sorted(
-    name for name in activations_lib.ACTIVATIONS if name != "maxout"))
+    name for name in activations_lib.ACTIVATIONS
+    if name != "maxout" and name not in activations_lib.TRANSFORMED))
 # Initializers this study accepts: those that fix the weights by themselves
 # (a data-dependent init such as LSUV would be measured before its data
 # step, mislabelled).

@@ -117,7 +117,8 @@ def parse_act(spec: str) -> tuple[str, dict]:
     if not math.isfinite(params[ACT_PARAMETER[name]]):
       raise ValueError(f"activation {spec!r}: {value!r} is not a finite "
                        "number")
-  activations.get_activation(name, **params)   # validates name and value
+  if name not in activations.TRANSFORMED:   # solved per cell, at its depth
+    activations.get_activation(name, **params)   # validates name and value
   return name, params
 
 
