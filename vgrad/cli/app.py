@@ -386,6 +386,11 @@ def define_network_flags(*, act: str, init: str, depth: int, width: int,
   flags.DEFINE_float("swish_beta", None, "beta of --act=swish (default 1).")
   flags.DEFINE_integer("maxout_k", None, "Linear pieces per unit of "
                        "--act=maxout (default 2).")
+  flags.DEFINE_float("shaping_target", None, "The whole-net target of a "
+                     "transformed --act (solved for --depth): dks_*: "
+                     "C_f'(1) = zeta > 1 (default 1.5); tat_leaky_relu: "
+                     "C_f(0) = eta in (0, 1) (default 0.9); tat_tanh, "
+                     "tat_softplus: C_f''(1) = tau > 0 (default 0.3).")
   for name in ("depth", "width"):
     _checked_by(name, lambda v, name=name: nn_config.check_count(name, v, 1))
   _at_least("maxout_k", 2, "an integer",
@@ -458,11 +463,23 @@ def network_config(name: str | None = None) -> nn_config.NetworkConfig:
            f"{','.join(chosen)}")
     if act == name:
       params[param] = value
+  if FLAGS.shaping_target is not None:
+    shaped = [a for a in chosen if a in activations.TRANSFORMED]
+    if not shaped:
+      fail(f"--shaping_target applies only to a transformed --act ("
+           f"{', '.join(sorted(activations.TRANSFORMED))}), not --act="
+           f"{','.join(chosen)}")
+    if name in activations.TRANSFORMED:
+      params[activations.TRANSFORMED[name][2]] = FLAGS.shaping_target
   try:
     activation = activations.get_activation(
         name, **activations.with_depth(name, params, FLAGS.depth))
   except ValueError as e:
-    fail(f"--act={name}: {e}")
+    given = (f" --shaping_target={FLAGS.shaping_target:g}"
+             if name in activations.TRANSFORMED
+             and FLAGS.shaping_target is not None else "")
+    fail(f"--act={name}{given} --depth={FLAGS.depth}: {e}"
+         if name in activations.TRANSFORMED else f"--act={name}: {e}")
   init, sigma_w2, sigma_b2 = init_settings(activation)
   try:
     return nn_config.NetworkConfig(
