@@ -323,6 +323,7 @@ def _leaky_c_map(c, slope):
   return c + k * (jnp.sqrt(1 - c * c) - c * jnp.arccos(c))
 
 
+@jax.jit
 def leaky_c_0(slope, depth):
   """C_f(0) of ``depth`` TAT leaky-ReLU layers of negative slope
   ``slope``: the composed closed-form C-map at 0."""
