@@ -71,6 +71,12 @@ CASES = {
          ["--width=20000", "--memory_gb=1"]),
         ("out_dir", ["--out_dir=/dev/null/run"], ["--out_dir", "/dev/null"]),
     ],
+    "experiments.deep_trainability": [
+        ("arm", ["--arms=foo"], ["--arms", "unknown arm", "he_relu"]),
+        ("tat_depth", ["--depths=4"], ["--depths=4", "tat_leaky_relu",
+                                       "TAT cannot reach"]),
+        ("quick_depths", ["--quick", "--depths=20"], ["--quick", "--depths"]),
+    ],
     "experiments.train": [
         ("inf", ["--lr=inf"], ["--lr", "inf"]),
         ("critical_none", ["--act=tanh,relu", "--init=critical",

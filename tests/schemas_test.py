@@ -92,7 +92,7 @@ V1_QR["input_output"] = V1_QR["layers"][-1]
 class SchemasTest(absltest.TestCase):
 
   def test_every_schema_is_well_formed_and_distinct(self):
-    self.assertLen(set(schemas.ALL), 10)
+    self.assertLen(set(schemas.ALL), 11)
     for schema in schemas.ALL:
       kind, version = schemas.parse(schema)
       self.assertEqual(schema, f"vgrad.{kind}/{version}")

@@ -23,11 +23,13 @@ from vgrad.plots import isometry_plots
 from vgrad.plots import phase_plots
 from vgrad.plots import signal_plots
 from vgrad.plots import style
+from vgrad.plots import trainability_plots
 from vgrad.studies import coord_check
 from vgrad.studies import gradient_histograms
 from vgrad.studies import isometry_study
 from vgrad.studies import phase_diagram
 from vgrad.studies import signal_propagation
+from vgrad.studies import trainability_report
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +57,9 @@ REPORTS = {
     schemas.SIGNAL_PROPAGATION: Report(
         "signal_propagation", signal_plots.plot_signal_propagation,
         signal_propagation.format_report),
+    schemas.DEEP_TRAINABILITY: Report(
+        "deep_trainability", trainability_plots.plot_trainability,
+        trainability_report.format_report),
 }
 
 

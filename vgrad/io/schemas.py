@@ -23,6 +23,9 @@ schema                          file, written by
 ``vgrad.signal_propagation/1``  results.json,
                                 ``experiments.signal_propagation``
 ``vgrad.coord_check/1``         results.json, ``experiments.coord_check``
+``vgrad.deep_trainability/1``   config.json, results.json and
+                                cells/<arm>_d<depth>.json,
+                                ``experiments.deep_trainability``
 ``vgrad.monitor/1``             every line of a monitor's JSON-lines file
                                 (``vgrad.training.monitor_log``)
 ==============================  =========================================
@@ -47,6 +50,7 @@ SWEEP = "vgrad.sweep/1"                  # sweep.json and every cell file
 ACTIVATION_TABLE = "vgrad.activation_table/1"
 SIGNAL_PROPAGATION = "vgrad.signal_propagation/1"
 COORD_CHECK = "vgrad.coord_check/1"
+DEEP_TRAINABILITY = "vgrad.deep_trainability/1"   # also config, cell files
 MONITOR = "vgrad.monitor/1"              # every line of a monitor's .jsonl
 
 # Every schema this vgrad writes and reads, with the file that carries it.
@@ -60,6 +64,7 @@ FILES = {
     ACTIVATION_TABLE: "table.json",
     SIGNAL_PROPAGATION: "results.json",
     COORD_CHECK: "results.json",
+    DEEP_TRAINABILITY: "results.json",
     MONITOR: "monitor.jsonl",
 }
 ALL = tuple(FILES)
