@@ -32,8 +32,9 @@ that Q(1) = 1 (``output_scale``) and:
 * **TAT**, smooth activations: Q'(1) = 1, C'(1) = 1 and C_f''(1) = tau
   (default 0.3), i.e. the local C''(1) = tau / D; solved for
   (input_scale, input_shift, output_shift). Solutions with
-  ``input_scale * output_scale >= 2`` are rejected (as in DeepMind's
-  ``dks`` package: their Q-maps are unstable).
+  ``|input_scale| * output_scale >= 2`` are rejected (DeepMind's ``dks``
+  package rejects ``input_scale * output_scale >= 2``, whose Q-maps are
+  unstable, but lets a negative input scale through).
 
 The targets and parameter names are those of DeepMind's ``dks`` package;
 tests/kernel_shaping_test.py checks the parameters against it to 1e-4
@@ -115,7 +116,6 @@ class LocalMaps(NamedTuple):
   c_0: float          # C(0)
   c_slope_1: float    # C'(1)
   c_curve_1: float    # C''(1); +inf where phi' jumps
-
 
 
 # --------------------------------------------------------------------------
