@@ -61,7 +61,7 @@ flags.DEFINE_integer("jacobian_inputs", DEFAULTS.jacobian_inputs,
                      "Training inputs at which the Jacobian spectrum at "
                      "initialisation is measured.")
 flags.DEFINE_bool("quick", False, "A tiny grid (depths 16,24, width 16, 2 "
-                  "seeds, 40 steps) that runs in seconds, for tests.")
+                  "seeds, 40 steps; ~30 s, mostly compilation), for tests.")
 flags.DEFINE_string("replot", None, "Redraw the figure and report.md of "
                     "this run directory from its results.json and exit; "
                     "takes no other flag.")
