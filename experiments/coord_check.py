@@ -31,6 +31,7 @@ import jax
 
 from vgrad.cli import app as cli
 from vgrad.cli import coord_check as coord_cli
+from vgrad.cli import reproduction
 from vgrad.io import rundir
 from vgrad.studies import coord_check as cc
 from vgrad.training import data
@@ -96,7 +97,7 @@ def main(argv):
   results["platform"] = jax.devices()[0].platform
   results["config"] |= {"out_dir": out_dir, "overwrite": FLAGS.overwrite}
   print(cc.format_report(results))
-  coord_cli.write_run(out_dir, results, FLAGS.overwrite)
+  reproduction.write_run(out_dir, results, FLAGS.overwrite)
   print(f"took {results['seconds']:.1f} s on {results['platform']}; wrote "
         f"{out_dir}/{coord_cli.OUTPUTS}")
 

@@ -30,6 +30,7 @@ from absl import flags
 import jax
 
 from vgrad.cli import app as cli
+from vgrad.cli import reproduction
 from vgrad.cli import signal_propagation as signal_cli
 from vgrad.io import rundir
 from vgrad.studies import signal_propagation as sp
@@ -84,7 +85,7 @@ def main(argv):
   results["platform"] = jax.devices()[0].platform
   results["command"] = cli.command_line()
   print(sp.format_report(results), end="")
-  signal_cli.write_run(out_dir, results, FLAGS.overwrite)
+  reproduction.write_run(out_dir, results, FLAGS.overwrite)
   print(f"took {results['seconds']:.1f} s on {results['platform']}; wrote "
         f"{out_dir}/{signal_cli.FILES}")
 

@@ -60,16 +60,6 @@ def progress_bar(config: cc.CoordCheckConfig):
   return update
 
 
-def write_run(out_dir: str, results: dict, overwrite: bool) -> None:
-  """The run directory, staged and renamed into place
-  (:func:`vgrad.cli.reproduction.write_run`)."""
-  reproduction.write_run(out_dir, results, overwrite)
-
-
 def replot(run_dir: str) -> None:
   """--replot: the figure and report of a run from its results.json."""
-  given = [f"--{f}" for f in STUDY_FLAGS if FLAGS[f].present]
-  if given:
-    cli.fail(f"--replot takes no other flag; got {' '.join(given)}")
-  written = reproduction.redraw(run_dir, "--replot", schemas.COORD_CHECK)
-  print(f"wrote {', '.join(written)}")
+  reproduction.replot(run_dir, STUDY_FLAGS, schemas.COORD_CHECK)

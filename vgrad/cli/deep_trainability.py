@@ -182,9 +182,4 @@ def run(config: dt.TrainabilityConfig) -> None:
 
 def replot(run_dir: str) -> None:
   """--replot: the figure and report of a run from its results.json."""
-  given = [f"--{f}" for f in STUDY_FLAGS if FLAGS[f].present]
-  if given:
-    cli.fail(f"--replot takes no other flag; got {' '.join(given)}")
-  written = reproduction.redraw(run_dir, "--replot",
-                                schemas.DEEP_TRAINABILITY)
-  print(f"wrote {', '.join(written)}")
+  reproduction.replot(run_dir, STUDY_FLAGS, schemas.DEEP_TRAINABILITY)

@@ -16,12 +16,9 @@ STUDY_FLAGS = ("acts", "inits", "depth", "width", "num_examples", "num_bins",
                "seed", "out_dir", "overwrite")
 
 
-def replot(run_dir: str):
+def replot(run_dir: str) -> None:
   """--replot: the figure and report of a run from its results.json."""
-  given = [f"--{f}" for f in STUDY_FLAGS if FLAGS[f].present]
-  if given:
-    cli.fail(f"--replot takes no other flag; got {' '.join(given)}")
-  print(f"wrote {', '.join(reproduction.redraw(run_dir, '--replot'))}")
+  reproduction.replot(run_dir, STUDY_FLAGS)
 
 
 def make_config() -> gh.HistogramConfig:

@@ -107,6 +107,16 @@ def write_run(out_dir: str, results: dict, overwrite: bool) -> None:
     write_outputs(stage, results)
 
 
+def replot(run_dir: str, study_flags, schema: str | None = None) -> None:
+  """``--replot=RUN_DIR`` of an entry point: refuses any of its
+  ``study_flags`` given beside it (one line), then rewrites the run's
+  figure and report from its results.json (:func:`redraw`)."""
+  given = [f"--{f}" for f in study_flags if cli.FLAGS[f].present]
+  if given:
+    cli.fail(f"--replot takes no other flag; got {' '.join(given)}")
+  print(f"wrote {', '.join(redraw(run_dir, '--replot', schema))}")
+
+
 def redraw(run_dir: str, flag: str = "--run_dir",
            schema: str | None = None) -> list[str]:
   """Rewrites a run's figure and report from its results.json (of
